@@ -1,0 +1,50 @@
+"""asgi-oauth-guard: an ASGI middleware that ends OAuth2 ``invalid_grant`` failures.
+
+Exactly-once code exchange, a pinned ``redirect_uri``, one refresh per session at a time, tokens encrypted
+server-side, and a clear re-login response when the provider says no.
+"""
+
+from ._auth import GuardAuth
+from ._client import Provider
+from ._context import SCOPE_KEY, GuardState, Identity, current_identity, current_state
+from ._errors import (
+    ConfigurationError,
+    GuardError,
+    IDTokenError,
+    ProviderUnavailable,
+    StoreUnavailable,
+    TokenEndpointError,
+)
+from ._events import EventHook, GuardEvent
+from ._middleware import OAuthGuard
+from ._protocol import TokenSet
+from ._reasons import Reason
+from ._relogin import ReloginHandler, ReloginMode
+from ._store import MemoryStore, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SCOPE_KEY",
+    "ConfigurationError",
+    "EventHook",
+    "GuardAuth",
+    "GuardError",
+    "GuardEvent",
+    "GuardState",
+    "IDTokenError",
+    "Identity",
+    "MemoryStore",
+    "OAuthGuard",
+    "Provider",
+    "ProviderUnavailable",
+    "Reason",
+    "ReloginHandler",
+    "ReloginMode",
+    "Store",
+    "StoreUnavailable",
+    "TokenEndpointError",
+    "TokenSet",
+    "current_identity",
+    "current_state",
+]

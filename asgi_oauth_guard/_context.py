@@ -1,0 +1,68 @@
+"""What the app sees: the signed-in user's identity, through a scope key and a ContextVar."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import Scope
+
+if TYPE_CHECKING:
+    from ._middleware import OAuthGuard
+
+__all__ = ["SCOPE_KEY", "GuardState", "Identity", "current_identity", "current_state"]
+
+SCOPE_KEY = "asgi_oauth_guard"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Identity:
+    """The signed-in user of this request: ID-token claims and a fresh access token."""
+
+    claims: Mapping[str, Any]
+    access_token: str
+    token_type: str
+    expires_at: float | None
+    scope: str | None
+    refreshes: int
+
+    @property
+    def sub(self) -> str:
+        return str(self.claims.get("sub", ""))
+
+    def __repr__(self) -> str:
+        return f"Identity(sub={self.sub!r}, expires_at={self.expires_at!r}, access_token=<hidden>)"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GuardState:
+    """Published for each HTTP request under ``scope["asgi_oauth_guard"]`` and in :func:`current_state`."""
+
+    guard: OAuthGuard
+    identity: Identity | None
+    reason: Any = None
+    handle: tuple[str, bytes] | None = dataclasses.field(default=None, repr=False)
+
+
+_state: ContextVar[GuardState | None] = ContextVar("asgi_oauth_guard_state", default=None)
+
+
+def current_state() -> GuardState | None:
+    """This request's :class:`GuardState`, or ``None`` outside a request the guard served."""
+    return _state.get()
+
+
+def current_identity() -> Identity | None:
+    """The signed-in user of this request, or ``None`` (anonymous, or outside the guard).
+
+    Works in any code the request runs, including Flask views under asgiref's WsgiToAsgi.
+    """
+    state = _state.get()
+    return state.identity if state is not None else None
+
+
+def state_from_scope(scope: Scope) -> GuardState | None:
+    state = scope.get(SCOPE_KEY)
+    return state if isinstance(state, GuardState) else None

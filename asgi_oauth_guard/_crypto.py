@@ -1,0 +1,106 @@
+"""Signed cookies and encryption at rest.
+
+The session cookie carries ``sid`` (the store key) and ``key`` (the session's own AES-GCM key),
+signed with the app's secret. The store holds only ciphertext, so a dump of the store reveals no
+token: the key lives only in the user's cookie. Cookies seen before are remembered as verified
+(a bounded map), so the hot path does no HMAC.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+from collections.abc import Sequence
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from itsdangerous import BadSignature, Signer
+
+SID_BYTES = 16
+KEY_BYTES = 32
+NONCE_BYTES = 12
+MAX_COOKIE_LENGTH = 512
+_VERSION = b"\x01"
+
+
+def b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def seal(key: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return _VERSION + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def unseal(key: bytes, aad: bytes, blob: bytes) -> bytes | None:
+    """The plaintext, or ``None`` when the blob was not sealed with this key for this ``aad``."""
+    if len(blob) < 1 + NONCE_BYTES + 16 or blob[:1] != _VERSION:
+        return None
+    try:
+        return AESGCM(key).decrypt(blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :], aad)
+    except InvalidTag:
+        return None
+
+
+class Keyring:
+    """Everything derived from the app's secret key(s). The last key signs; all keys verify (rotation)."""
+
+    def __init__(self, secret_keys: Sequence[str], *, cache_size: int = 10_000) -> None:
+        self._newest = secret_keys[-1].encode()
+        self._session = Signer(
+            list(secret_keys), salt="asgi-oauth-guard.session", digest_method=hashlib.sha256
+        )
+        self._binding = Signer(
+            list(secret_keys), salt="asgi-oauth-guard.binding", digest_method=hashlib.sha256
+        )
+        self._verified: dict[str, tuple[str, bytes]] = {}
+        self._cache_size = cache_size
+
+    def new_session_cookie(self) -> tuple[str, bytes, str]:
+        """A fresh ``(sid, key, cookie_value)``."""
+        raw = os.urandom(SID_BYTES + KEY_BYTES)
+        return b64e(raw[:SID_BYTES]), raw[SID_BYTES:], self._session.sign(b64e(raw)).decode("ascii")
+
+    def open_session_cookie(self, value: str) -> tuple[str, bytes] | None:
+        """``(sid, key)`` from a cookie value, or ``None`` if it is not one we signed."""
+        hit = self._verified.get(value)
+        if hit is not None:
+            return hit
+        if len(value) > MAX_COOKIE_LENGTH:
+            return None
+        try:
+            raw = b64d(self._session.unsign(value.encode("ascii")).decode("ascii"))
+        except (BadSignature, UnicodeError, ValueError, binascii.Error):
+            return None
+        if len(raw) != SID_BYTES + KEY_BYTES:
+            return None
+        opened = (b64e(raw[:SID_BYTES]), raw[SID_BYTES:])
+        if len(self._verified) >= self._cache_size:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[value] = opened
+        return opened
+
+    def new_binding_cookie(self) -> tuple[str, str]:
+        """A fresh browser binding ``(browser_id, cookie_value)``."""
+        browser_id = b64e(os.urandom(32))
+        return browser_id, self._binding.sign(browser_id).decode("ascii")
+
+    def open_binding_cookie(self, value: str) -> str | None:
+        if len(value) > MAX_COOKIE_LENGTH:
+            return None
+        try:
+            return self._binding.unsign(value.encode("ascii")).decode("ascii")
+        except (BadSignature, UnicodeError, ValueError):
+            return None
+
+    def derive(self, purpose: str, browser_id: str) -> bytes:
+        """A 32-byte key or tag for ``purpose``, bound to a browser: transactions are sealed with it,
+        so only the browser that started a login can read or complete it."""
+        return hmac.new(self._newest, f"{purpose}\x00{browser_id}".encode(), hashlib.sha256).digest()

@@ -1,0 +1,59 @@
+"""The guard's errors.
+
+    GuardError
+    ├── ConfigurationError     the middleware was built with settings that cannot work
+    ├── TokenEndpointError     the provider answered an OAuth error (``error``, ``description``, ``status``)
+    ├── ProviderUnavailable    the provider was unreachable, timed out, or said 5xx/temporarily_unavailable
+    ├── IDTokenError           the ID token failed validation (signature, iss, aud, nonce, expiry)
+    └── StoreUnavailable       the store could not be reached
+
+Callers tell errors apart by type and by ``TokenEndpointError.error`` (an RFC 6749 code), never by message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "GuardError",
+    "IDTokenError",
+    "ProviderUnavailable",
+    "StoreUnavailable",
+    "TokenEndpointError",
+]
+
+
+class GuardError(Exception):
+    """Base of every error the guard raises."""
+
+
+class ConfigurationError(GuardError, ValueError):
+    """A setting cannot work; the message says which and how to fix it."""
+
+
+class TokenEndpointError(GuardError):
+    """The provider's token, revocation or discovery endpoint answered an OAuth error.
+
+    ``error`` is the RFC 6749 code (``invalid_grant``, ``invalid_client``, ...); ``description`` is the
+    provider's text, often generic, so the guard classifies causes from its own records instead.
+    """
+
+    def __init__(self, error: str, description: str | None = None, *, status: int = 400) -> None:
+        self.error = error
+        self.description = description
+        self.status = status
+        super().__init__(f"{error} ({status}): {description}" if description else f"{error} ({status})")
+
+
+class ProviderUnavailable(GuardError):
+    """The provider could not answer now: a network error, a timeout, a 5xx, or ``temporarily_unavailable``.
+
+    The session is kept; the request gets a 503 with ``Retry-After`` unless a still-valid token can be served.
+    """
+
+
+class IDTokenError(GuardError):
+    """The ID token is not valid for this login: bad signature, issuer, audience, nonce or expiry."""
+
+
+class StoreUnavailable(GuardError):
+    """The store could not be reached; the request gets a 503 and no session is lost."""

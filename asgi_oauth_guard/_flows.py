@@ -1,0 +1,442 @@
+"""The routes the guard owns: login, callback (exactly-once code exchange), logout."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Scope
+
+from ._client import OAuthClient
+from ._crypto import Keyring, b64e, seal, unseal
+from ._errors import IDTokenError, ProviderUnavailable, StoreUnavailable, TokenEndpointError
+from ._events import EventHook, GuardEvent, emit
+from ._http import BadRequest, ForwardedTrust, cookie, headers_map, query_params, request_origin, root_path
+from ._protocol import authorize_url, classify_code_error, is_prefetch, new_pkce, new_state, safe_next
+from ._reasons import Reason
+from ._relogin import NO_STORE, STOP_REASONS, Relogin, bad_request, login_url, sign_in_page, unavailable
+from ._session import Outcome, Session, Transaction
+from ._sessions import SESSION_PREFIX, Sessions
+from ._store import Store
+
+if TYPE_CHECKING:
+    from ._cookies import CookieJar
+
+logger = logging.getLogger("asgi_oauth_guard")
+
+TX_PREFIX = "tx:"
+CLAIM_PREFIX = "claim:"
+OUTCOME_PREFIX = "out:"
+CODE_PREFIX = "code:"
+BROWSER_PREFIX = "b:"
+MAX_STATE_LENGTH = 256
+MAX_CODE_LENGTH = 2048
+
+
+class Flows:
+    def __init__(
+        self,
+        *,
+        client: OAuthClient,
+        store: Store,
+        sessions: Sessions,
+        keyring: Keyring,
+        cookies: CookieJar,
+        relogin: Relogin,
+        scope: str,
+        authorize_params: Mapping[str, str],
+        redirect_uri: str | None,
+        callback_path: str,
+        login_path: str,
+        trust: ForwardedTrust,
+        transaction_ttl: float,
+        max_transactions: int,
+        code_lifetime: float,
+        duplicate_wait: float,
+        post_logout_redirect: str,
+        rp_initiated_logout: bool,
+        api_prefixes: Sequence[str],
+        clock: Callable[[], float],
+        on_event: EventHook | None,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._sessions = sessions
+        self._keys = keyring
+        self._cookies = cookies
+        self._relogin = relogin
+        self._scope = scope
+        self._openid = "openid" in scope.split()
+        self._authorize_params = dict(authorize_params)
+        self._redirect_uri = redirect_uri
+        self._callback_path = callback_path
+        self._login_path = login_path
+        self._trust = trust
+        self._tx_ttl = transaction_ttl
+        self._max_tx = max_transactions
+        self._code_lifetime = code_lifetime
+        self._duplicate_wait = duplicate_wait
+        self._post_logout = post_logout_redirect
+        self._rp_logout = rp_initiated_logout
+        self._api_prefixes = api_prefixes
+        self._clock = clock
+        self._on_event = on_event
+        self._waiting: dict[str, anyio.Event] = {}
+
+    # -- login ---------------------------------------------------------------------------------------
+
+    async def login(self, scope: Scope) -> ASGIApp:
+        if scope["method"] not in ("GET", "HEAD"):
+            return _method_not_allowed("GET")
+        params = query_params(scope)
+        next_path = safe_next(params.get("next"))
+        reason = _reason(params.get("reason"))
+        if reason in STOP_REASONS:
+            return sign_in_page(reason, login_url(root_path(scope), self._login_path, next_path=next_path))
+        if scope["method"] == "HEAD" or is_prefetch(headers_map(scope)):
+            return Response(status_code=204, headers={**NO_STORE, "Vary": "Sec-Purpose"})
+        provider = await self._client.provider()
+        browser_id, binding_cookie = self._browser(scope)
+        redirect_uri = (
+            self._redirect_uri or request_origin(scope, self._trust) + root_path(scope) + self._callback_path
+        )
+        state = new_state()
+        verifier, challenge = new_pkce()
+        nonce = new_state() if self._openid else None
+        tx = Transaction(
+            verifier=verifier,
+            nonce=nonce,
+            redirect_uri=redirect_uri,
+            next=next_path,
+            created_at=self._clock(),
+        )
+        await self._put(
+            TX_PREFIX + state, seal(self._keys.derive("tx", browser_id), state.encode(), tx.dumps())
+        )
+        await self._cap_transactions(browser_id, state)
+        url = authorize_url(
+            provider.authorization_endpoint,
+            client_id=self._client.client_id,
+            redirect_uri=redirect_uri,
+            scope=self._scope,
+            state=state,
+            code_challenge=challenge,
+            nonce=nonce,
+            extra=self._authorize_params,
+        )
+        response = RedirectResponse(url, status_code=303, headers=NO_STORE)
+        self._cookies.set_binding(response, scope, binding_cookie)
+        return response
+
+    def _browser(self, scope: Scope) -> tuple[str, str]:
+        value = cookie(scope, self._cookies.binding_name)
+        if value:
+            browser_id = self._keys.open_binding_cookie(value)
+            if browser_id is not None:
+                return browser_id, value
+        return self._keys.new_binding_cookie()
+
+    async def _cap_transactions(self, browser_id: str, state: str) -> None:
+        """Keep at most ``max_transactions`` logins in flight per browser; the oldest give way."""
+        key = BROWSER_PREFIX + b64e(self._keys.derive("browser", browser_id)[:16])
+        raw = await self._get(key)
+        states = raw.decode().split() if raw else []
+        states.append(state)
+        while len(states) > self._max_tx:
+            await self._delete(TX_PREFIX + states.pop(0))
+        await self._put(key, " ".join(states).encode())
+
+    # -- callback ------------------------------------------------------------------------------------
+
+    async def callback(self, scope: Scope) -> ASGIApp:
+        if scope["method"] not in ("GET", "HEAD"):
+            return _method_not_allowed("GET")
+        request = Request(scope)
+        params = query_params(scope)
+        state = params.get("state", "")
+        if not state or len(state) > MAX_STATE_LENGTH:
+            return bad_request(
+                "The sign-in response has no valid 'state' parameter. Start the sign-in again."
+            )
+        if "error" in params:
+            reason = Reason.access_denied if params["error"] == "access_denied" else Reason.login_required
+            await self._forget(state)
+            await emit(
+                self._on_event, GuardEvent(kind="relogin", reason=reason, detail="authorization_error")
+            )
+            return await self._relogin.response(request, reason, next_path="/")
+        code = params.get("code", "")
+        if not code or len(code) > MAX_CODE_LENGTH:
+            return bad_request("The sign-in response has no valid 'code' parameter. Start the sign-in again.")
+        if scope["method"] == "HEAD" or is_prefetch(headers_map(scope)):
+            # A speculative load must not spend the code: refuse it so the browser loads it for real later.
+            return Response(status_code=503, headers={**NO_STORE, "Vary": "Sec-Purpose", "Retry-After": "0"})
+
+        browser_id = None
+        value = cookie(scope, self._cookies.binding_name)
+        if value:
+            browser_id = self._keys.open_binding_cookie(value)
+        if browser_id is None:
+            return await self._refuse(request, state, "no_binding_cookie")
+        tx_key = self._keys.derive("tx", browser_id)
+
+        outcome = await self._outcome(state, tx_key)
+        if outcome is not None:
+            return await self._answer(request, outcome)
+        sealed = await self._get(TX_PREFIX + state)
+        if sealed is None:
+            return await self._unknown_state(request)
+        plain = unseal(tx_key, state.encode(), sealed)
+        if plain is None:
+            return await self._refuse(request, state, "binding_mismatch")
+        tx = Transaction.loads(plain)
+
+        provider = await self._client.provider()
+        iss = params.get("iss")
+        if (iss is not None and iss != provider.issuer) or (iss is None and provider.iss_parameter_supported):
+            # RFC 9207: a response from another issuer (mix-up attack), or one that lost its iss.
+            await emit(
+                self._on_event,
+                GuardEvent(kind="relogin", reason=Reason.login_required, detail="iss_mismatch"),
+            )
+            return bad_request(
+                "The sign-in response came from an unexpected issuer. Start the sign-in again."
+            )
+
+        if not await self._add(CLAIM_PREFIX + state, b"1"):
+            return await self._wait_for_outcome(request, state, tx_key)
+        done = anyio.Event()
+        self._waiting[state] = done
+        try:
+            with anyio.CancelScope(shield=True):
+                result = await self._exchange(request, state, code, tx, tx_key)
+        finally:
+            del self._waiting[state]
+            done.set()
+        if result.ok:
+            previous = await self._current_session(scope)
+            if previous is not None:
+                await self._sessions.delete(previous.sid)  # a new login replaces the old session
+        return await self._answer(request, result)
+
+    async def _exchange(
+        self, request: Request, state: str, code: str, tx: Transaction, tx_key: bytes
+    ) -> Outcome:
+        """The one exchange of this code: record the outcome for every duplicate, whatever happens."""
+        code_mark = CODE_PREFIX + hashlib.sha256(code.encode()).hexdigest()
+        outcome: Outcome
+        if not await self._add(code_mark, b"1"):
+            outcome = Outcome(ok=False, next=tx.next, reason=Reason.code_reused.value)
+        else:
+            try:
+                tokens = await self._client.exchange_code(
+                    code=code, redirect_uri=tx.redirect_uri, verifier=tx.verifier
+                )
+                claims: dict[str, Any] = {}
+                if tokens.id_token is not None:
+                    claims = await self._client.validate_id_token(tokens.id_token, nonce=tx.nonce)
+                elif self._openid:
+                    raise IDTokenError("the token answer has no id_token although the openid scope was asked")
+                sid, key, cookie_value = self._keys.new_session_cookie()
+                await self._sessions.save(
+                    Session(sid=sid, tokens=tokens, claims=claims, created_at=self._clock()), key
+                )
+                outcome = Outcome(ok=True, next=tx.next, cookie=cookie_value, sid=sid)
+                await emit(self._on_event, GuardEvent(kind="login", sub=str(claims.get("sub") or "") or None))
+            except TokenEndpointError as exc:
+                callback_url = (
+                    request_origin(request.scope, self._trust)
+                    + root_path(request.scope)
+                    + self._callback_path
+                )
+                reason = classify_code_error(
+                    exc,
+                    age=self._clock() - tx.created_at,
+                    code_lifetime=self._code_lifetime,
+                    callback_url=callback_url,
+                    redirect_uri=tx.redirect_uri,
+                )
+                if exc.error == "invalid_client":
+                    logger.error(
+                        "the provider refused this client's credentials: check client_id and client_secret"
+                    )
+                    outcome = Outcome(ok=False, next=tx.next, unavailable=True)
+                else:
+                    outcome = Outcome(ok=False, next=tx.next, reason=reason.value)
+                await emit(self._on_event, GuardEvent(kind="relogin", reason=reason, detail=exc.error))
+            except IDTokenError as exc:
+                logger.warning("login refused: %s", exc)
+                outcome = Outcome(ok=False, next=tx.next, reason=Reason.login_required.value)
+            except ProviderUnavailable as exc:
+                # The code may have been spent at the provider: never send it again, start a new login.
+                logger.warning("code exchange failed: %s", exc)
+                outcome = Outcome(ok=False, next=tx.next, unavailable=True)
+        await self._put(OUTCOME_PREFIX + state, seal(tx_key, b"outcome:" + state.encode(), outcome.dumps()))
+        await self._delete(TX_PREFIX + state)
+        return outcome
+
+    async def _outcome(self, state: str, tx_key: bytes) -> Outcome | None:
+        sealed = await self._get(OUTCOME_PREFIX + state)
+        if sealed is None:
+            return None
+        plain = unseal(tx_key, b"outcome:" + state.encode(), sealed)
+        return (
+            Outcome.loads(plain)
+            if plain is not None
+            else Outcome(ok=False, next="/", reason="login_required")
+        )
+
+    async def _wait_for_outcome(self, request: Request, state: str, tx_key: bytes) -> ASGIApp:
+        """A duplicate of a callback being exchanged: wait (bounded) and answer what the winner answers."""
+        with anyio.move_on_after(self._duplicate_wait):
+            local = self._waiting.get(state)
+            if local is not None:
+                await local.wait()
+            pause = 0.01
+            while True:
+                outcome = await self._outcome(state, tx_key)
+                if outcome is not None:
+                    return await self._answer(request, outcome)
+                await anyio.sleep(pause)  # the winner is in another process
+                pause = min(pause * 2, 0.2)
+        return unavailable(
+            request,
+            "The sign-in is still being completed. Reload the page.",
+            retry_after=1,
+            api_prefixes=self._api_prefixes,
+        )
+
+    async def _answer(self, request: Request, outcome: Outcome) -> ASGIApp:
+        if not outcome.ok:
+            if outcome.unavailable:
+                return unavailable(
+                    request,
+                    "The sign-in service did not answer. Please sign in again in a moment.",
+                    retry_after=5,
+                    api_prefixes=self._api_prefixes,
+                )
+            return await self._relogin.response(
+                request, _reason(outcome.reason) or Reason.login_required, next_path=outcome.next
+            )
+        current = await self._current_session(request.scope)
+        if current is not None and current.sid == outcome.sid:
+            return RedirectResponse(outcome.next, status_code=303, headers=NO_STORE)
+        if outcome.sid is not None and outcome.cookie is not None and await self._session_exists(outcome.sid):
+            response = RedirectResponse(outcome.next, status_code=303, headers=NO_STORE)
+            self._cookies.set_session(response, request.scope, outcome.cookie)
+            return response
+        if current is not None:  # a late replay of an older login: keep the session the browser has now
+            return RedirectResponse(outcome.next, status_code=303, headers=NO_STORE)
+        return await self._relogin.response(request, Reason.state_expired, next_path=outcome.next)
+
+    async def _unknown_state(self, request: Request) -> ASGIApp:
+        """Unknown or expired state: a late replay (back button) when the browser is signed in."""
+        if await self._current_session(request.scope) is not None:
+            return RedirectResponse("/", status_code=303, headers=NO_STORE)
+        return await self._relogin.response(request, Reason.state_expired, next_path="/")
+
+    async def _refuse(self, request: Request, state: str, detail: str) -> ASGIApp:
+        """A callback for a login this browser did not start (login CSRF); the rightful browser
+        is unaffected: nothing was claimed."""
+        if await self._current_session(request.scope) is not None:
+            return RedirectResponse("/", status_code=303, headers=NO_STORE)
+        await emit(self._on_event, GuardEvent(kind="relogin", reason=Reason.login_required, detail=detail))
+        return await self._relogin.response(request, Reason.login_required, next_path="/")
+
+    async def _current_session(self, scope: Scope) -> Session | None:
+        value = cookie(scope, self._cookies.session_name)
+        opened = self._keys.open_session_cookie(value) if value else None
+        if opened is None:
+            return None
+        session = await self._sessions.load(*opened)
+        return session if session is not None and session.tokens is not None else None
+
+    async def _session_exists(self, sid: str) -> bool:
+        return await self._get(SESSION_PREFIX + sid) is not None
+
+    async def _forget(self, state: str) -> None:
+        await self._delete(TX_PREFIX + state)
+
+    # -- logout --------------------------------------------------------------------------------------
+
+    async def logout(self, scope: Scope) -> ASGIApp:
+        if scope["method"] not in ("GET", "POST"):
+            return _method_not_allowed("GET, POST")
+        value = cookie(scope, self._cookies.session_name)
+        opened = self._keys.open_session_cookie(value) if value else None
+        session = await self._sessions.load(*opened) if opened is not None else None
+        target = self._post_logout
+        if session is not None:
+            await self._sessions.delete(session.sid)
+            tokens = session.tokens
+            if tokens is not None:
+                try:
+                    if tokens.refresh_token is not None:
+                        await self._client.revoke(tokens.refresh_token, "refresh_token")
+                    else:
+                        await self._client.revoke(tokens.access_token, "access_token")
+                except (ProviderUnavailable, TokenEndpointError) as exc:
+                    logger.warning("token revocation at logout failed: %s", type(exc).__name__)
+                provider = await self._client.provider()
+                if self._rp_logout and provider.end_session_endpoint and tokens.id_token:
+                    post_logout = request_origin(scope, self._trust) + root_path(scope) + self._post_logout
+                    query = urlencode(
+                        {
+                            "id_token_hint": tokens.id_token,
+                            "post_logout_redirect_uri": post_logout,
+                            "client_id": self._client.client_id,
+                        }
+                    )
+                    target = f"{provider.end_session_endpoint}?{query}"
+            await emit(
+                self._on_event, GuardEvent(kind="logout", sub=str(session.claims.get("sub") or "") or None)
+            )
+        response = RedirectResponse(target, status_code=303, headers=NO_STORE)
+        self._cookies.clear_session(response, scope)
+        return response
+
+    # -- store access, with outages turned into StoreUnavailable -------------------------------------
+
+    async def _get(self, key: str) -> bytes | None:
+        try:
+            return await self._store.get(key)
+        except Exception as exc:
+            raise StoreUnavailable(f"the store failed on read: {type(exc).__name__}") from None
+
+    async def _put(self, key: str, value: bytes) -> None:
+        try:
+            await self._store.set(key, value, ttl=self._tx_ttl)
+        except Exception as exc:
+            raise StoreUnavailable(f"the store failed on write: {type(exc).__name__}") from None
+
+    async def _add(self, key: str, value: bytes) -> bool:
+        try:
+            return await self._store.add(key, value, ttl=self._tx_ttl)
+        except Exception as exc:
+            raise StoreUnavailable(f"the store failed on claim: {type(exc).__name__}") from None
+
+    async def _delete(self, key: str) -> None:
+        try:
+            await self._store.delete(key)
+        except Exception as exc:
+            raise StoreUnavailable(f"the store failed on delete: {type(exc).__name__}") from None
+
+
+def _reason(value: str | None) -> Reason | None:
+    try:
+        return Reason(value) if value else None
+    except ValueError:
+        return None
+
+
+def _method_not_allowed(allow: str) -> Response:
+    return Response("Method not allowed.", status_code=405, headers={**NO_STORE, "Allow": allow})
+
+
+__all__ = ["BadRequest", "Flows"]

@@ -1,0 +1,152 @@
+"""Reading requests the guard owns, strictly: bounded, UTF-8, no repeated parameters. And computing URLs."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from urllib.parse import parse_qsl
+
+from starlette.types import Scope
+
+from ._protocol import MAX_PARAM_LENGTH
+
+MAX_QUERY_LENGTH = 8192
+MAX_FIELDS = 20
+
+
+class BadRequest(Exception):
+    """A request the guard refuses with a 400; the message is safe to show (it never echoes values)."""
+
+
+def query_params(scope: Scope) -> dict[str, str]:
+    raw: bytes = scope.get("query_string", b"")
+    if len(raw) > MAX_QUERY_LENGTH:
+        raise BadRequest("The query string is too long.")
+    try:
+        pairs = parse_qsl(
+            raw.decode("ascii"), keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict"
+        )
+    except UnicodeDecodeError:
+        raise BadRequest("The query string is not valid UTF-8 or ASCII.") from None
+    except ValueError:
+        raise BadRequest("The query string has too many parameters.") from None
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise BadRequest(
+                f"The parameter {name!r} is repeated." if len(name) <= 32 else "A parameter is repeated."
+            )
+        if len(value) > MAX_PARAM_LENGTH:
+            raise BadRequest(
+                f"The parameter {name!r} is too long." if len(name) <= 32 else "A parameter is too long."
+            )
+        params[name] = value
+    return params
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """One request header, decoded as latin-1 (as HTTP allows); ``name`` in lower case."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def headers_map(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def cookie(scope: Scope, name: str) -> str | None:
+    """One cookie's value from the Cookie headers, without parsing the others (this is on the hot path)."""
+    prefix = name + "="
+    for key, value in scope["headers"]:
+        if key != b"cookie":
+            continue
+        text = value.decode("latin-1")
+        start = 0
+        while True:
+            at = text.find(prefix, start)
+            if at < 0:
+                break
+            if at == 0 or text[at - 1] in "; ":
+                end = text.find(";", at)
+                found = text[at + len(prefix) : end if end >= 0 else len(text)].strip()
+                return str(found.strip('"'))
+            start = at + 1
+    return None
+
+
+class ForwardedTrust:
+    """Whether to believe ``X-Forwarded-Proto``/``-Host`` from a peer: only from configured proxies."""
+
+    def __init__(self, proxies: Sequence[str]) -> None:
+        self._any = "*" in proxies
+        self._networks = [ipaddress.ip_network(p, strict=False) for p in proxies if p != "*"]
+
+    def trusts(self, scope: Scope) -> bool:
+        if self._any:
+            return True
+        client = scope.get("client")
+        if not client or not self._networks:
+            return False
+        try:
+            address = ipaddress.ip_address(client[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+
+def request_origin(scope: Scope, trust: ForwardedTrust) -> str:
+    """``scheme://host[:port]`` of the request as the browser saw it."""
+    headers = {k: v for k, v in scope["headers"] if k in (b"host", b"x-forwarded-proto", b"x-forwarded-host")}
+    scheme = scope.get("scheme", "http")
+    host = headers.get(b"host", b"").decode("latin-1")
+    if trust.trusts(scope):
+        proto = headers.get(b"x-forwarded-proto", b"").decode("latin-1").split(",")[0].strip().lower()
+        if proto in ("http", "https"):
+            scheme = proto
+        fhost = headers.get(b"x-forwarded-host", b"").decode("latin-1").split(",")[0].strip()
+        if fhost:
+            host = fhost
+    if not host:
+        server = scope.get("server")
+        if server:
+            host = f"{server[0]}:{server[1]}" if server[1] not in (80, 443) else str(server[0])
+        else:
+            raise BadRequest("The request has no Host header.")
+    if not _valid_host(host):
+        raise BadRequest("The Host header is not valid.")
+    return f"{scheme}://{host}"
+
+
+def _valid_host(host: str) -> bool:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
+    return 0 < len(host) <= 255 and all(c in allowed for c in host)
+
+
+def root_path(scope: Scope) -> str:
+    return str(scope.get("root_path", "")).rstrip("/")
+
+
+def full_path(scope: Scope) -> str:
+    """The request's path and query, as a ``next`` target."""
+    path = root_path(scope) + str(scope["path"])
+    qs: bytes = scope.get("query_string", b"")
+    return path + ("?" + qs.decode("latin-1") if qs else "")
+
+
+def is_browser_navigation(scope: Scope, api_prefixes: Sequence[str], headers: Mapping[str, str]) -> bool:
+    """A person's browser loading a page (answer with a redirect or a page), not an API call (answer JSON)."""
+    if scope["method"] not in ("GET", "HEAD"):
+        return False
+    if any(scope["path"].startswith(prefix) for prefix in api_prefixes):
+        return False
+    if headers.get("x-requested-with", "").lower() == "xmlhttprequest":
+        return False
+    mode = headers.get("sec-fetch-mode")
+    if mode is not None:
+        return mode == "navigate"
+    accept = headers.get("accept", "")
+    if "text/html" in accept:
+        return True
+    return "json" not in accept

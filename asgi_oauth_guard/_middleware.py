@@ -1,0 +1,399 @@
+"""The ASGI middleware: configuration checked once, then one dictionary lookup to route each request."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import httpx
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._client import ClientAuthMethod, OAuthClient, Provider
+from ._context import SCOPE_KEY, GuardState, Identity, _state
+from ._cookies import CookieJar, SameSite
+from ._crypto import Keyring
+from ._errors import ConfigurationError, ProviderUnavailable, StoreUnavailable
+from ._events import EventHook, GuardEvent, emit
+from ._flows import Flows
+from ._http import BadRequest, ForwardedTrust, cookie
+from ._reasons import Reason
+from ._refresh import Refresher, ReloginRequired
+from ._relogin import Relogin, ReloginHandler, ReloginMode, bad_request, unavailable
+from ._session import Session
+from ._sessions import Sessions
+from ._store import MemoryStore, Store
+
+logger = logging.getLogger("asgi_oauth_guard")
+
+__all__ = ["OAuthGuard"]
+
+
+class OAuthGuard:
+    """Sign-in with OAuth 2.0 / OpenID Connect for any ASGI app, without ``invalid_grant`` surprises.
+
+    Serves ``login_path``, ``callback_path`` and ``logout_path``; for every other HTTP request, loads the
+    session (one store read), refreshes its access token when due (one refresh per session at a time), and
+    publishes the user as ``scope["asgi_oauth_guard"]`` and :func:`current_identity`.
+
+    Give the provider as ``issuer=`` (OIDC discovery, fetched once) or ``provider=Provider(...)``.
+    Settings are checked here: a mistake raises :class:`ConfigurationError` saying what to fix.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        client_id: str,
+        client_secret: str,
+        secret_key: str | Sequence[str],
+        issuer: str | None = None,
+        provider: Provider | None = None,
+        client_auth: ClientAuthMethod = "client_secret_basic",
+        scopes: Sequence[str] = ("openid", "email", "profile"),
+        authorize_params: Mapping[str, str] | None = None,
+        store: Store | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        redirect_uri: str | None = None,
+        public_url: str | None = None,
+        trusted_proxies: Sequence[str] = (),
+        login_path: str = "/auth/login",
+        callback_path: str = "/auth/callback",
+        logout_path: str = "/auth/logout",
+        require_login: bool | Sequence[str] = False,
+        public_paths: Sequence[str] = (),
+        api_prefixes: Sequence[str] = ("/api/",),
+        relogin: ReloginMode | ReloginHandler = "auto",
+        cookie_name: str = "guard_session",
+        cookie_secure: bool | None = None,
+        cookie_domain: str | None = None,
+        cookie_path: str = "/",
+        cookie_same_site: SameSite = "lax",
+        session_ttl: float = 14 * 24 * 3600,
+        transaction_ttl: float = 600,
+        max_transactions_per_browser: int = 5,
+        code_lifetime: float = 60,
+        refresh_leeway: float = 60,
+        http_timeout: float = 10,
+        post_logout_redirect: str = "/",
+        rp_initiated_logout: bool = False,
+        on_event: EventHook | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        if (issuer is None) == (provider is None):
+            raise ConfigurationError("give exactly one of issuer= (OIDC discovery) or provider=Provider(...)")
+        if issuer is not None:
+            issuer = (
+                _absolute_url("issuer", issuer).rstrip("/")
+                if issuer.endswith("/")
+                else _absolute_url("issuer", issuer)
+            )
+        if not client_id:
+            raise ConfigurationError("client_id= is empty: set it to the client ID your provider gave you")
+        if not client_secret:
+            raise ConfigurationError(
+                "client_secret= is empty: set it to the client secret your provider gave you"
+            )
+        if client_auth not in ("client_secret_basic", "client_secret_post"):
+            raise ConfigurationError("client_auth= must be 'client_secret_basic' or 'client_secret_post'")
+        keys = [secret_key] if isinstance(secret_key, str) else list(secret_key)
+        if not keys or any(not isinstance(k, str) or len(k) < 32 for k in keys):
+            raise ConfigurationError(
+                "secret_key= must be at least 32 characters: generate one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        scope_list = list(scopes)
+        if isinstance(scopes, str) or not scope_list or any(not s or " " in s for s in scope_list):
+            raise ConfigurationError("scopes= must be a list of scope names, e.g. ['openid', 'email']")
+        paths = {"login_path": login_path, "callback_path": callback_path, "logout_path": logout_path}
+        for name, path in paths.items():
+            if not path.startswith("/") or path.startswith("//") or "?" in path:
+                raise ConfigurationError(f"{name}= must be a path such as '/auth/login', got {path!r}")
+        if len(set(paths.values())) != 3:
+            raise ConfigurationError("login_path, callback_path and logout_path must differ")
+        for name, value in (
+            ("session_ttl", session_ttl),
+            ("transaction_ttl", transaction_ttl),
+            ("code_lifetime", code_lifetime),
+            ("http_timeout", http_timeout),
+        ):
+            if not value > 0:
+                raise ConfigurationError(f"{name}= must be positive, got {value!r}")
+        if refresh_leeway < 0:
+            raise ConfigurationError(f"refresh_leeway= must be zero or more, got {refresh_leeway!r}")
+        if max_transactions_per_browser < 1:
+            raise ConfigurationError("max_transactions_per_browser= must be at least 1")
+        if cookie_same_site not in ("lax", "strict", "none"):
+            raise ConfigurationError("cookie_same_site= must be 'lax', 'strict' or 'none'")
+        if cookie_same_site == "none" and cookie_secure is False:
+            raise ConfigurationError(
+                "cookie_same_site='none' needs cookie_secure=True (browsers refuse it otherwise)"
+            )
+        if not cookie_name or any(c in cookie_name for c in " ;=,\t\"'"):
+            raise ConfigurationError(f"cookie_name= is not a valid cookie name: {cookie_name!r}")
+        if redirect_uri is not None and public_url is not None:
+            raise ConfigurationError("give redirect_uri= or public_url=, not both")
+        if public_url is not None:
+            redirect_uri = _absolute_url("public_url", public_url).rstrip("/") + callback_path
+        if redirect_uri is not None:
+            _absolute_url("redirect_uri", redirect_uri)
+            if not httpx.URL(redirect_uri).path.endswith(callback_path):
+                raise ConfigurationError(
+                    f"redirect_uri= {redirect_uri!r} does not end with callback_path {callback_path!r}: "
+                    "the provider would send users to a URL the guard does not serve"
+                )
+            if cookie_secure is None:
+                cookie_secure = redirect_uri.startswith("https:")
+        if not post_logout_redirect.startswith("/") or post_logout_redirect.startswith("//"):
+            raise ConfigurationError("post_logout_redirect= must be a path on this site, such as '/'")
+        try:
+            trust = ForwardedTrust(trusted_proxies)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"trusted_proxies= has an entry that is not an IP network: {exc}"
+            ) from None
+        if relogin not in ("auto", "redirect", "page", "json") and not callable(relogin):
+            raise ConfigurationError("relogin= must be 'auto', 'redirect', 'page', 'json' or a callable")
+
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else httpx.AsyncClient(timeout=http_timeout)
+        self._clock = clock
+        self.store: Store = store if store is not None else MemoryStore()
+        self._keyring = Keyring(keys)
+        self.client = OAuthClient(
+            http=self._http,
+            client_id=client_id,
+            client_secret=client_secret,
+            auth_method=client_auth,
+            issuer=issuer,
+            provider=provider,
+            timeout=http_timeout,
+            clock=clock,
+        )
+        self._sessions = Sessions(self.store, ttl=session_ttl)
+        self._on_event = on_event
+        self._refresher = Refresher(
+            store=self.store,
+            sessions=self._sessions,
+            client=self.client,
+            clock=clock,
+            leeway=refresh_leeway,
+            lease=http_timeout * 2 + 5,
+            wait=http_timeout * 2 + 5,
+        )
+        self._cookies = CookieJar(
+            session_name=cookie_name,
+            path=cookie_path,
+            domain=cookie_domain,
+            secure=cookie_secure,
+            same_site=cookie_same_site,
+            session_max_age=int(session_ttl),
+            binding_max_age=int(transaction_ttl),
+            trust=trust,
+        )
+        self.login_path = login_path
+        self._api_prefixes = tuple(api_prefixes)
+        self._relogin = Relogin(mode=relogin, login_path=login_path, api_prefixes=self._api_prefixes)
+        self._flows = Flows(
+            client=self.client,
+            store=self.store,
+            sessions=self._sessions,
+            keyring=self._keyring,
+            cookies=self._cookies,
+            relogin=self._relogin,
+            scope=" ".join(scope_list),
+            authorize_params=authorize_params or {},
+            redirect_uri=redirect_uri,
+            callback_path=callback_path,
+            login_path=login_path,
+            trust=trust,
+            transaction_ttl=transaction_ttl,
+            max_transactions=max_transactions_per_browser,
+            code_lifetime=code_lifetime,
+            duplicate_wait=http_timeout + 5,
+            post_logout_redirect=post_logout_redirect,
+            rp_initiated_logout=rp_initiated_logout,
+            api_prefixes=self._api_prefixes,
+            clock=clock,
+            on_event=on_event,
+        )
+        self._routes = {
+            login_path: self._flows.login,
+            callback_path: self._flows.callback,
+            logout_path: self._flows.logout,
+        }
+        self._require_all = require_login is True
+        self._require_prefixes = () if isinstance(require_login, bool) else tuple(require_login)
+        self._public_paths = tuple(public_paths)
+        self._anonymous = GuardState(guard=self, identity=None)
+        self._published: dict[str, tuple[Session, GuardState]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self._owns_http:
+                receive = self._closing_on_shutdown(receive)
+            await self.app(scope, receive, send)
+            return
+        route = self._routes.get(scope["path"])
+        if route is not None:
+            await self._serve_own(route, scope, receive, send)
+            return
+        value = cookie(scope, self._cookies.session_name)
+        if not value:
+            await self._pass(scope, receive, send, self._anonymous, Reason.login_required)
+            return
+        opened = self._keyring.open_session_cookie(value)
+        if opened is None:
+            await self._pass(scope, receive, send, self._anonymous, Reason.session_expired)
+            return
+        try:
+            session = await self._sessions.load(*opened)
+            if session is None:
+                await self._pass(scope, receive, send, self._anonymous, Reason.session_expired)
+                return
+            if session.tokens is None:
+                await self._pass(scope, receive, send, self._anonymous, Reason.refresh_rejected)
+                return
+            if self._refresher.due(session):
+                session = await self._fresh(session, opened[1], scope)
+        except ReloginRequired as exc:
+            await emit(self._on_event, GuardEvent(kind="relogin", reason=exc.reason, detail=exc.detail))
+            response = await self._relogin.response(Request(scope), exc.reason)
+            await response(scope, receive, send)
+            return
+        except (ProviderUnavailable, StoreUnavailable) as exc:
+            logger.warning("answering 503: %s", exc)
+            await unavailable(
+                Request(scope),
+                "Sign-in is briefly unavailable; your session is kept. Try again shortly.",
+                retry_after=5,
+                api_prefixes=self._api_prefixes,
+            )(scope, receive, send)
+            return
+        await self._pass(scope, receive, send, self._publish(session, opened), None)
+
+    async def _fresh(self, session: Session, key: bytes, scope: Scope) -> Session:
+        """Refresh a due token. If the provider is down, keep serving a token that is still valid."""
+        try:
+            refreshed = await self._refresher.refresh(session, key)
+        except ProviderUnavailable as exc:
+            await emit(self._on_event, GuardEvent(kind="refresh_failed", detail="provider_unavailable"))
+            assert session.tokens is not None
+            expires_at = session.tokens.expires_at
+            if expires_at is not None and expires_at > self._clock():
+                logger.warning("refresh failed (%s); serving the still-valid access token", exc)
+                return session
+            raise
+        except ReloginRequired as exc:
+            await emit(
+                self._on_event, GuardEvent(kind="refresh_failed", reason=exc.reason, detail=exc.detail)
+            )
+            raise
+        if refreshed is not session and refreshed.refreshes != session.refreshes:
+            await emit(
+                self._on_event, GuardEvent(kind="refresh", sub=str(refreshed.claims.get("sub") or "") or None)
+            )
+        return refreshed
+
+    def _publish(self, session: Session, handle: tuple[str, bytes]) -> GuardState:
+        hit = self._published.get(session.sid)
+        if hit is not None and hit[0] is session:
+            return hit[1]
+        tokens = session.tokens
+        assert tokens is not None
+        identity = Identity(
+            claims=session.claims,
+            access_token=tokens.access_token,
+            token_type=tokens.token_type,
+            expires_at=tokens.expires_at,
+            scope=tokens.scope,
+            refreshes=session.refreshes,
+        )
+        state = GuardState(guard=self, identity=identity, handle=handle)
+        if session.sid not in self._published and len(self._published) >= 10_000:
+            self._published.pop(next(iter(self._published)))
+        self._published[session.sid] = (session, state)
+        return state
+
+    async def _pass(
+        self, scope: Scope, receive: Receive, send: Send, state: GuardState, reason: Reason | None
+    ) -> None:
+        if state.identity is None and self._requires_login(scope["path"]):
+            assert reason is not None
+            response = await self._relogin.response(Request(scope), reason)
+            await response(scope, receive, send)
+            return
+        if state.identity is None and reason is not None and reason is not Reason.login_required:
+            state = GuardState(guard=self, identity=None, reason=reason)
+        scope[SCOPE_KEY] = state
+        token = _state.set(state)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _state.reset(token)
+
+    def _requires_login(self, path: str) -> bool:
+        if any(path.startswith(p) for p in self._public_paths):
+            return False
+        return self._require_all or any(path.startswith(p) for p in self._require_prefixes)
+
+    async def _serve_own(
+        self, route: Callable[[Scope], object], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        request = Request(scope)
+        try:
+            response = await route(scope)  # type: ignore[misc]
+        except BadRequest as exc:
+            response = bad_request(str(exc))
+        except (ProviderUnavailable, StoreUnavailable, ConfigurationError) as exc:
+            logger.warning("answering 503 on %s: %s", scope["path"], exc)
+            response = unavailable(
+                request,
+                "Sign-in is briefly unavailable. Try again shortly.",
+                retry_after=5,
+                api_prefixes=self._api_prefixes,
+            )
+        await response(scope, receive, send)
+
+    async def relogin_response(self, request: Request, reason: Reason = Reason.login_required) -> ASGIApp:
+        """The configured re-login response for ``request``: what integrations answer for anonymous users."""
+        return await self._relogin.response(request, reason)
+
+    async def refresh_now(self, state: GuardState, *, rejected_token: str) -> Identity:
+        """Refresh this request's session because a resource server refused ``rejected_token``."""
+        if state.handle is None:
+            raise ReloginRequired(Reason.login_required)
+        sid, key = state.handle
+        session = await self._sessions.load(sid, key)
+        if session is None or session.tokens is None:
+            raise ReloginRequired(Reason.session_expired)
+        refreshed = await self._refresher.refresh(session, key, rejected_token=rejected_token)
+        published = self._publish(refreshed, state.handle).identity
+        assert published is not None
+        return published
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if the guard created it (the app's lifespan shutdown does this too)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    def _closing_on_shutdown(self, receive: Receive) -> Receive:
+        async def receive_closing() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self.aclose()
+            return message
+
+        return receive_closing
+
+
+def _absolute_url(name: str, value: str) -> str:
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, TypeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"{name}= must be an absolute http(s) URL, got {value!r}")
+    return value

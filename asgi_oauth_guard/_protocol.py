@@ -1,0 +1,180 @@
+"""OAuth protocol logic with no I/O: URLs, PKCE, parameters, refresh timing, error classification.
+
+Everything here is a plain function over values so it can be unit-tested directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from authlib.common.security import generate_token
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+from ._errors import ProviderUnavailable, TokenEndpointError
+from ._reasons import Reason
+
+MAX_PARAM_LENGTH = 2048
+MAX_NEXT_LENGTH = 2048
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TokenSet:
+    """Tokens from one token-endpoint answer. ``expires_at`` and ``issued_at`` are epoch seconds."""
+
+    access_token: str
+    token_type: str = "Bearer"
+    refresh_token: str | None = None
+    id_token: str | None = None
+    scope: str | None = None
+    issued_at: float
+    expires_at: float | None = None
+
+    def lifetime(self) -> float | None:
+        return None if self.expires_at is None else self.expires_at - self.issued_at
+
+
+def new_state() -> str:
+    return str(generate_token(43))
+
+
+def new_pkce() -> tuple[str, str]:
+    """A PKCE S256 verifier (RFC 7636: 43-128 unreserved characters) and its challenge."""
+    verifier = str(generate_token(64))
+    return verifier, str(create_s256_code_challenge(verifier))
+
+
+def authorize_url(
+    endpoint: str,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    scope: str,
+    state: str,
+    code_challenge: str,
+    nonce: str | None,
+    extra: Mapping[str, str],
+) -> str:
+    params: dict[str, str] = dict(extra)
+    params["code_challenge"] = code_challenge
+    params["code_challenge_method"] = "S256"
+    if nonce is not None:
+        params["nonce"] = nonce
+    return str(
+        prepare_grant_uri(
+            endpoint,
+            client_id=client_id,
+            response_type="code",
+            redirect_uri=redirect_uri,
+            scope=scope,
+            state=state,
+            **params,
+        )
+    )
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """A same-site relative path to go to after login, or ``default``: never an open redirect.
+
+    Refused: absolute URLs, scheme-relative ``//host``, backslashes (browsers read ``/\\host`` as ``//host``),
+    control characters and anything over ``MAX_NEXT_LENGTH``.
+    """
+    if not value or len(value) > MAX_NEXT_LENGTH or not value.startswith("/"):
+        return default
+    if value.startswith("//") or "\\" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+def refresh_due(tokens: TokenSet, now: float, leeway: float) -> bool:
+    """Whether to refresh before use: inside the leeway, which never exceeds half the token's lifetime,
+    so a 1-second token is not refreshed on every request and a 1-hour one is refreshed a minute early."""
+    if tokens.expires_at is None:
+        return False
+    lifetime = tokens.lifetime()
+    if lifetime is not None and lifetime > 0:
+        leeway = min(leeway, lifetime / 2)
+    return tokens.expires_at - now <= leeway
+
+
+def parse_token_response(status: int, body: Any, *, now: float, previous: TokenSet | None = None) -> TokenSet:
+    """Turn a token-endpoint answer into a ``TokenSet`` or raise the matching error.
+
+    A refresh answer without a refresh token keeps the previous one (RFC 6749 section 6).
+    """
+    if status >= 500:
+        raise ProviderUnavailable(f"the token endpoint answered {status}")
+    if not isinstance(body, dict):
+        if status >= 400:
+            raise TokenEndpointError("invalid_request", "non-JSON error answer", status=status)
+        raise ProviderUnavailable(f"the token endpoint answered {status} without a JSON object")
+    if status >= 400 or "error" in body:
+        error = body.get("error")
+        if not isinstance(error, str) or not error:
+            error = "invalid_request"
+        if error == "temporarily_unavailable":
+            raise ProviderUnavailable("the token endpoint said temporarily_unavailable")
+        description = body.get("error_description")
+        raise TokenEndpointError(
+            error,
+            description if isinstance(description, str) else None,
+            status=status if status >= 400 else 400,
+        )
+    access_token = body.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise TokenEndpointError("invalid_response", "the answer has no access_token", status=status)
+    expires_in = body.get("expires_in")
+    expires_at: float | None = None
+    if (
+        isinstance(expires_in, (int, float))
+        and not isinstance(expires_in, bool)
+        and math.isfinite(expires_in)
+    ):
+        expires_at = now + max(0.0, float(expires_in))
+    elif isinstance(expires_in, str) and expires_in.isdigit():
+        expires_at = now + float(expires_in)
+    refresh_token = body.get("refresh_token")
+    if not isinstance(refresh_token, str) or not refresh_token:
+        refresh_token = previous.refresh_token if previous is not None else None
+    id_token = body.get("id_token")
+    scope = body.get("scope")
+    token_type = body.get("token_type")
+    return TokenSet(
+        access_token=access_token,
+        token_type=token_type if isinstance(token_type, str) and token_type else "Bearer",
+        refresh_token=refresh_token,
+        id_token=id_token if isinstance(id_token, str) and id_token else None,
+        scope=scope if isinstance(scope, str) else (previous.scope if previous is not None else None),
+        issued_at=now,
+        expires_at=expires_at,
+    )
+
+
+def classify_code_error(
+    error: TokenEndpointError, *, age: float, code_lifetime: float, callback_url: str, redirect_uri: str
+) -> Reason:
+    """Why an authorization code was refused, from what the guard knows (providers' texts are generic).
+
+    The guard never sends a code twice and always sends the pinned redirect_uri, so a refusal is
+    most likely an expired code, or a callback that reached us at another address than the one pinned.
+    """
+    if error.error != "invalid_grant":
+        return Reason.login_required
+    if age >= code_lifetime:
+        return Reason.code_expired
+    if callback_url != redirect_uri:
+        return Reason.redirect_uri_mismatch
+    return Reason.login_required
+
+
+def is_prefetch(headers: Mapping[str, str]) -> bool:
+    """A speculative load (``Sec-Purpose: prefetch`` or the legacy ``Purpose``/``X-Moz`` headers)."""
+    purpose = headers.get("sec-purpose") or headers.get("purpose") or headers.get("x-moz") or ""
+    return "prefetch" in purpose.lower() or "prerender" in purpose.lower()

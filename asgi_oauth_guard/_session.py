@@ -1,0 +1,70 @@
+"""The server-side records: login transactions, their outcomes, and sessions. Serialised as JSON, sealed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from ._protocol import TokenSet
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Transaction:
+    """One login in flight, stored under its ``state`` until its callback (or its TTL)."""
+
+    verifier: str
+    nonce: str | None
+    redirect_uri: str
+    next: str
+    created_at: float
+
+    def dumps(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self)).encode()
+
+    @classmethod
+    def loads(cls, data: bytes) -> Transaction:
+        return cls(**json.loads(data))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What the one exchange of a code gave, kept under its ``state`` for duplicates and late replays.
+
+    ``cookie`` is the new session cookie: duplicates from the same browser answer with the same session.
+    """
+
+    ok: bool
+    next: str
+    cookie: str | None = None
+    sid: str | None = None
+    reason: str | None = None
+    unavailable: bool = False
+
+    def dumps(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self)).encode()
+
+    @classmethod
+    def loads(cls, data: bytes) -> Outcome:
+        return cls(**json.loads(data))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Session:
+    """A signed-in user: their tokens (``None`` once the provider refused them) and ID-token claims."""
+
+    sid: str
+    tokens: TokenSet | None
+    claims: dict[str, Any]
+    created_at: float
+    refreshes: int = 0
+
+    def dumps(self) -> bytes:
+        data = dataclasses.asdict(self)
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def loads(cls, data: bytes) -> Session:
+        raw = json.loads(data)
+        tokens = raw.pop("tokens")
+        return cls(tokens=TokenSet(**tokens) if tokens is not None else None, **raw)

@@ -1,0 +1,72 @@
+"""Sessions in the store: sealed with the per-session key from the cookie, one store read per load.
+
+A decrypted session is remembered next to the exact ciphertext it came from; when the store returns the
+same bytes again (the usual case), the hot path skips decryption and JSON entirely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from ._crypto import seal, unseal
+from ._errors import StoreUnavailable
+from ._session import Session
+from ._store import Store
+
+SESSION_PREFIX = "s:"
+
+
+class Sessions:
+    def __init__(self, store: Store, *, ttl: float, cache_size: int = 10_000) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._cache: dict[str, tuple[bytes, bytes, Session]] = {}
+        self._cache_size = cache_size
+
+    async def load(self, sid: str, key: bytes) -> Session | None:
+        try:
+            blob = await self._store.get(SESSION_PREFIX + sid)
+        except Exception as exc:
+            raise StoreUnavailable(f"the store failed on read: {type(exc).__name__}") from None
+        if blob is None:
+            self._cache.pop(sid, None)
+            return None
+        hit = self._cache.get(sid)
+        if hit is not None and hit[1] == key and (hit[0] is blob or hit[0] == blob):
+            return hit[2]
+        plain = unseal(key, sid.encode(), blob)
+        if plain is None:
+            return None
+        try:
+            session = Session.loads(plain)
+        except (ValueError, TypeError, KeyError, json.JSONDecodeError):
+            return None
+        self._remember(sid, blob, key, session)
+        return session
+
+    async def save(self, session: Session, key: bytes) -> None:
+        blob = seal(key, session.sid.encode(), session.dumps())
+        try:
+            await self._store.set(SESSION_PREFIX + session.sid, blob, ttl=self._ttl)
+        except Exception as exc:
+            raise StoreUnavailable(f"the store failed on write: {type(exc).__name__}") from None
+        self._remember(session.sid, blob, key, session)
+
+    async def drop_tokens(self, session: Session, key: bytes) -> Session:
+        """Forget the tokens the provider refused; the session stays so later answers say why."""
+        emptied = dataclasses.replace(session, tokens=None)
+        await self.save(emptied, key)
+        return emptied
+
+    async def delete(self, sid: str) -> None:
+        self._cache.pop(sid, None)
+        try:
+            await self._store.delete(SESSION_PREFIX + sid)
+        except Exception as exc:
+            raise StoreUnavailable(f"the store failed on delete: {type(exc).__name__}") from None
+
+    def _remember(self, sid: str, blob: bytes, key: bytes, session: Session) -> None:
+        if sid not in self._cache and len(self._cache) >= self._cache_size:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[sid] = (blob, key, session)

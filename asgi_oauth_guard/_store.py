@@ -1,0 +1,112 @@
+"""Storage: one small async protocol, and the in-process default.
+
+Every key the guard writes has a TTL; nothing lives forever. Values are opaque bytes:
+the guard encrypts what is secret before it reaches a store.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+__all__ = ["MemoryStore", "Store"]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the guard needs from a store. Every method is atomic on its own.
+
+    - ``get``/``set``/``delete``: plain values with a TTL in seconds.
+    - ``add``: set only if absent; ``True`` for the one caller that created it. The callback's claim.
+    - ``acquire``/``release``: a lock with a lease. ``acquire`` is ``add`` of an owner token;
+      ``release`` deletes the key only while it still holds that owner (compare-and-delete),
+      so a holder whose lease ran out cannot free somebody else's lock.
+    """
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, *, ttl: float) -> None: ...
+
+    async def add(self, key: str, value: bytes, *, ttl: float) -> bool: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def acquire(self, key: str, owner: str, *, lease: float) -> bool: ...
+
+    async def release(self, key: str, owner: str) -> bool: ...
+
+
+class MemoryStore:
+    """A store in this process's memory: the embedded default, for one worker process.
+
+    Expired entries are evicted as they are met and in batches on writes; ``max_entries``
+    bounds the memory (when full, the entries closest to expiry go first).
+    Use :class:`~asgi_oauth_guard.RedisStore` when several processes or hosts serve one app.
+    """
+
+    def __init__(self, *, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_entries < 1:
+            raise ValueError("MemoryStore(max_entries=...) must be at least 1")
+        self._max_entries = max_entries
+        self._clock = clock
+        self._data: dict[str, tuple[bytes, float]] = {}
+        self._expiries: list[tuple[float, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    async def get(self, key: str) -> bytes | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._clock():
+            del self._data[key]
+            return None
+        return item[0]
+
+    async def set(self, key: str, value: bytes, *, ttl: float) -> None:
+        self._put(key, value, ttl)
+
+    async def add(self, key: str, value: bytes, *, ttl: float) -> bool:
+        if await self.get(key) is not None:
+            return False
+        self._put(key, value, ttl)
+        return True
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    async def acquire(self, key: str, owner: str, *, lease: float) -> bool:
+        return await self.add(key, owner.encode(), ttl=lease)
+
+    async def release(self, key: str, owner: str) -> bool:
+        if await self.get(key) == owner.encode():
+            del self._data[key]
+            return True
+        return False
+
+    def _put(self, key: str, value: bytes, ttl: float) -> None:
+        if ttl <= 0:
+            raise ValueError(f"ttl must be positive, got {ttl!r}")
+        expires = self._clock() + ttl
+        if key not in self._data and len(self._data) >= self._max_entries:
+            self._evict()
+        self._data[key] = (value, expires)
+        heapq.heappush(self._expiries, (expires, key))
+        if len(self._expiries) > 2 * self._max_entries + 64:
+            self._compact()
+
+    def _evict(self) -> None:
+        """Drop expired entries; if still full, drop those that expire soonest."""
+        now = self._clock()
+        while self._expiries and (self._expiries[0][0] <= now or len(self._data) >= self._max_entries):
+            expires, key = heapq.heappop(self._expiries)
+            item = self._data.get(key)
+            if item is not None and item[1] == expires:
+                del self._data[key]
+
+    def _compact(self) -> None:
+        self._expiries = [(exp, key) for key, (_, exp) in self._data.items()]
+        heapq.heapify(self._expiries)

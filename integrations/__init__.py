@@ -1,0 +1,1 @@
+"""Thin adapters from the guard to web frameworks."""
