@@ -118,7 +118,9 @@ async def start_login(browser: httpx.AsyncClient, provider: OAuthTestProvider, n
     return await provider.complete_authorization(response.headers["location"])
 
 
-async def login(browser: httpx.AsyncClient, provider: OAuthTestProvider, next_path: str = "/") -> httpx.Response:
+async def login(
+    browser: httpx.AsyncClient, provider: OAuthTestProvider, next_path: str = "/"
+) -> httpx.Response:
     callback = await start_login(browser, provider, next_path)
     response = await browser.get(callback)
     assert response.status_code == 303, response.text

@@ -13,7 +13,7 @@ from anyio import wait_all_tasks_blocked
 from asgi_oauth_guard import OAuthGuard
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
-from .conftest import APP_URL, GuardFactory, login, start_login
+from .conftest import GuardFactory, login, start_login
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +51,9 @@ async def test_login_redirects_with_pkce_state_and_nonce(
     assert "Secure" not in binding  # plain http in tests; see test_cookies_are_secure_on_https
 
 
-async def test_cookies_are_secure_on_https(guard_factory: GuardFactory, browser_factory: BrowserFactory) -> None:
+async def test_cookies_are_secure_on_https(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory
+) -> None:
     browser = browser_factory(guard_factory(), base_url="https://app.test")
     response = await browser.get("/auth/login")
     assert "; Secure" in response.headers["set-cookie"]
@@ -116,7 +118,10 @@ async def test_callback_replayed_after_login_goes_to_next(
 
 
 async def test_callback_replayed_much_later_with_a_session(
-    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider, clock: FakeClock
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    clock: FakeClock,
 ) -> None:
     browser = browser_factory(guard_factory())
     callback = await start_login(browser, provider, "/me")
@@ -174,7 +179,9 @@ async def test_forwarded_headers_are_trusted_only_from_configured_proxies(
     assert query(response.headers["location"])["redirect_uri"] == "http://app.test/auth/callback"
 
     trusted = browser_factory(guard_factory(trusted_proxies=["127.0.0.0/8"]))
-    response = await trusted.get("/auth/login", headers={"x-forwarded-proto": "https", "x-forwarded-host": "app.example"})
+    response = await trusted.get(
+        "/auth/login", headers={"x-forwarded-proto": "https", "x-forwarded-host": "app.example"}
+    )
     pinned = query(response.headers["location"])["redirect_uri"]
     assert pinned == "https://app.example/auth/callback"
     callback = await provider.complete_authorization(response.headers["location"])
@@ -220,8 +227,11 @@ async def test_expired_code_gets_the_relogin_response_with_a_reason(
     guard_factory: GuardFactory, browser_factory: BrowserFactory, clock: FakeClock
 ) -> None:
     provider = OAuthTestProvider(
-        issuer="https://idp.example.test", client_id="guard-client",
-        client_secret="guard-secret-value-0123456789", clock=clock, code_ttl=60,
+        issuer="https://idp.example.test",
+        client_id="guard-client",
+        client_secret="guard-secret-value-0123456789",
+        clock=clock,
+        code_ttl=60,
     )
     async with httpx.AsyncClient(transport=provider.transport()) as http:
         guard = guard_factory(http_client=http)
@@ -275,7 +285,11 @@ async def test_prefetch_of_the_callback_consumes_nothing(
 ) -> None:
     browser = browser_factory(guard_factory())
     callback = await start_login(browser, provider, "/me")
-    for headers in ({"sec-purpose": "prefetch"}, {"purpose": "prefetch"}, {"sec-purpose": "prefetch;prerender"}):
+    for headers in (
+        {"sec-purpose": "prefetch"},
+        {"purpose": "prefetch"},
+        {"sec-purpose": "prefetch;prerender"},
+    ):
         prefetch = await browser.get(callback, headers=headers)
         assert prefetch.status_code == 503 and prefetch.headers["cache-control"] == "no-store"
         assert session_cookie(prefetch) is None
@@ -339,8 +353,11 @@ async def test_several_tabs_log_in_at_once_and_the_cap_holds(
     ],
 )
 async def test_next_is_limited_to_same_site_paths(
-    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider,
-    next_path: str, expected: str,
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    next_path: str,
+    expected: str,
 ) -> None:
     browser = browser_factory(guard_factory())
     done = await login(browser, provider, next_path)
@@ -384,7 +401,9 @@ async def test_api_calls_get_401_json_and_browsers_a_redirect(
     api = await browser.get("/api/me", headers={"accept": "application/json"})
     assert api.status_code == 401
     assert api.json() == {
-        "error": "login_required", "reason": "login_required", "login_url": "/auth/login?next=%2Fapi%2Fme&reason=login_required"
+        "error": "login_required",
+        "reason": "login_required",
+        "login_url": "/auth/login?next=%2Fapi%2Fme&reason=login_required",
     }
     posted = await browser.post("/api/me")
     assert posted.status_code == 401
@@ -410,7 +429,11 @@ BAD_CALLBACKS = [
 
 @pytest.mark.parametrize(("name", "path"), BAD_CALLBACKS, ids=[n for n, _ in BAD_CALLBACKS])
 async def test_bad_input_gets_a_clear_4xx(
-    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider, name: str, path: str
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    name: str,
+    path: str,
 ) -> None:
     browser = browser_factory(guard_factory())
     await browser.get("/auth/login")
@@ -429,7 +452,7 @@ async def test_bad_input_gets_a_clear_4xx(
     [
         "guard_session=garbage",
         "guard_session=" + "x" * 5000,
-        "guard_session=\"unterminated",
+        'guard_session="unterminated',
         "guard_session=a.b.c; guard_session_tx=d.e",
         "guard_session=%ff%00",
         "guard_session",
@@ -437,7 +460,10 @@ async def test_bad_input_gets_a_clear_4xx(
     ],
 )
 async def test_garbage_and_tampered_cookies_are_anonymous_not_500(
-    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider, cookie_header: str
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    cookie_header: str,
 ) -> None:
     guard = guard_factory()
     browser = browser_factory(guard)
@@ -460,7 +486,9 @@ async def test_a_tampered_session_cookie_is_refused(
     assert response.status_code == 303 and "reason=session_expired" in response.headers["location"]
 
 
-async def test_own_routes_refuse_other_methods(guard_factory: GuardFactory, browser_factory: BrowserFactory) -> None:
+async def test_own_routes_refuse_other_methods(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory
+) -> None:
     browser = browser_factory(guard_factory())
     assert (await browser.post("/auth/login")).status_code == 405
     assert (await browser.put("/auth/callback")).status_code == 405
