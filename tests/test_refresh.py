@@ -107,7 +107,7 @@ async def test_provider_revokes_the_grant_then_relogin(
 ) -> None:
     store = MemoryStore(clock=clock)
     guard = guard_factory(store=store)
-    browser, me = await signed_in(guard, browser_factory, provider)
+    browser, _ = await signed_in(guard, browser_factory, provider)
     provider.revoke_grants("alice")  # a password change
     clock.advance(3600)
     page = await browser.get("/me")
