@@ -1,0 +1,103 @@
+"""Bad configuration fails when the middleware is built, with a message that says what to fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.responses import PlainTextResponse
+
+import asgi_oauth_guard
+from asgi_oauth_guard import ConfigurationError, OAuthGuard, Provider
+
+GOOD: dict[str, Any] = {
+    "issuer": "https://idp.example.test",
+    "client_id": "client",
+    "client_secret": "secret",
+    "secret_key": "k" * 32,
+}
+
+
+def build(**changes: Any) -> OAuthGuard:
+    settings = {**GOOD, **changes}
+    for name, value in list(settings.items()):
+        if value is ...:
+            del settings[name]
+    return OAuthGuard(PlainTextResponse("app"), **settings)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"issuer": ...}, "exactly one of issuer="),
+        (
+            {
+                "provider": Provider(
+                    issuer="https://a.test",
+                    authorization_endpoint="https://a.test/a",
+                    token_endpoint="https://a.test/t",
+                )
+            },
+            "exactly one of issuer=",
+        ),
+        ({"issuer": "idp.example.test"}, "issuer= must be an absolute http(s) URL"),
+        ({"issuer": "ftp://idp.example.test"}, "issuer= must be an absolute http(s) URL"),
+        ({"client_id": ""}, "client_id= is empty"),
+        ({"client_secret": ""}, "client_secret= is empty"),
+        ({"client_auth": "private_key_jwt"}, "client_auth= must be"),
+        ({"secret_key": "short"}, "secret_key= must be at least 32 characters"),
+        ({"secret_key": []}, "secret_key= must be at least 32 characters"),
+        ({"scopes": "openid email"}, "scopes= must be a list"),
+        ({"scopes": ["openid email"]}, "scopes= must be a list"),
+        ({"login_path": "auth/login"}, "login_path= must be a path"),
+        ({"callback_path": "//evil/cb"}, "callback_path= must be a path"),
+        ({"logout_path": "/auth/login"}, "must differ"),
+        ({"transaction_ttl": 0}, "transaction_ttl= must be positive"),
+        ({"session_ttl": -1}, "session_ttl= must be positive"),
+        ({"http_timeout": 0}, "http_timeout= must be positive"),
+        ({"refresh_leeway": -5}, "refresh_leeway= must be zero or more"),
+        ({"max_transactions_per_browser": 0}, "max_transactions_per_browser="),
+        ({"cookie_same_site": "lax-ish"}, "cookie_same_site= must be"),
+        ({"cookie_same_site": "none", "cookie_secure": False}, "needs cookie_secure=True"),
+        ({"cookie_name": "bad name;"}, "cookie_name= is not a valid cookie name"),
+        ({"public_url": "https://a.test", "redirect_uri": "https://a.test/auth/callback"}, "not both"),
+        ({"redirect_uri": "https://a.test/oauth/cb"}, "does not end with callback_path"),
+        ({"public_url": "/relative"}, "public_url= must be an absolute http(s) URL"),
+        ({"trusted_proxies": ["not-an-ip"]}, "trusted_proxies="),
+        ({"post_logout_redirect": "https://evil.example"}, "post_logout_redirect="),
+        ({"relogin": "teleport"}, "relogin= must be"),
+    ],
+)
+def test_bad_settings_say_what_to_fix(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build(**changes)
+
+
+def test_provider_endpoints_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match="token_endpoint"):
+        Provider(issuer="https://a.test", authorization_endpoint="https://a.test/a", token_endpoint="/token")
+
+
+def test_good_settings_build() -> None:
+    guard = build(public_url="https://app.example.com", trusted_proxies=["10.0.0.0/8"], scopes=["openid"])
+    assert guard.login_path == "/auth/login"
+    explicit = build(
+        issuer=...,
+        provider=Provider(
+            issuer="https://a.test",
+            authorization_endpoint="https://a.test/a",
+            token_endpoint="https://a.test/t",
+        ),
+        client_auth="client_secret_post",
+        secret_key=["o" * 32, "n" * 32],
+    )
+    assert explicit.login_path == "/auth/login"
+
+
+def test_public_surface_is_small_and_sorted() -> None:
+    exported = asgi_oauth_guard.__all__
+    assert exported == sorted(exported, key=lambda n: (not n.isupper(), n))
+    for name in exported:
+        assert getattr(asgi_oauth_guard, name) is not None
+    public_modules = {n for n in dir(asgi_oauth_guard) if not n.startswith("_") and n not in exported}
+    assert public_modules <= {"testing", "integrations"}, public_modules

@@ -1,0 +1,145 @@
+"""The protocol logic without I/O."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from asgi_oauth_guard import ProviderUnavailable, Reason, TokenEndpointError, TokenSet
+from asgi_oauth_guard._protocol import (
+    authorize_url,
+    classify_code_error,
+    is_prefetch,
+    new_pkce,
+    parse_token_response,
+    refresh_due,
+    safe_next,
+)
+
+
+def test_pkce_is_s256_of_a_long_verifier() -> None:
+    verifier, challenge = new_pkce()
+    assert 43 <= len(verifier) <= 128
+    digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    assert challenge == digest
+    assert new_pkce()[0] != verifier
+
+
+def test_authorize_url_carries_extra_params_like_googles() -> None:
+    url = authorize_url(
+        "https://accounts.example/o/auth?hd=example.com",
+        client_id="c",
+        redirect_uri="https://app/cb",
+        scope="openid email",
+        state="s",
+        code_challenge="x",
+        nonce=None,
+        extra={"access_type": "offline", "prompt": "consent"},
+    )
+    assert url.startswith("https://accounts.example/o/auth?hd=example.com&")
+    for part in ("access_type=offline", "prompt=consent", "code_challenge_method=S256", "response_type=code"):
+        assert part in url
+    assert "nonce" not in url
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "/"),
+        ("", "/"),
+        ("/a/b?c=d", "/a/b?c=d"),
+        ("//evil", "/"),
+        ("/\\evil", "/"),
+        ("https://evil/", "/"),
+        ("evil", "/"),
+        ("/a\r\nb", "/"),
+        ("/" + "a" * 3000, "/"),
+    ],
+)
+def test_safe_next(value: str | None, expected: str) -> None:
+    assert safe_next(value) == expected
+
+
+def tokens(lifetime: float | None) -> TokenSet:
+    return TokenSet(
+        access_token="a", issued_at=1000.0, expires_at=None if lifetime is None else 1000.0 + lifetime
+    )
+
+
+def test_refresh_is_due_inside_the_leeway_capped_at_half_the_lifetime() -> None:
+    hour = tokens(3600)
+    assert not refresh_due(hour, 1000 + 3600 - 61, 60)
+    assert refresh_due(hour, 1000 + 3600 - 60, 60)
+    short = tokens(10)
+    assert not refresh_due(short, 1004, 60)
+    assert refresh_due(short, 1005, 60)
+    assert not refresh_due(tokens(None), 10**9, 60)
+
+
+def test_parse_success_keeps_the_previous_refresh_token_when_none_comes() -> None:
+    previous = TokenSet(access_token="old", refresh_token="r1", scope="openid", issued_at=0)
+    fresh = parse_token_response(200, {"access_token": "new", "expires_in": 30}, now=100, previous=previous)
+    assert (fresh.access_token, fresh.refresh_token, fresh.expires_at, fresh.scope) == (
+        "new",
+        "r1",
+        130,
+        "openid",
+    )
+    rotated = parse_token_response(
+        200, {"access_token": "n", "refresh_token": "r2"}, now=1, previous=previous
+    )
+    assert rotated.refresh_token == "r2" and rotated.expires_at is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (400, {"error": "invalid_grant", "error_description": "grant request is invalid"}, "invalid_grant"),
+        (401, {"error": "invalid_client"}, "invalid_client"),
+        (400, "not json", "invalid_request"),
+        (400, {}, "invalid_request"),
+        (200, {"error": "invalid_grant"}, "invalid_grant"),
+        (200, {"token_type": "Bearer"}, "invalid_response"),
+    ],
+)
+def test_parse_errors_carry_the_rfc_code(status: int, body: object, error: str) -> None:
+    with pytest.raises(TokenEndpointError) as info:
+        parse_token_response(status, body, now=0)
+    assert info.value.error == error
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(500, {"error": "server_error"}), (503, None), (400, {"error": "temporarily_unavailable"}), (200, None)],
+)
+def test_parse_outages_are_unavailable(status: int, body: object) -> None:
+    with pytest.raises(ProviderUnavailable):
+        parse_token_response(status, body, now=0)
+
+
+def test_expires_in_is_read_defensively() -> None:
+    assert parse_token_response(200, {"access_token": "a", "expires_in": "60"}, now=0).expires_at == 60
+    assert parse_token_response(200, {"access_token": "a", "expires_in": True}, now=0).expires_at is None
+    assert (
+        parse_token_response(200, {"access_token": "a", "expires_in": float("nan")}, now=0).expires_at is None
+    )
+
+
+def test_code_errors_are_classified_from_the_guards_own_records() -> None:
+    grant = TokenEndpointError("invalid_grant", "grant request is invalid")
+    same = {"callback_url": "https://a/cb", "redirect_uri": "https://a/cb"}
+    assert classify_code_error(grant, age=61, code_lifetime=60, **same) is Reason.code_expired
+    assert classify_code_error(grant, age=5, code_lifetime=60, **same) is Reason.login_required
+    moved = {"callback_url": "http://a/cb", "redirect_uri": "https://a/cb"}
+    assert classify_code_error(grant, age=5, code_lifetime=60, **moved) is Reason.redirect_uri_mismatch
+    other = TokenEndpointError("invalid_request")
+    assert classify_code_error(other, age=500, code_lifetime=60, **same) is Reason.login_required
+
+
+def test_prefetch_headers() -> None:
+    assert is_prefetch({"sec-purpose": "prefetch"})
+    assert is_prefetch({"purpose": "Prefetch"})
+    assert is_prefetch({"sec-purpose": "prefetch;prerender"})
+    assert not is_prefetch({"accept": "text/html"})
