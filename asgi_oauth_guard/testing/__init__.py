@@ -1,0 +1,17 @@
+"""A spec-faithful, fault-injecting OAuth 2.0 / OpenID Connect provider for tests and the demo.
+
+    from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
+
+    clock = FakeClock()
+    provider = OAuthTestProvider(issuer="https://idp.example.test", clock=clock)
+    client = httpx.AsyncClient(transport=provider.transport())
+
+See docs/testing.md.
+"""
+
+from ._clock import FakeClock
+from ._faults import Hold
+from ._provider import OAuthTestProvider
+from ._records import RecordedCall
+
+__all__ = ["FakeClock", "Hold", "OAuthTestProvider", "RecordedCall"]

@@ -1,0 +1,564 @@
+"""The authorization server's rules and state, without I/O: the ASGI layer in `_provider` drives it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import unquote_plus, urlencode, urlsplit
+
+from ._keys import at_hash, decode_id_token, sign_id_token
+
+__all__ = [
+    "AuthRequest",
+    "AuthorizationServer",
+    "OAuthError",
+    "PageError",
+    "RedirectError",
+    "Settings",
+    "User",
+    "absolute_http_uri",
+]
+
+logger = logging.getLogger("asgi_oauth_guard.testing")
+
+# What oidc-provider says for every invalid_grant: the real cause is logged, never answered.
+GENERIC_INVALID_GRANT = "grant request is invalid"
+_PKCE_VALUE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+
+
+class OAuthError(Exception):
+    """An RFC 6749 error answered as JSON."""
+
+    def __init__(
+        self, error: str, description: str, *, status: int = 400, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(f"{error}: {description}")
+        self.error = error
+        self.description = description
+        self.status = status
+        self.headers = dict(headers or {})
+
+
+class PageError(Exception):
+    """An error the browser must see on a page: the redirect target cannot be trusted."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(f"{error}: {description}")
+        self.error = error
+        self.description = description
+
+
+class RedirectError(Exception):
+    """An authorization error sent back to the (validated) redirect_uri."""
+
+    def __init__(self, error: str, description: str, *, redirect_uri: str, state: str | None) -> None:
+        super().__init__(f"{error}: {description}")
+        self.error = error
+        self.description = description
+        self.redirect_uri = redirect_uri
+        self.state = state
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    issuer: str
+    client_id: str
+    client_secret: str
+    redirect_uris: tuple[str, ...] | None
+    post_logout_redirect_uris: tuple[str, ...] | None
+    clock: Callable[[], float]
+    code_ttl: float
+    access_token_ttl: float
+    refresh_token_ttl: float
+    id_token_ttl: float
+    rotate_refresh_tokens: bool
+    issue_refresh_tokens: bool
+
+
+@dataclasses.dataclass(kw_only=True)
+class User:
+    sub: str
+    email: str
+    name: str
+    disabled: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AuthRequest:
+    client_id: str
+    redirect_uri: str
+    state: str | None
+    scope: str
+    nonce: str | None
+    code_challenge: str
+    prompt: str | None
+
+
+@dataclasses.dataclass(kw_only=True)
+class _Grant:
+    sub: str
+    scope: str
+    auth_time: float
+    alive: bool = True
+
+
+@dataclasses.dataclass(kw_only=True)
+class _Code:
+    grant: _Grant
+    redirect_uri: str
+    code_challenge: str
+    nonce: str | None
+    expires_at: float
+    consumed: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
+class _AccessToken:
+    grant: _Grant
+    expires_at: float
+    revoked: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
+class _RefreshToken:
+    grant: _Grant
+    expires_at: float
+    consumed: bool = False
+
+
+def absolute_http_uri(uri: str) -> bool:
+    # Printable ASCII only: the URI goes into a Location header as it is.
+    if not uri.isascii() or not uri.isprintable() or " " in uri or "#" in uri:
+        return False
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _add_query(uri: str, params: Sequence[tuple[str, str]]) -> str:
+    return uri + ("&" if "?" in uri else "?") + urlencode(params)
+
+
+def _seconds(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def _scope_claims(user: User, scopes: set[str]) -> dict[str, Any]:
+    claims: dict[str, Any] = {}
+    if "email" in scopes:
+        claims["email"] = user.email
+        claims["email_verified"] = True
+    if "profile" in scopes:
+        claims["name"] = user.name
+        claims["preferred_username"] = user.sub
+    return claims
+
+
+class AuthorizationServer:
+    """Users, grants, codes and tokens, and the rules that govern them (RFC 6749, 7009, 7636, 9207, OIDC)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.users: dict[str, User] = {}
+        self.current_user = "alice"
+        self._grants: list[_Grant] = []
+        self._codes: dict[str, _Code] = {}
+        self._access_tokens: dict[str, _AccessToken] = {}
+        self._refresh_tokens: dict[str, _RefreshToken] = {}
+        self._interactions: dict[str, tuple[AuthRequest, float]] = {}
+
+    # users and the controls on them
+
+    def user(self, sub: str) -> User:
+        try:
+            return self.users[sub]
+        except KeyError:
+            raise ValueError(f"unknown user {sub!r}; add it with provider.add_user({sub!r})") from None
+
+    def revoke_grants(self, sub: str) -> int:
+        self.user(sub)
+        revoked = 0
+        for grant in self._grants:
+            if grant.sub == sub and grant.alive:
+                grant.alive = False
+                revoked += 1
+        self._grants = [g for g in self._grants if g.alive]
+        return revoked
+
+    def expire_codes(self) -> None:
+        now = self.settings.clock()
+        for code in self._codes.values():
+            code.expires_at = min(code.expires_at, now)
+
+    def expire_access_tokens(self) -> None:
+        now = self.settings.clock()
+        for token in self._access_tokens.values():
+            token.expires_at = min(token.expires_at, now)
+
+    def expire_refresh_tokens(self) -> None:
+        now = self.settings.clock()
+        for token in self._refresh_tokens.values():
+            token.expires_at = min(token.expires_at, now)
+
+    def grant_alive(self, token: str) -> bool:
+        found = self._access_tokens.get(token) or self._refresh_tokens.get(token)
+        if found is None:
+            raise KeyError(
+                "this provider never issued that token (pass an access or refresh token it issued)"
+            )
+        return found.grant.alive
+
+    # authorization endpoint
+
+    def authorize_request(self, params: Mapping[str, str], repeated: set[str]) -> AuthRequest:
+        """Validate an authorization request; PageError when the client or redirect_uri can't be trusted."""
+        client_id = params.get("client_id")
+        if not client_id or "client_id" in repeated:
+            raise PageError("invalid_request", "The request has no client_id (or more than one).")
+        if client_id != self.settings.client_id:
+            raise PageError("invalid_client", f"Unknown client_id {client_id!r}.")
+        redirect_uri = params.get("redirect_uri")
+        if not redirect_uri or "redirect_uri" in repeated:
+            raise PageError("invalid_request", "The request has no redirect_uri (or more than one).")
+        if not self._redirect_uri_allowed(redirect_uri):
+            raise PageError(
+                "invalid_request",
+                f"redirect_uri {redirect_uri!r} is not registered for client {client_id!r}.",
+            )
+        state = params.get("state")
+
+        def refuse(error: str, description: str) -> RedirectError:
+            return RedirectError(error, description, redirect_uri=redirect_uri, state=state)
+
+        if repeated:
+            raise refuse("invalid_request", f"parameters sent more than once: {', '.join(sorted(repeated))}")
+        response_type = params.get("response_type")
+        if not response_type:
+            raise refuse("invalid_request", "missing required parameter 'response_type'")
+        if response_type != "code":
+            raise refuse("unsupported_response_type", "only response_type=code is supported")
+        response_mode = params.get("response_mode")
+        if response_mode not in (None, "query"):
+            raise refuse("invalid_request", "only response_mode=query is supported")
+        challenge = params.get("code_challenge")
+        if not challenge:
+            raise refuse(
+                "invalid_request", "PKCE is required: send code_challenge and code_challenge_method=S256"
+            )
+        if params.get("code_challenge_method") != "S256":
+            raise refuse("invalid_request", "only code_challenge_method=S256 is supported (plain is refused)")
+        if not _PKCE_VALUE.fullmatch(challenge):
+            raise refuse("invalid_request", "code_challenge must be 43-128 characters of [A-Za-z0-9-._~]")
+        return AuthRequest(
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            state=state,
+            scope=" ".join(params.get("scope", "").split()),
+            nonce=params.get("nonce"),
+            code_challenge=challenge,
+            prompt=params.get("prompt"),
+        )
+
+    def _redirect_uri_allowed(self, uri: str) -> bool:
+        allowed = self.settings.redirect_uris
+        if allowed is None:
+            return absolute_http_uri(uri)
+        return uri in allowed
+
+    def error_redirect(self, redirect_uri: str, state: str | None, error: str, description: str) -> str:
+        params = [("error", error), ("error_description", description)]
+        if state is not None:
+            params.append(("state", state))
+        params.append(("iss", self.settings.issuer))
+        return _add_query(redirect_uri, params)
+
+    def approve(self, request: AuthRequest, sub: str) -> tuple[str, str | None]:
+        """Sign `sub` in for `request`: the redirect URL, and the error code if it is an error redirect."""
+        user = self.user(sub)
+        if user.disabled:
+            logger.info("authorize: user %r is disabled; answering access_denied", sub)
+            url = self.error_redirect(
+                request.redirect_uri, request.state, "access_denied", "the user is not allowed to sign in"
+            )
+            return url, "access_denied"
+        now = self.settings.clock()
+        self._prune(now)
+        grant = _Grant(sub=sub, scope=request.scope, auth_time=now)
+        self._grants.append(grant)
+        code = secrets.token_urlsafe(32)
+        self._codes[code] = _Code(
+            grant=grant,
+            redirect_uri=request.redirect_uri,
+            code_challenge=request.code_challenge,
+            nonce=request.nonce,
+            expires_at=now + self.settings.code_ttl,
+        )
+        params = [("code", code)]
+        if request.state is not None:
+            params.append(("state", request.state))
+        params.append(("iss", self.settings.issuer))
+        return _add_query(request.redirect_uri, params), None
+
+    def deny(self, request: AuthRequest) -> str:
+        return self.error_redirect(
+            request.redirect_uri, request.state, "access_denied", "the user declined to sign in"
+        )
+
+    def new_interaction(self, request: AuthRequest) -> str:
+        interaction = secrets.token_urlsafe(16)
+        self._interactions[interaction] = (request, self.settings.clock() + self.settings.code_ttl)
+        return interaction
+
+    def interaction(self, interaction: str) -> AuthRequest | None:
+        found = self._interactions.get(interaction)
+        if found is None or self.settings.clock() >= found[1]:
+            return None
+        return found[0]
+
+    def _prune(self, now: float) -> None:
+        # Expired codes answer exactly like unknown ones, so forgetting them changes nothing observable.
+        self._codes = {k: c for k, c in self._codes.items() if c.expires_at > now}
+        self._interactions = {k: v for k, v in self._interactions.items() if v[1] > now}
+
+    # token endpoint
+
+    def authenticate_client(self, params: Mapping[str, str], authorization: str | None) -> str:
+        """Check client_secret_basic or client_secret_post; the method used, or OAuthError."""
+        realm = {"WWW-Authenticate": f'Basic realm="{self.settings.issuer}"'}
+
+        def invalid_client(description: str) -> OAuthError:
+            return OAuthError("invalid_client", description, status=401, headers=realm)
+
+        if authorization is not None and authorization[:6].lower() == "basic ":
+            if "client_secret" in params:
+                raise OAuthError(
+                    "invalid_request", "use one client authentication method, not Basic and client_secret"
+                )
+            try:
+                decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                raise invalid_client("the Basic credentials are not valid base64 of 'id:secret'") from None
+            client_id, sep, secret = decoded.partition(":")
+            if not sep:
+                raise invalid_client("the Basic credentials are not valid base64 of 'id:secret'")
+            client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+            if "client_id" in params and params["client_id"] != client_id:
+                raise OAuthError(
+                    "invalid_request", "client_id in the body differs from the Basic credentials"
+                )
+            method = "client_secret_basic"
+        elif "client_secret" in params:
+            client_id, secret = params.get("client_id", ""), params["client_secret"]
+            method = "client_secret_post"
+        else:
+            raise invalid_client(
+                "client authentication is required (client_secret_basic or client_secret_post)"
+            )
+        id_ok = hmac.compare_digest(client_id.encode(), self.settings.client_id.encode())
+        secret_ok = hmac.compare_digest(secret.encode(), self.settings.client_secret.encode())
+        if not (id_ok and secret_ok):
+            logger.info("token: client authentication failed (%s)", method)
+            raise invalid_client("client authentication failed")
+        return method
+
+    def token(self, params: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
+        self.authenticate_client(params, authorization)
+        grant_type = params.get("grant_type")
+        if not grant_type:
+            raise OAuthError("invalid_request", "missing required parameter 'grant_type'")
+        if grant_type == "authorization_code":
+            return self._exchange_code(params)
+        if grant_type == "refresh_token":
+            return self._refresh(params)
+        raise OAuthError("unsupported_grant_type", "supported grant types: authorization_code, refresh_token")
+
+    def _invalid_grant(self, cause: str) -> OAuthError:
+        logger.info("token: invalid_grant (%s)", cause)
+        return OAuthError("invalid_grant", GENERIC_INVALID_GRANT)
+
+    def _exchange_code(self, params: Mapping[str, str]) -> dict[str, Any]:
+        for name in ("code", "redirect_uri"):
+            if not params.get(name):
+                raise OAuthError("invalid_request", f"missing required parameter {name!r}")
+        # The order of checks follows oidc-provider: a reused code revokes its grant only once it is
+        # otherwise valid, and a wrong redirect_uri or verifier leaves the code unconsumed.
+        code = self._codes.get(params["code"])
+        now = self.settings.clock()
+        if code is None:
+            raise self._invalid_grant("authorization code not found")
+        if now >= code.expires_at:
+            raise self._invalid_grant("authorization code is expired")
+        if not code.grant.alive:
+            raise self._invalid_grant("the grant of this authorization code was revoked")
+        verifier = params.get("code_verifier", "")
+        if not _pkce_matches(verifier, code.code_challenge):
+            raise self._invalid_grant("PKCE verification failed")
+        if params["redirect_uri"] != code.redirect_uri:
+            raise self._invalid_grant("redirect_uri differs from the authorization request")
+        if code.consumed:
+            self._revoke(code.grant, "authorization code reused")
+            raise self._invalid_grant("authorization code already consumed; its grant is revoked")
+        user = self.users.get(code.grant.sub)
+        if user is None or user.disabled:
+            raise self._invalid_grant("the user is disabled")
+        code.consumed = True
+        return self._issue(code.grant, user, nonce=code.nonce, refresh_token=None)
+
+    def _refresh(self, params: Mapping[str, str]) -> dict[str, Any]:
+        value = params.get("refresh_token")
+        if not value:
+            raise OAuthError("invalid_request", "missing required parameter 'refresh_token'")
+        token = self._refresh_tokens.get(value)
+        if token is None:
+            raise self._invalid_grant("refresh token not found")
+        if self.settings.clock() >= token.expires_at:
+            raise self._invalid_grant("refresh token is expired")
+        if not token.grant.alive:
+            raise self._invalid_grant("the grant of this refresh token was revoked")
+        if token.consumed:
+            self._revoke(token.grant, "rotated refresh token reused")
+            raise self._invalid_grant("refresh token already used; its grant is revoked")
+        user = self.users.get(token.grant.sub)
+        if user is None or user.disabled:
+            raise self._invalid_grant("the user is disabled")
+        if self.settings.rotate_refresh_tokens:
+            token.consumed = True
+            return self._issue(token.grant, user, nonce=None, refresh_token=None)
+        return self._issue(token.grant, user, nonce=None, refresh_token=value)
+
+    def _revoke(self, grant: _Grant, why: str) -> None:
+        if grant.alive:
+            logger.info("revoking a grant of user %r: %s", grant.sub, why)
+        grant.alive = False
+        self._grants = [g for g in self._grants if g.alive]
+
+    def _issue(
+        self, grant: _Grant, user: User, *, nonce: str | None, refresh_token: str | None
+    ) -> dict[str, Any]:
+        s = self.settings
+        now = s.clock()
+        access_token = secrets.token_urlsafe(32)
+        self._access_tokens[access_token] = _AccessToken(grant=grant, expires_at=now + s.access_token_ttl)
+        body: dict[str, Any] = {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": _seconds(s.access_token_ttl),
+        }
+        if grant.scope:
+            body["scope"] = grant.scope
+        if s.issue_refresh_tokens:
+            if refresh_token is None:
+                refresh_token = secrets.token_urlsafe(32)
+                self._refresh_tokens[refresh_token] = _RefreshToken(
+                    grant=grant, expires_at=now + s.refresh_token_ttl
+                )
+            body["refresh_token"] = refresh_token
+        scopes = set(grant.scope.split())
+        if "openid" in scopes:
+            claims: dict[str, Any] = {
+                "iss": s.issuer,
+                "sub": user.sub,
+                "aud": s.client_id,
+                "iat": int(now),
+                "exp": int(now + s.id_token_ttl),
+                "auth_time": int(grant.auth_time),
+                "at_hash": at_hash(access_token),
+            }
+            if nonce is not None:
+                claims["nonce"] = nonce
+            claims.update(_scope_claims(user, scopes))
+            body["id_token"] = sign_id_token(claims)
+        return body
+
+    # userinfo, revocation, logout
+
+    def userinfo(self, authorization: str | None) -> dict[str, Any]:
+        if authorization is None or authorization[:7].lower() != "bearer " or not authorization[7:].strip():
+            raise OAuthError(
+                "invalid_request",
+                "no access token: send it as 'Authorization: Bearer <token>'",
+                status=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        token = self._access_tokens.get(authorization[7:].strip())
+        user = self.users.get(token.grant.sub) if token is not None else None
+        if (
+            token is None
+            or user is None
+            or token.revoked
+            or not token.grant.alive
+            or user.disabled
+            or self.settings.clock() >= token.expires_at
+        ):
+            raise OAuthError(
+                "invalid_token",
+                "the access token is unknown, expired or revoked",
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+        return {"sub": user.sub, **_scope_claims(user, set(token.grant.scope.split()))}
+
+    def revoke(self, params: Mapping[str, str], authorization: str | None) -> None:
+        self.authenticate_client(params, authorization)
+        value = params.get("token")
+        if not value:
+            raise OAuthError("invalid_request", "missing required parameter 'token'")
+        refresh = self._refresh_tokens.get(value)
+        if refresh is not None:
+            self._revoke(refresh.grant, "its refresh token was revoked (RFC 7009)")
+            return
+        access = self._access_tokens.get(value)
+        if access is not None:
+            access.revoked = True
+
+    def end_session(self, params: Mapping[str, str], repeated: set[str]) -> str | None:
+        """Validate an RP-initiated logout: the URL to redirect to, or None to show 'Signed out'."""
+        s = self.settings
+        if repeated:
+            raise PageError(
+                "invalid_request", f"Parameters sent more than once: {', '.join(sorted(repeated))}."
+            )
+        client_id = params.get("client_id")
+        if client_id is not None and client_id != s.client_id:
+            raise PageError("invalid_client", f"Unknown client_id {client_id!r}.")
+        hint = params.get("id_token_hint")
+        if hint is not None:
+            claims = decode_id_token(hint)
+            if claims is None or claims.get("iss") != s.issuer:
+                raise PageError(
+                    "invalid_request", "id_token_hint is not an ID token issued by this provider."
+                )
+            aud = claims.get("aud")
+            if s.client_id != aud and not (isinstance(aud, list) and s.client_id in aud):
+                raise PageError("invalid_request", "id_token_hint was issued to another client.")
+        target = params.get("post_logout_redirect_uri")
+        if target is None:
+            return None
+        if hint is None and client_id is None:
+            raise PageError(
+                "invalid_request",
+                "post_logout_redirect_uri needs id_token_hint or client_id to identify the client.",
+            )
+        allowed = s.post_logout_redirect_uris
+        if not (absolute_http_uri(target) if allowed is None else target in allowed):
+            raise PageError("invalid_request", f"post_logout_redirect_uri {target!r} is not registered.")
+        state = params.get("state")
+        return _add_query(target, [("state", state)]) if state is not None else target
+
+
+def _pkce_matches(verifier: str, challenge: str) -> bool:
+    if not _PKCE_VALUE.fullmatch(verifier):
+        return False
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return hmac.compare_digest(computed, challenge)
