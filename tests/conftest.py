@@ -95,19 +95,25 @@ async def guard_factory(provider: OAuthTestProvider, clock: FakeClock) -> AsyncI
         await http.aclose()
 
 
-@pytest.fixture
-async def browser_factory() -> AsyncIterator[Callable[[OAuthGuard], httpx.AsyncClient]]:
-    clients: list[httpx.AsyncClient] = []
+class BrowserFactory:
+    """Makes test browsers (httpx clients with a cookie jar) for an app; remembers them for checks."""
 
-    def make(app: OAuthGuard, base_url: str = APP_URL) -> httpx.AsyncClient:
+    def __init__(self) -> None:
+        self.clients: list[httpx.AsyncClient] = []
+
+    def __call__(self, app: OAuthGuard, base_url: str = APP_URL) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app), base_url=base_url, headers={"accept": "text/html"}
         )
-        clients.append(client)
+        self.clients.append(client)
         return client
 
-    yield make
-    for client in clients:
+
+@pytest.fixture
+async def browser_factory() -> AsyncIterator[BrowserFactory]:
+    factory = BrowserFactory()
+    yield factory
+    for client in factory.clients:
         await client.aclose()
 
 
@@ -131,17 +137,33 @@ SECRET_MARKERS: list[str] = []
 
 
 @pytest.fixture(autouse=True)
-def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
-    """Every test: no log record carries a token, code, secret or cookie value the test saw.
+def no_secrets_in_logs(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test: no log record carries a token, code, secret or cookie value.
 
-    Tests add what they saw to the returned list; the client secret and signing key are always in it.
+    Checked against the client secret, the signing key, everything the test's provider issued
+    (codes, access, refresh and ID tokens), the PKCE verifiers sent, and every cookie the browsers got.
     """
     caplog.set_level(logging.DEBUG)
-    seen: list[str] = [CLIENT_SECRET, SECRET_KEY]
-    yield seen
-    # The test's own browser (httpx, base APP_URL) logs the callback URLs it loads; the guard logs nothing of them.
-    records = [r for r in caplog.records if not (r.name == "httpx" and APP_URL in r.getMessage())]
+    fixtures = request.fixturenames
+    provider = request.getfixturevalue("provider") if "provider" in fixtures else None
+    browsers = request.getfixturevalue("browser_factory") if "browser_factory" in fixtures else None
+    yield
+    seen = [CLIENT_SECRET, SECRET_KEY]
+    if provider is not None:
+        seen += provider.issued_secrets()
+        seen += [c.params.get("code_verifier", "") for c in provider.calls]
+    if browsers is not None:
+        for browser in browsers.clients:
+            seen += [cookie.value or "" for cookie in browser.cookies.jar]
+    # httpx logs every URL it loads, and the tests' own clients load callback URLs (codes) and
+    # end_session URLs (ID tokens). The guard's own outbound URLs carry no secret: it sends them only
+    # in POST bodies and headers. So httpx's lines are left out; every other logger is checked.
+    records = [
+        r
+        for phase in ("setup", "call")
+        for r in caplog.get_records(phase)
+        if r.name.split(".")[0] not in ("httpx", "httpcore")
+    ]
     text = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in records)
-    for value in seen:
-        if value and len(value) >= 8:
-            assert value not in text, "a secret value reached the logs"
+    leaked = [value for value in seen if len(value) >= 8 and value in text]
+    assert not leaked, f"{len(leaked)} secret value(s) reached the logs"

@@ -349,6 +349,11 @@ class OAuthTestProvider:
     def reset_calls(self) -> None:
         self._calls.clear()
 
+    def issued_secrets(self) -> list[str]:
+        """Every authorization code, access, refresh and ID token this provider issued: for tests that
+        check none of them reached a log, a page or a header that should not carry it."""
+        return self._server.issued_secrets()
+
     def grant_alive(self, token: str) -> bool:
         """Whether the grant that issued this access or refresh token is still alive (not revoked).
 

@@ -175,6 +175,7 @@ class AuthorizationServer:
         self._codes: dict[str, _Code] = {}
         self._access_tokens: dict[str, _AccessToken] = {}
         self._refresh_tokens: dict[str, _RefreshToken] = {}
+        self._issued: list[str] = []
         self._interactions: dict[str, tuple[AuthRequest, float]] = {}
 
     # users and the controls on them
@@ -209,6 +210,10 @@ class AuthorizationServer:
         now = self.settings.clock()
         for token in self._refresh_tokens.values():
             token.expires_at = min(token.expires_at, now)
+
+    def issued_secrets(self) -> list[str]:
+        """Every code and token issued so far, for tests that check nothing leaked."""
+        return [*self._issued, *self._access_tokens, *self._refresh_tokens]
 
     def grant_alive(self, token: str) -> bool:
         found = self._access_tokens.get(token) or self._refresh_tokens.get(token)
@@ -296,6 +301,7 @@ class AuthorizationServer:
         grant = _Grant(sub=sub, scope=request.scope, auth_time=now)
         self._grants.append(grant)
         code = secrets.token_urlsafe(32)
+        self._issued.append(code)
         self._codes[code] = _Code(
             grant=grant,
             redirect_uri=request.redirect_uri,
@@ -478,6 +484,7 @@ class AuthorizationServer:
                 claims["nonce"] = nonce
             claims.update(_scope_claims(user, scopes))
             body["id_token"] = sign_id_token(claims)
+            self._issued.append(body["id_token"])
         return body
 
     # userinfo, revocation, logout
