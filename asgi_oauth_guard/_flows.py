@@ -165,12 +165,16 @@ class Flows:
                 "The sign-in response has no valid 'state' parameter. Start the sign-in again."
             )
         if "error" in params:
-            reason = Reason.access_denied if params["error"] == "access_denied" else Reason.login_required
-            await self._forget(state)
-            await emit(
-                self._on_event, GuardEvent(kind="relogin", reason=reason, detail="authorization_error")
-            )
-            return await self._relogin.response(request, reason, next_path="/")
+            error = params["error"] if params["error"] in _PROVIDER_ERRORS else "other"
+            if error in ("temporarily_unavailable", "server_error"):
+                return unavailable(
+                    request,
+                    "The sign-in service is having trouble. Please try again in a moment.",
+                    retry_after=5,
+                    api_prefixes=self._api_prefixes,
+                )
+            await emit(self._on_event, GuardEvent(kind="relogin", reason=Reason.access_denied, detail=error))
+            return await self._relogin.response(request, Reason.access_denied, next_path="/")
         code = params.get("code", "")
         if not code or len(code) > MAX_CODE_LENGTH:
             return bad_request("The sign-in response has no valid 'code' parameter. Start the sign-in again.")
@@ -272,7 +276,10 @@ class Flows:
                 await emit(self._on_event, GuardEvent(kind="relogin", reason=reason, detail=exc.error))
             except IDTokenError as exc:
                 logger.warning("login refused: %s", exc)
-                outcome = Outcome(ok=False, next=tx.next, reason=Reason.login_required.value)
+                outcome = Outcome(ok=False, next=tx.next, reason=Reason.access_denied.value)
+                await emit(
+                    self._on_event, GuardEvent(kind="relogin", reason=Reason.access_denied, detail="id_token")
+                )
             except ProviderUnavailable as exc:
                 # The code may have been spent at the provider: never send it again, start a new login.
                 logger.warning("code exchange failed: %s", exc)
@@ -287,9 +294,7 @@ class Flows:
             return None
         plain = unseal(tx_key, b"outcome:" + state.encode(), sealed)
         return (
-            Outcome.loads(plain)
-            if plain is not None
-            else Outcome(ok=False, next="/", reason="login_required")
+            Outcome.loads(plain) if plain is not None else Outcome(ok=False, next="/", reason="state_expired")
         )
 
     async def _wait_for_outcome(self, request: Request, state: str, tx_key: bytes) -> ASGIApp:
@@ -342,12 +347,12 @@ class Flows:
         return await self._relogin.response(request, Reason.state_expired, next_path="/")
 
     async def _refuse(self, request: Request, state: str, detail: str) -> ASGIApp:
-        """A callback for a login this browser did not start (login CSRF); the rightful browser
-        is unaffected: nothing was claimed."""
+        """A callback for a login this browser did not start (login CSRF, a link opened in another
+        browser, cookies blocked). Nothing is claimed, so the rightful browser can still finish."""
         if await self._current_session(request.scope) is not None:
             return RedirectResponse("/", status_code=303, headers=NO_STORE)
-        await emit(self._on_event, GuardEvent(kind="relogin", reason=Reason.login_required, detail=detail))
-        return await self._relogin.response(request, Reason.login_required, next_path="/")
+        await emit(self._on_event, GuardEvent(kind="relogin", reason=Reason.state_expired, detail=detail))
+        return await self._relogin.response(request, Reason.state_expired, next_path="/")
 
     async def _current_session(self, scope: Scope) -> Session | None:
         value = cookie(scope, self._cookies.session_name)
@@ -359,9 +364,6 @@ class Flows:
 
     async def _session_exists(self, sid: str) -> bool:
         return await self._get(SESSION_PREFIX + sid) is not None
-
-    async def _forget(self, state: str) -> None:
-        await self._delete(TX_PREFIX + state)
 
     # -- logout --------------------------------------------------------------------------------------
 
@@ -426,6 +428,24 @@ class Flows:
             await self._store.delete(key)
         except Exception as exc:
             raise StoreUnavailable(f"the store failed on delete: {type(exc).__name__}") from None
+
+
+# RFC 6749 section 4.1.2.1 and OIDC Core 3.1.2.6; anything else is reported as "other".
+_PROVIDER_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "unauthorized_client",
+        "access_denied",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+        "interaction_required",
+        "login_required",
+        "account_selection_required",
+        "consent_required",
+    }
+)
 
 
 def _reason(value: str | None) -> Reason | None:

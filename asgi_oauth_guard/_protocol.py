@@ -164,14 +164,14 @@ def classify_code_error(
 
     The guard never sends a code twice and always sends the pinned redirect_uri, so a refusal is
     most likely an expired code, or a callback that reached us at another address than the one pinned.
+    Anything else reads as ``state_expired`` (this sign-in cannot be completed; start a new one):
+    never ``login_required``, whose re-login goes straight back to the provider and could loop.
     """
-    if error.error != "invalid_grant":
-        return Reason.login_required
-    if age >= code_lifetime:
+    if error.error == "invalid_grant" and age >= code_lifetime:
         return Reason.code_expired
-    if callback_url != redirect_uri:
+    if error.error == "invalid_grant" and callback_url != redirect_uri:
         return Reason.redirect_uri_mismatch
-    return Reason.login_required
+    return Reason.state_expired
 
 
 def is_prefetch(headers: Mapping[str, str]) -> bool:

@@ -8,9 +8,11 @@ __all__ = ["Reason"]
 class Reason(str, enum.Enum):
     """Why the guard asks the user to sign in (again). Sent as ``reason`` to re-login responses.
 
-    - ``login_required``: no session, or a sign-in that cannot go on (another browser's link, a bad callback).
-    - ``state_expired``: the sign-in took longer than the transaction TTL, or its link was already used up.
-    - ``access_denied``: the user (or the provider) declined the authorization request.
+    - ``login_required``: no session yet. The login route goes straight to the provider.
+    - ``state_expired``: this sign-in cannot be completed: it took longer than the transaction TTL, its link
+      was used up or opened in another browser (or cookies are blocked), or the provider refused its code.
+    - ``access_denied``: the user or the provider declined the authorization request, or the ID token
+      failed validation.
     - ``code_reused``: this authorization code was already presented once; it was not sent again.
     - ``code_expired``: the provider refused a code older than its usual lifetime.
     - ``redirect_uri_mismatch``: the callback arrived at another URL than the one pinned at login.
@@ -32,10 +34,18 @@ class Reason(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    @property
+    def message(self) -> str:
+        """A sentence to show the user, e.g. on a sign-in page."""
+        return MESSAGES[self]
+
 
 MESSAGES: dict[Reason, str] = {
     Reason.login_required: "Please sign in to continue.",
-    Reason.state_expired: "This sign-in link has expired or was already used. Please sign in again.",
+    Reason.state_expired: (
+        "This sign-in could not be completed: it expired, or was started in another browser "
+        "or with cookies blocked. Please sign in again."
+    ),
     Reason.access_denied: "Sign-in was cancelled or denied.",
     Reason.code_reused: "This sign-in was already completed elsewhere. Please sign in again.",
     Reason.code_expired: "The sign-in took too long to complete. Please sign in again.",

@@ -201,7 +201,7 @@ async def test_callback_from_another_browser_is_refused(
     callback = await start_login(rightful, provider, "/me")
     refused = await attacker.get(callback)
     assert refused.status_code == 303
-    assert query(refused.headers["location"])["reason"] == "login_required"
+    assert query(refused.headers["location"])["reason"] == "state_expired"
     assert session_cookie(refused) is None
     assert provider.count(endpoint="token") == 0
     assert (await attacker.get("/me")).status_code == 303  # still anonymous
@@ -218,7 +218,7 @@ async def test_callback_with_a_tampered_binding_cookie_is_refused(
     callback = await start_login(rightful, provider)
     await attacker.get("/auth/login")  # the attacker's own, validly signed binding
     refused = await attacker.get(callback)
-    assert refused.status_code == 303 and "reason=login_required" in refused.headers["location"]
+    assert refused.status_code == 303 and "reason=state_expired" in refused.headers["location"]
     assert provider.count(endpoint="token") == 0
     assert (await rightful.get(callback)).status_code == 303
 
@@ -259,7 +259,7 @@ async def test_refused_code_never_gives_a_500(
     provider.expire_codes()
     response = await browser.get(callback)
     assert response.status_code == 303
-    assert query(response.headers["location"])["reason"] == "login_required"
+    assert query(response.headers["location"])["reason"] == "state_expired"
     api = await browser.get(callback, headers={"accept": "application/json"})
     assert api.status_code == 401
     assert api.json()["error"] == "login_required" and api.json()["login_url"].startswith("/auth/login?")
@@ -503,3 +503,30 @@ async def test_non_http_scopes_pass_through(guard_factory: GuardFactory) -> None
     guard: OAuthGuard = guard_factory(app=app)
     await guard({"type": "websocket", "path": "/ws", "headers": []}, None, None)  # type: ignore[arg-type]
     assert seen == ["websocket"]
+
+
+async def test_a_failed_callback_never_loops_back_to_the_provider(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
+) -> None:
+    """Cookies blocked: every callback lacks its binding. The browser must land on a page, not loop."""
+    guard = guard_factory()
+    browser = browser_factory(guard)
+    callback = await start_login(browser, provider, "/me")
+    browser.cookies.clear()
+    location = (await browser.get(callback)).headers["location"]
+    page = await browser.get(location)
+    assert page.status_code == 200
+    assert 'id="sign-in"' in page.text and "cookies blocked" in page.text.replace("\n", " ")
+    assert "idp.example.test" not in page.headers.get("location", "")
+
+
+async def test_provider_errors_in_the_callback(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
+) -> None:
+    browser = browser_factory(guard_factory())
+    await browser.get("/auth/login")
+    busy = await browser.get("/auth/callback?error=temporarily_unavailable&state=s")
+    assert busy.status_code == 503 and busy.headers["retry-after"]
+    odd = await browser.get("/auth/callback?error=%3Cscript%3E&state=s")
+    assert query(odd.headers["location"])["reason"] == "access_denied"
+    assert provider.count(endpoint="token") == 0

@@ -131,11 +131,11 @@ def test_code_errors_are_classified_from_the_guards_own_records() -> None:
     grant = TokenEndpointError("invalid_grant", "grant request is invalid")
     same = {"callback_url": "https://a/cb", "redirect_uri": "https://a/cb"}
     assert classify_code_error(grant, age=61, code_lifetime=60, **same) is Reason.code_expired
-    assert classify_code_error(grant, age=5, code_lifetime=60, **same) is Reason.login_required
+    assert classify_code_error(grant, age=5, code_lifetime=60, **same) is Reason.state_expired
     moved = {"callback_url": "http://a/cb", "redirect_uri": "https://a/cb"}
     assert classify_code_error(grant, age=5, code_lifetime=60, **moved) is Reason.redirect_uri_mismatch
     other = TokenEndpointError("invalid_request")
-    assert classify_code_error(other, age=500, code_lifetime=60, **same) is Reason.login_required
+    assert classify_code_error(other, age=500, code_lifetime=60, **same) is Reason.state_expired
 
 
 def test_prefetch_headers() -> None:
