@@ -1,0 +1,461 @@
+// Loopback OpenID provider for the asgi-oauth-guard interop tests.
+//
+// panva's oidc-provider (pinned in package.json), configured so that the failures the guard exists to
+// prevent are reproducible: short access-token and code lifetimes, PKCE required, refresh-token rotation
+// with reuse detection, and a headless interaction route so a client that follows redirects gets a code
+// without any HTML. See README.md beside this file.
+//
+// Listens on 127.0.0.1 only. Prints `READY <issuer>` on stdout once it accepts connections.
+
+import * as crypto from 'node:crypto';
+import * as http from 'node:http';
+
+import Provider from 'oidc-provider';
+
+// ---------------------------------------------------------------------------------------------------------
+// configuration from the environment
+
+function intFromEnv(name, fallback, minimum = 0) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < minimum) {
+    throw new Error(`${name} must be an integer >= ${minimum}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+function listFromEnv(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  return raw.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+const HOST = '127.0.0.1';
+const PORT = intFromEnv('PORT', 0);
+const CLIENT_ID = process.env.CLIENT_ID || 'interop-client';
+const CLIENT_SECRET = process.env.CLIENT_SECRET || crypto.randomBytes(24).toString('base64url');
+// The client is registered as a "native" application (RFC 8252 section 7.3): for http loopback redirect
+// URIs oidc-provider then ignores the port when matching, so one registration serves apps on any free port.
+// Scheme, host and path still have to match exactly.
+const REDIRECT_URIS = listFromEnv('REDIRECT_URIS', [
+  'http://127.0.0.1/auth/callback',
+  'http://localhost/auth/callback',
+  'http://127.0.0.1/callback',
+  'http://localhost/callback',
+]);
+const POST_LOGOUT_REDIRECT_URIS = listFromEnv('POST_LOGOUT_REDIRECT_URIS', [
+  'http://127.0.0.1/',
+  'http://localhost/',
+]);
+// lifetimes in seconds; oidc-provider refuses 0
+const ACCESS_TOKEN_TTL = intFromEnv('ACCESS_TOKEN_TTL', 5, 1);
+const CODE_TTL = intFromEnv('CODE_TTL', 10, 1);
+const REFRESH_TOKEN_TTL = intFromEnv('REFRESH_TOKEN_TTL', 3600, 1);
+// oidc-provider accepts an opaque access token until exp + clockTolerance (default 15 s); 0 makes a 5 s
+// token really die after 5 s.
+const CLOCK_TOLERANCE = intFromEnv('CLOCK_TOLERANCE', 0);
+const DEFAULT_ACCOUNT = process.env.DEFAULT_ACCOUNT || 'alice';
+const LOG_EVENTS = process.env.LOG_EVENTS === '1';
+
+// ---------------------------------------------------------------------------------------------------------
+// a clock tests can move forward (POST /admin/advance-clock?seconds=N), so "after its TTL" needs no sleep.
+// oidc-provider and the adapter below read the time through Date.now() only.
+
+const realNow = Date.now.bind(Date);
+let clockOffsetMs = 0;
+Date.now = () => realNow() + clockOffsetMs;
+
+// ---------------------------------------------------------------------------------------------------------
+// accounts: two fixed users, and any other well-formed id (e.g. a test's own `login_hint=t-1234`) is a user
+// too, so tests can work on users of their own and not disturb each other's grants.
+
+const KNOWN_ACCOUNTS = {
+  alice: { name: 'Alice Liddell', email: 'alice@example.test' },
+  bob: { name: 'Bob Builder', email: 'bob@example.test' },
+};
+const ACCOUNT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+// `login_hint=deny` makes the interaction end with error=access_denied (the user said no).
+const DENY_HINT = 'deny';
+
+function lookupAccount(id) {
+  if (typeof id !== 'string' || !ACCOUNT_ID.test(id) || id === DENY_HINT) return undefined;
+  const known = KNOWN_ACCOUNTS[id];
+  return {
+    sub: id,
+    name: known?.name ?? `${id[0].toUpperCase()}${id.slice(1)} Example`,
+    email: known?.email ?? `${id.toLowerCase()}@example.test`,
+    email_verified: true,
+    preferred_username: id,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// storage: a small in-memory adapter of our own. The built-in one is an LRU bounded to ~1000 entries (a long
+// test session could lose grants) and it cannot list grants by user, which /admin/revoke-grants needs.
+// Records are stored as copies, as a database would.
+
+const records = new Map(); // `${model}:${id}` -> { payload, expiresAt }
+const byGrant = new Map(); // grantId -> Set of record keys
+const byUid = new Map(); // Session uid -> session id
+const byUserCode = new Map(); // device user_code -> id
+
+function liveRecord(key) {
+  const record = records.get(key);
+  if (!record) return undefined;
+  if (record.expiresAt !== undefined && record.expiresAt <= Date.now()) {
+    dropRecord(key);
+    return undefined;
+  }
+  return record;
+}
+
+function dropRecord(key) {
+  const record = records.get(key);
+  if (!record) return;
+  records.delete(key);
+  const { grantId, uid, userCode } = record.payload;
+  if (grantId) byGrant.get(grantId)?.delete(key);
+  if (uid && byUid.get(uid) === key) byUid.delete(uid);
+  if (userCode && byUserCode.get(userCode) === key) byUserCode.delete(userCode);
+}
+
+class LoopbackAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const key = this.key(id);
+    dropRecord(key);
+    const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : undefined;
+    records.set(key, { payload: structuredClone(payload), expiresAt });
+    if (payload.grantId) {
+      if (!byGrant.has(payload.grantId)) byGrant.set(payload.grantId, new Set());
+      byGrant.get(payload.grantId).add(key);
+    }
+    if (this.model === 'Session' && payload.uid) byUid.set(payload.uid, key);
+    if (payload.userCode) byUserCode.set(payload.userCode, key);
+  }
+
+  async find(id) {
+    const record = liveRecord(this.key(id));
+    return record ? structuredClone(record.payload) : undefined;
+  }
+
+  async findByUid(uid) {
+    const key = byUid.get(uid);
+    const record = key && liveRecord(key);
+    return record ? structuredClone(record.payload) : undefined;
+  }
+
+  async findByUserCode(userCode) {
+    const key = byUserCode.get(userCode);
+    const record = key && liveRecord(key);
+    return record ? structuredClone(record.payload) : undefined;
+  }
+
+  async consume(id) {
+    const record = liveRecord(this.key(id));
+    if (record) record.payload.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) {
+    dropRecord(this.key(id));
+  }
+
+  async revokeByGrantId(grantId) {
+    // One call drops every token of the grant, whatever the model; oidc-provider calls it once per model.
+    for (const key of [...(byGrant.get(grantId) ?? [])]) dropRecord(key);
+    byGrant.delete(grantId);
+  }
+}
+
+const sweeper = setInterval(() => {
+  const now = Date.now();
+  for (const [key, record] of records) {
+    if (record.expiresAt !== undefined && record.expiresAt <= now) dropRecord(key);
+  }
+}, 30_000);
+sweeper.unref();
+
+// Revoke every grant of one user and end their sessions (what a password change does at a real IdP).
+function revokeUser(sub) {
+  let grants = 0;
+  let sessions = 0;
+  for (const [key, record] of [...records]) {
+    if (record.payload.accountId !== sub) continue;
+    if (key.startsWith('Grant:')) {
+      const grantId = key.slice('Grant:'.length);
+      for (const member of [...(byGrant.get(grantId) ?? [])]) dropRecord(member);
+      byGrant.delete(grantId);
+      dropRecord(key);
+      grants += 1;
+    } else if (key.startsWith('Session:')) {
+      dropRecord(key);
+      sessions += 1;
+    }
+  }
+  // tokens whose grant record is already gone (belt and braces)
+  for (const [key, record] of [...records]) {
+    if (record.payload.accountId === sub && /^(AccessToken|RefreshToken|AuthorizationCode):/.test(key)) {
+      dropRecord(key);
+    }
+  }
+  return { grants, sessions };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the provider
+
+function signingKey() {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { ...jwk, kid: `rs256-${crypto.randomBytes(6).toString('hex')}`, use: 'sig', alg: 'RS256' };
+}
+
+function pageShell(title, body) {
+  return `<!DOCTYPE html><html><head><meta charset="utf-8"><title>${title}</title></head><body>${body}</body></html>`;
+}
+
+function createProvider(issuer) {
+  const configuration = {
+    adapter: LoopbackAdapter,
+    clients: [
+      {
+        client_id: CLIENT_ID,
+        client_secret: CLIENT_SECRET,
+        application_type: 'native',
+        redirect_uris: REDIRECT_URIS,
+        post_logout_redirect_uris: POST_LOGOUT_REDIRECT_URIS,
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        // client_secret_post is accepted too: oidc-provider takes either secret method for this client
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+    ],
+    jwks: { keys: [signingKey()] },
+    cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+    clockTolerance: CLOCK_TOLERANCE,
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+    // the token request must name the redirect_uri it used, even with one registered URI
+    allowOmittingSingleRegisteredRedirectUri: false,
+    responseTypes: ['code'],
+    scopes: ['openid', 'offline_access', 'profile', 'email'],
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'preferred_username'],
+    },
+    // put the scope's claims (email, name) in the ID token, not only at userinfo
+    conformIdTokenClaims: false,
+    pkce: { required: () => true }, // oidc-provider 9 knows only S256
+    rotateRefreshToken: true,
+    issueRefreshToken: async (_ctx, client) => client.clientId === CLIENT_ID && client.grantTypeAllowed('refresh_token'),
+    expiresWithSession: async () => false,
+    ttl: {
+      AccessToken: ACCESS_TOKEN_TTL,
+      AuthorizationCode: CODE_TTL,
+      RefreshToken: REFRESH_TOKEN_TTL,
+      IdToken: 3600,
+      Interaction: 600,
+      Session: 24 * 3600,
+      Grant: Math.max(REFRESH_TOKEN_TTL, 24 * 3600),
+    },
+    findAccount: async (_ctx, id) => {
+      const account = lookupAccount(id);
+      if (!account) return undefined;
+      return { accountId: id, claims: async () => ({ ...account }) };
+    },
+    interactions: { url: async (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    clientBasedCORS: () => false,
+    features: {
+      devInteractions: { enabled: false },
+      userinfo: { enabled: true },
+      revocation: {
+        enabled: true,
+        allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
+      },
+      introspection: {
+        enabled: true,
+        allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
+      },
+      rpInitiatedLogout: {
+        enabled: true,
+        // auto-submitting confirmation, so a browser signs out without a click; headless clients post the
+        // form themselves (xsrf + logout=yes)
+        logoutSource: async (ctx, form) => {
+          ctx.type = 'html';
+          ctx.body = pageShell(
+            'Sign out',
+            `${form.replace('</form>', '<input type="hidden" name="logout" value="yes"/></form>')}`
+              + '<script>document.forms[0].submit()</script>',
+          );
+        },
+        postLogoutSuccessSource: async (ctx) => {
+          ctx.type = 'html';
+          ctx.body = pageShell('Signed out', '<p>Signed out.</p>');
+        },
+      },
+    },
+    renderError: async (ctx, out) => {
+      ctx.type = 'json';
+      ctx.body = out;
+    },
+  };
+
+  const provider = new Provider(issuer, configuration);
+  provider.on('server_error', (_ctx, err) => console.error('oidc-provider server_error:', err));
+  if (LOG_EVENTS) {
+    for (const event of ['grant.success', 'grant.error', 'grant.revoked', 'authorization.error']) {
+      provider.on(event, (_ctx, arg) => console.error(`event ${event}`, arg?.message ?? arg ?? ''));
+    }
+  }
+  return provider;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the headless interaction: finish login (and consent) at once, for `alice` or the login_hint account
+
+async function finishInteraction(provider, req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const { prompt, params, session } = details;
+  const hint = typeof params.login_hint === 'string' ? params.login_hint : undefined;
+
+  if (hint === DENY_HINT) {
+    await provider.interactionFinished(
+      req,
+      res,
+      { error: 'access_denied', error_description: 'End-User denied the authorization request' },
+      { mergeWithLastSubmission: false },
+    );
+    return;
+  }
+
+  const result = {};
+  let accountId = session?.accountId;
+  if (prompt.name === 'login' || !accountId) {
+    accountId = hint || DEFAULT_ACCOUNT;
+    if (!lookupAccount(accountId)) {
+      await provider.interactionFinished(
+        req,
+        res,
+        { error: 'access_denied', error_description: `unknown account ${JSON.stringify(accountId)}` },
+        { mergeWithLastSubmission: false },
+      );
+      return;
+    }
+    result.login = { accountId };
+  }
+
+  // consent: grant what was asked for (known OIDC scopes, and resource scopes the prompt reports missing)
+  let grant = details.grantId ? await provider.Grant.find(details.grantId) : undefined;
+  if (!grant || grant.accountId !== accountId) {
+    grant = new provider.Grant({ accountId, clientId: params.client_id });
+  }
+  const known = new Set(['openid', 'offline_access', 'profile', 'email']);
+  const scopes = String(params.scope ?? '').split(' ').filter((s) => known.has(s));
+  if (scopes.length) grant.addOIDCScope(scopes.join(' '));
+  const promptDetails = prompt.details ?? {};
+  if (promptDetails.missingOIDCClaims) grant.addOIDCClaims(promptDetails.missingOIDCClaims);
+  for (const [indicator, missing] of Object.entries(promptDetails.missingResourceScopes ?? {})) {
+    grant.addResourceScope(indicator, missing.join(' '));
+  }
+  result.consent = { grantId: await grant.save() };
+
+  await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the HTTP server: /interaction/* and /admin/* here, everything else to oidc-provider
+
+function sendJson(res, status, body) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'Cache-Control': 'no-store',
+  });
+  res.end(text);
+}
+
+function isLoopback(address) {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1'
+    || (typeof address === 'string' && address.startsWith('127.'));
+}
+
+let provider;
+let providerCallback;
+let issuer;
+
+async function route(req, res) {
+  const url = new URL(req.url, 'http://loopback.invalid');
+
+  if (url.pathname.startsWith('/interaction/')) {
+    if (req.method !== 'GET') return sendJson(res, 405, { error: 'method_not_allowed' });
+    try {
+      await finishInteraction(provider, req, res);
+    } catch (err) {
+      sendJson(res, 400, { error: err.name ?? 'error', error_description: err.error_description ?? err.message });
+    }
+    return undefined;
+  }
+
+  if (url.pathname.startsWith('/admin/')) {
+    if (!isLoopback(req.socket.remoteAddress)) return sendJson(res, 403, { error: 'forbidden' });
+    if (url.pathname === '/admin/health' && req.method === 'GET') {
+      return sendJson(res, 200, { status: 'ok', issuer, client_id: CLIENT_ID });
+    }
+    if (url.pathname === '/admin/advance-clock' && req.method === 'POST') {
+      const seconds = Number(url.searchParams.get('seconds'));
+      if (!Number.isFinite(seconds) || seconds < 0) {
+        return sendJson(res, 400, { error: 'invalid_request', error_description: 'seconds must be >= 0' });
+      }
+      clockOffsetMs += Math.round(seconds * 1000);
+      return sendJson(res, 200, { offset_seconds: clockOffsetMs / 1000, now: Math.floor(Date.now() / 1000) });
+    }
+    if (url.pathname === '/admin/revoke-grants' && req.method === 'POST') {
+      const sub = url.searchParams.get('sub');
+      if (!sub) return sendJson(res, 400, { error: 'invalid_request', error_description: 'sub is required' });
+      return sendJson(res, 200, { sub, ...revokeUser(sub) });
+    }
+    return sendJson(res, 404, { error: 'not_found' });
+  }
+
+  return providerCallback(req, res);
+}
+
+const server = http.createServer((req, res) => {
+  route(req, res).catch((err) => {
+    console.error('interop server error:', err);
+    if (!res.headersSent) sendJson(res, 500, { error: 'server_error' });
+    else res.destroy();
+  });
+});
+
+server.on('error', (err) => {
+  console.error(`interop server: ${err.message}`);
+  process.exit(1);
+});
+
+server.listen(PORT, HOST, () => {
+  const { port } = server.address();
+  issuer = process.env.ISSUER || `http://${HOST}:${port}`;
+  provider = createProvider(issuer);
+  providerCallback = provider.callback();
+  process.stdout.write(`READY ${issuer}\n`);
+});
+
+function shutdown(signal) {
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+  // a connection that still refuses to close must not keep the process alive
+  setTimeout(() => process.exit(0), 2000).unref();
+  if (LOG_EVENTS) console.error(`interop server: ${signal}, exiting`);
+}
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
