@@ -12,6 +12,7 @@ from ._errors import (
     GuardError,
     IDTokenError,
     ProviderUnavailable,
+    ReloginRequired,
     StoreUnavailable,
     TokenEndpointError,
 )
@@ -19,6 +20,7 @@ from ._events import EventHook, GuardEvent
 from ._middleware import OAuthGuard
 from ._protocol import TokenSet
 from ._reasons import Reason
+from ._redis import RedisStore, store_from_url
 from ._relogin import ReloginHandler, ReloginMode
 from ._store import MemoryStore, Store
 
@@ -39,12 +41,15 @@ __all__ = [
     "Provider",
     "ProviderUnavailable",
     "Reason",
+    "RedisStore",
     "ReloginHandler",
     "ReloginMode",
+    "ReloginRequired",
     "Store",
     "StoreUnavailable",
     "TokenEndpointError",
     "TokenSet",
     "current_identity",
     "current_state",
+    "store_from_url",
 ]

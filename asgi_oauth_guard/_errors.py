@@ -5,6 +5,7 @@
     ├── TokenEndpointError     the provider answered an OAuth error (``error``, ``description``, ``status``)
     ├── ProviderUnavailable    the provider was unreachable, timed out, or said 5xx/temporarily_unavailable
     ├── IDTokenError           the ID token failed validation (signature, iss, aud, nonce, expiry)
+    ├── ReloginRequired        the session can no longer get a token: the user must sign in again (``reason``)
     └── StoreUnavailable       the store could not be reached
 
 Callers tell errors apart by type and by ``TokenEndpointError.error`` (an RFC 6749 code), never by message.
@@ -12,11 +13,17 @@ Callers tell errors apart by type and by ``TokenEndpointError.error`` (an RFC 67
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._reasons import Reason
+
 __all__ = [
     "ConfigurationError",
     "GuardError",
     "IDTokenError",
     "ProviderUnavailable",
+    "ReloginRequired",
     "StoreUnavailable",
     "TokenEndpointError",
 ]
@@ -57,3 +64,13 @@ class IDTokenError(GuardError):
 
 class StoreUnavailable(GuardError):
     """The store could not be reached; the request gets a 503 and no session is lost."""
+
+
+class ReloginRequired(GuardError):
+    """The session can no longer get a token (the provider refused it, or it is gone): the user must
+    sign in again. ``reason`` says why; integrations answer it with the guard's re-login response."""
+
+    def __init__(self, reason: Reason, detail: str | None = None) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(reason.value)

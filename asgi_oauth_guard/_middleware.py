@@ -14,12 +14,12 @@ from ._client import ClientAuthMethod, OAuthClient, Provider
 from ._context import SCOPE_KEY, GuardState, Identity, _state
 from ._cookies import CookieJar, SameSite
 from ._crypto import Keyring
-from ._errors import ConfigurationError, ProviderUnavailable, StoreUnavailable
+from ._errors import ConfigurationError, ProviderUnavailable, ReloginRequired, StoreUnavailable
 from ._events import EventHook, GuardEvent, emit
 from ._flows import Flows
 from ._http import BadRequest, ForwardedTrust, cookie
 from ._reasons import Reason
-from ._refresh import Refresher, ReloginRequired
+from ._refresh import Refresher
 from ._relogin import Relogin, ReloginHandler, ReloginMode, bad_request, unavailable
 from ._session import Session
 from ._sessions import Sessions
@@ -181,7 +181,8 @@ class OAuthGuard:
             clock=clock,
             leeway=refresh_leeway,
             lease=http_timeout * 2 + 5,
-            wait=http_timeout * 2 + 5,
+            # A waiter outlasts the lease of a holder that died, then the next holder's token request.
+            wait=(http_timeout * 2 + 5) + http_timeout + 1,
         )
         self._cookies = CookieJar(
             session_name=cookie_name,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import anyio
 
 from ._client import OAuthClient
-from ._errors import GuardError, ProviderUnavailable, StoreUnavailable, TokenEndpointError
+from ._errors import GuardError, ProviderUnavailable, ReloginRequired, StoreUnavailable, TokenEndpointError
 from ._protocol import refresh_due
 from ._reasons import Reason
 from ._session import Session
@@ -28,15 +28,6 @@ from ._store import Store
 logger = logging.getLogger("asgi_oauth_guard")
 
 LOCK_PREFIX = "lock:refresh:"
-
-
-class ReloginRequired(GuardError):
-    """The session can no longer get a token: the user must sign in again, for ``reason``."""
-
-    def __init__(self, reason: Reason, detail: str | None = None) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(reason.value)
 
 
 @dataclasses.dataclass

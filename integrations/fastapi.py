@@ -1,0 +1,123 @@
+"""FastAPI: the signed-in user as a dependency, on any app or ``APIRouter``.
+
+    from asgi_oauth_guard.integrations import fastapi as guard
+
+    app = FastAPI()
+    guard.install(app)  # anonymous requests get exactly the guard's re-login response
+
+    @app.get("/api/me")
+    async def me(user: guard.CurrentUser) -> dict[str, str]:
+        return {"sub": user.sub}
+
+    app = OAuthGuard(app, issuer=..., ...)
+
+``CurrentUser`` answers anonymous requests like the guard does (a 303 to the login path for browsers, a 401
+JSON for API calls) and marks the route as secured by the guard's session cookie in the OpenAPI schema.
+"""
+
+import json
+from typing import Annotated, cast
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi.security import APIKeyCookie
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
+
+from asgi_oauth_guard import Identity, Reason, ReloginRequired
+
+from .starlette import get_state
+
+__all__ = [
+    "AccessToken",
+    "CurrentUser",
+    "LoginRequired",
+    "OptionalUser",
+    "access_token",
+    "current_user",
+    "install",
+    "optional_user",
+    "session_cookie",
+]
+
+session_cookie = APIKeyCookie(
+    name="guard_session",
+    scheme_name="OAuthGuardSession",
+    description="The session cookie that asgi-oauth-guard sets after signing in at its login path.",
+    auto_error=False,
+)
+"""The OpenAPI security scheme of routes that need a user (the guard's default cookie name)."""
+
+_KEPT_HEADERS = ("location", "www-authenticate", "cache-control", "pragma", "retry-after")
+
+
+class LoginRequired(HTTPException):
+    """Raised by :data:`CurrentUser` for anonymous requests; carries the guard's re-login response.
+
+    With :func:`install`, that response is sent as is. Without it, FastAPI's default handler still answers
+    with the same status and headers, and the guard's JSON under ``detail``.
+    """
+
+    def __init__(self, response: ASGIApp, reason: Reason) -> None:
+        self.response = response
+        self.reason = reason
+        status, headers = 401, {"Cache-Control": "no-store"}
+        detail: object = {"error": "login_required", "reason": reason.value}
+        if isinstance(response, Response):
+            status = response.status_code
+            headers = {k: v for k, v in response.headers.items() if k in _KEPT_HEADERS}
+            if isinstance(response, JSONResponse):
+                detail = json.loads(bytes(response.body))
+        super().__init__(status_code=status, detail=detail, headers=headers)
+
+
+async def optional_user(request: Request) -> Identity | None:
+    """The signed-in user, or ``None``."""
+    return get_state(request).identity
+
+
+async def current_user(
+    request: Request, _cookie: Annotated[str | None, Security(session_cookie)] = None
+) -> Identity:
+    """The signed-in user; anonymous requests get the guard's re-login response (:class:`LoginRequired`)."""
+    state = get_state(request)
+    if state.identity is None:
+        reason = state.reason if isinstance(state.reason, Reason) else Reason.login_required
+        raise LoginRequired(await state.guard.relogin_response(request, reason), reason)
+    return state.identity
+
+
+CurrentUser = Annotated[Identity, Depends(current_user)]
+"""The signed-in user (claims, access token, expiry); anonymous requests never reach the route."""
+
+OptionalUser = Annotated[Identity | None, Depends(optional_user)]
+"""The signed-in user or ``None``: for pages that show something to everyone."""
+
+
+async def access_token(user: CurrentUser) -> str:
+    """The signed-in user's access token, refreshed by the guard if it was due."""
+    return user.access_token
+
+
+AccessToken = Annotated[str, Depends(access_token)]
+"""The signed-in user's access token; anonymous requests never reach the route."""
+
+
+def install(app: FastAPI) -> None:
+    """Answer :class:`LoginRequired` with the guard's own response, and a
+    :class:`~asgi_oauth_guard.ReloginRequired` raised in a route (by ``GuardAuth``) with the re-login
+    response for its reason."""
+    app.add_exception_handler(LoginRequired, _answer_login_required)
+    app.add_exception_handler(ReloginRequired, _answer_relogin_required)
+
+
+# Starlette sends whatever ASGI app a handler returns; the guard's answer may be a custom one.
+
+
+async def _answer_login_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LoginRequired)
+    return cast(Response, exc.response)
+
+
+async def _answer_relogin_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ReloginRequired)
+    return cast(Response, await get_state(request).guard.relogin_response(request, exc.reason))

@@ -1,0 +1,141 @@
+"""Flask: run a Flask app under the guard through asgiref's ``WsgiToAsgi``, and read the user in views.
+
+    from asgi_oauth_guard.integrations.flask import current_user, login_required, wrap
+
+    flask_app = Flask(__name__)
+
+    @flask_app.get("/profile")
+    @login_required
+    def profile() -> dict[str, str]:
+        return {"sub": current_user().sub}
+
+    app = wrap(flask_app, issuer=..., client_id=..., ...)  # serve with: uvicorn module:app
+
+asgiref runs each view in a worker thread with a copy of the request's context, so the guard's ContextVar
+(:func:`~asgi_oauth_guard.current_identity`) is visible in the view. asgiref supports asyncio only, and runs
+WSGI views one at a time on its thread-sensitive thread.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, TypeVar, cast
+
+import flask
+from asgiref.sync import async_to_sync
+from asgiref.wsgi import WsgiToAsgi
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from asgi_oauth_guard import GuardState, Identity, OAuthGuard, Reason, ReloginRequired, current_state
+
+__all__ = ["current_token", "current_user", "login_required", "wrap"]
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+_scope: ContextVar[Scope | None] = ContextVar("asgi_oauth_guard_flask_scope", default=None)
+
+
+class _FlaskApp:
+    """``WsgiToAsgi`` with the ASGI lifespan answered (WSGI has none) and the scope kept for re-login."""
+
+    def __init__(self, wsgi_app: flask.Flask) -> None:
+        self.wsgi_app = wsgi_app
+        self._asgi: ASGIApp = WsgiToAsgi(wsgi_app)  # type: ignore[no-untyped-call]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        token = _scope.set(scope)
+        try:
+            await self._asgi(scope, receive, send)
+        finally:
+            _scope.reset(token)
+
+
+def wrap(flask_app: flask.Flask, **guard_settings: Any) -> OAuthGuard:
+    """The Flask app as an ASGI app behind :class:`~asgi_oauth_guard.OAuthGuard` (same keyword settings)."""
+    return OAuthGuard(_FlaskApp(flask_app), **guard_settings)
+
+
+def current_user() -> Identity | None:
+    """The signed-in user of the request this view serves, or ``None``."""
+    return _state().identity
+
+
+def current_token() -> str | None:
+    """The signed-in user's access token (refreshed by the guard if it was due), or ``None``."""
+    identity = _state().identity
+    return identity.access_token if identity is not None else None
+
+
+def login_required(view: View) -> View:
+    """Answer the guard's re-login response instead of calling ``view`` for anonymous users.
+
+    Browsers get a redirect to the login path with ``next`` and ``reason``, API calls a 401 JSON, exactly as
+    the guard answers them itself. A :class:`~asgi_oauth_guard.ReloginRequired` raised in the view gets the
+    same answer with its reason.
+    """
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        state = _state()
+        if state.identity is None:
+            reason = state.reason if isinstance(state.reason, Reason) else Reason.login_required
+            return _relogin(state, reason)
+        try:
+            return view(*args, **kwargs)
+        except ReloginRequired as exc:
+            return _relogin(state, exc.reason)
+
+    return cast(View, guarded)
+
+
+def _state() -> GuardState:
+    state = current_state()
+    if state is None:
+        raise RuntimeError(
+            "no OAuthGuard serves this request: build the ASGI app with "
+            "asgi_oauth_guard.integrations.flask.wrap(flask_app, ...) and serve that"
+        )
+    return state
+
+
+def _relogin(state: GuardState, reason: Reason) -> flask.Response:
+    """The guard's re-login response, built by the guard on the server's event loop, as a Flask response."""
+    scope = _scope.get()
+    if scope is None:
+        raise RuntimeError("login_required needs the app built by asgi_oauth_guard.integrations.flask.wrap()")
+    status, headers, body = async_to_sync(_render)(state, scope, reason)
+    return flask.Response(body, status=status, headers=headers)
+
+
+async def _render(
+    state: GuardState, scope: Scope, reason: Reason
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    response = await state.guard.relogin_response(Request(scope), reason)
+    status = 500
+    headers: list[tuple[str, str]] = []
+    body: list[bytes] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def collect(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers.extend((k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            body.append(message.get("body", b""))
+
+    await response(scope, receive, collect)
+    return status, headers, b"".join(body)

@@ -1,0 +1,209 @@
+"""The demo in a real browser: Debian's Chromium driven by Playwright, against the demo app served by uvicorn.
+
+The demo app (the Starlette example, the embedded provider with its sign-in page) runs in a thread of this
+process, so the tests read the provider's records. Set ``DEMO_SCREENSHOTS=1`` to save the home page's
+screenshots to ``docs/img/`` (``scripts/screenshots`` does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import uvicorn
+
+from asgi_oauth_guard.testing import OAuthTestProvider
+from examples import starlette_app
+from examples._settings import Settings
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+MISSING = (
+    "The browser tests need Playwright for Python and Debian's Chromium at /usr/bin/chromium: "
+    "run the test command from the README (it installs the test extras and chromium), "
+    "e.g. pip install -e '.[test]' && apt-get install chromium"
+)
+SIGN_IN_AS_ALICE = 'button[name="sub"][value="alice"]'
+
+
+@dataclasses.dataclass
+class Demo:
+    base: str
+    provider: OAuthTestProvider
+
+    def exchanges(self) -> int:
+        return self.provider.count(endpoint="token", grant_type="authorization_code")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        pytest.fail(MISSING, pytrace=False)
+    if not (Path(CHROMIUM).exists() and shutil.which(CHROMIUM)):
+        pytest.fail(MISSING, pytrace=False)
+    with sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except Error as exc:
+            pytest.fail(f"{MISSING}\n\nChromium did not start: {exc}", pytrace=False)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def demo() -> Iterator[Demo]:
+    """The demo app served by uvicorn on a loopback socket opened here, in a thread of this process."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings = Settings.from_env({"PUBLIC_URL": base})  # as scripts/demo runs it: a sign-in page, 30 s tokens
+    provider = OAuthTestProvider(
+        issuer=settings.embedded_issuer,
+        client_id=settings.client_id,
+        client_secret=settings.client_secret,
+        access_token_ttl=settings.demo_token_lifetime,
+        auto_approve=False,
+    )
+    app = starlette_app.create_app(settings, idp=provider)
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", ws="none", loop="asyncio")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start serving the demo"
+        time.sleep(0.02)  # polling readiness, bounded by the deadline
+    try:
+        yield Demo(base, provider)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context(viewport={"width": 900, "height": 520})
+    context.set_default_timeout(15_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    return context.new_page()
+
+
+def expect(target: Any) -> Any:
+    from playwright.sync_api import expect
+
+    return expect(target)
+
+
+def screenshot(page: Page, name: str) -> None:
+    if os.environ.get("DEMO_SCREENSHOTS") == "1":
+        path = ROOT / "docs" / "img" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(path), full_page=True)
+
+
+def sign_in(page: Page, demo: Demo, next_path: str = "/") -> None:
+    page.goto(f"{demo.base}/auth/login?next={next_path}")
+    page.click(SIGN_IN_AS_ALICE)
+    page.wait_for_url(f"{demo.base}{next_path}")
+
+
+def test_sign_in_by_clicking(page: Page, demo: Demo) -> None:
+    page.goto(f"{demo.base}/")
+    expect(page.locator("#status")).to_have_text("You are not signed in.")
+    screenshot(page, "demo-signed-out.png")
+    page.click("#sign-in")
+    expect(page.locator("h1")).to_have_text("Sign in")  # the provider's page
+    page.click(SIGN_IN_AS_ALICE)
+    page.wait_for_url(f"{demo.base}/")
+    expect(page.locator("#user")).to_have_text("Alice")
+    expect(page.locator("#refreshes")).to_have_text("0")
+    screenshot(page, "demo-signed-in.png")
+    assert demo.exchanges() == 1
+
+
+def test_double_click_on_the_providers_button_exchanges_once(page: Page, demo: Demo) -> None:
+    page.goto(f"{demo.base}/auth/login?next=/")
+    # Depending on timing, Chromium posts the form once or twice; a second post gets a second code for the
+    # same state, which the guard does not exchange: it answers with the first exchange's session.
+    page.dblclick(SIGN_IN_AS_ALICE)
+    page.wait_for_url(f"{demo.base}/")
+    expect(page.locator("#user")).to_have_text("Alice")
+    page.reload()
+    expect(page.locator("#user")).to_have_text("Alice")
+    assert demo.exchanges() == 1
+
+
+def test_back_onto_the_callback_after_login_lands_on_next(page: Page, demo: Demo) -> None:
+    callbacks: list[str] = []
+    page.on("request", lambda r: callbacks.append(r.url) if "/auth/callback?" in r.url else None)
+    sign_in(page, demo, "/public")
+    assert len(callbacks) == 1
+    page.goto(callbacks[0])  # as the back button or a restored tab does
+    page.wait_for_url(f"{demo.base}/public")
+    page.goto(f"{demo.base}/")
+    expect(page.locator("#user")).to_have_text("Alice")
+    assert demo.exchanges() == 1
+
+
+def test_two_tabs_log_in_at_once(context: BrowserContext, demo: Demo) -> None:
+    first, second = context.new_page(), context.new_page()
+    first.goto(f"{demo.base}/auth/login?next=/")
+    second.goto(f"{demo.base}/auth/login?next=/public")
+    for tab in (first, second):  # submit both sign-in forms without waiting for either
+        tab.evaluate(f"document.querySelector('{SIGN_IN_AS_ALICE}').click()")
+    first.wait_for_url(f"{demo.base}/")
+    second.wait_for_url(f"{demo.base}/public")
+    for tab in (first, second):
+        tab.goto(f"{demo.base}/")
+        expect(tab.locator("#user")).to_have_text("Alice")
+    assert demo.exchanges() == 2
+
+
+def test_expiring_the_token_refreshes_it(page: Page, demo: Demo) -> None:
+    sign_in(page, demo)
+    page.click("#expire")
+    expect(page.locator("#refreshes")).to_have_text("1")
+    expect(page.locator("#user")).to_have_text("Alice")
+
+
+def test_revoking_the_grant_asks_to_sign_in_again(page: Page, demo: Demo) -> None:
+    sign_in(page, demo)
+    page.click("#revoke")
+    expect(page.locator("#reason")).to_have_attribute("data-reason", "refresh_rejected")
+    expect(page.locator("#reason")).to_contain_text("no longer valid")
+    screenshot(page, "demo-relogin.png")
+    page.click("#sign-in")
+    page.click(SIGN_IN_AS_ALICE)
+    page.wait_for_url(f"{demo.base}/")
+    expect(page.locator("#user")).to_have_text("Alice")
+    assert demo.exchanges() == 2
