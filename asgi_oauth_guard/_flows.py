@@ -37,6 +37,8 @@ CODE_PREFIX = "code:"
 BROWSER_PREFIX = "b:"
 MAX_STATE_LENGTH = 256
 MAX_CODE_LENGTH = 2048
+# Duplicate callbacks parked at once in this process, waiting for a winner; more get a 503 at once.
+MAX_WAITING_DUPLICATES = 1000
 
 
 class Flows:
@@ -59,6 +61,7 @@ class Flows:
         max_transactions: int,
         code_lifetime: float,
         duplicate_wait: float,
+        max_waiting_duplicates: int = MAX_WAITING_DUPLICATES,
         post_logout_redirect: str,
         rp_initiated_logout: bool,
         api_prefixes: Sequence[str],
@@ -82,6 +85,8 @@ class Flows:
         self._max_tx = max_transactions
         self._code_lifetime = code_lifetime
         self._duplicate_wait = duplicate_wait
+        self._max_waiting = max_waiting_duplicates
+        self._duplicates_waiting = 0
         self._post_logout = post_logout_redirect
         self._rp_logout = rp_initiated_logout
         self._api_prefixes = api_prefixes
@@ -195,6 +200,11 @@ class Flows:
             return await self._answer(request, outcome)
         sealed = await self._get(TX_PREFIX + state)
         if sealed is None:
+            # The winner records its outcome before it drops the transaction: it may have done both
+            # since the outcome was read above (another task, process or host).
+            outcome = await self._outcome(state, tx_key)
+            if outcome is not None:
+                return await self._answer(request, outcome)
             return await self._unknown_state(request)
         plain = unseal(tx_key, state.encode(), sealed)
         if plain is None:
@@ -298,18 +308,31 @@ class Flows:
         )
 
     async def _wait_for_outcome(self, request: Request, state: str, tx_key: bytes) -> ASGIApp:
-        """A duplicate of a callback being exchanged: wait (bounded) and answer what the winner answers."""
-        with anyio.move_on_after(self._duplicate_wait):
-            local = self._waiting.get(state)
-            if local is not None:
-                await local.wait()
-            pause = 0.01
-            while True:
-                outcome = await self._outcome(state, tx_key)
-                if outcome is not None:
-                    return await self._answer(request, outcome)
-                await anyio.sleep(pause)  # the winner is in another process
-                pause = min(pause * 2, 0.2)
+        """A duplicate of a callback being exchanged: wait (bounded) and answer what the winner answers.
+
+        At most ``max_waiting_duplicates`` wait at once in this process; more are answered 503 at once."""
+        if self._duplicates_waiting >= self._max_waiting:
+            return unavailable(
+                request,
+                "Too many sign-ins are being completed at once. Reload the page.",
+                retry_after=1,
+                api_prefixes=self._api_prefixes,
+            )
+        self._duplicates_waiting += 1
+        try:
+            with anyio.move_on_after(self._duplicate_wait):
+                local = self._waiting.get(state)
+                if local is not None:
+                    await local.wait()
+                pause = 0.01
+                while True:
+                    outcome = await self._outcome(state, tx_key)
+                    if outcome is not None:
+                        return await self._answer(request, outcome)
+                    await anyio.sleep(pause)  # the winner is in another process
+                    pause = min(pause * 2, 0.2)
+        finally:
+            self._duplicates_waiting -= 1
         return unavailable(
             request,
             "The sign-in is still being completed. Reload the page.",

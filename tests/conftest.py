@@ -14,6 +14,8 @@ from starlette.routing import Route
 from asgi_oauth_guard import MemoryStore, OAuthGuard, current_identity
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
+from .redis_server import redis_server, redis_url  # noqa: F401  (session fixtures for every folder)
+
 ISSUER = "https://idp.example.test"
 CLIENT_ID = "guard-client"
 CLIENT_SECRET = "guard-secret-value-0123456789"
