@@ -39,6 +39,71 @@ class OAuthGuard:
 
     Give the provider as ``issuer=`` (OIDC discovery, fetched once) or ``provider=Provider(...)``.
     Settings are checked here: a mistake raises :class:`ConfigurationError` saying what to fix.
+    docs/configuration.md is generated from this signature and the list below (scripts/gen_config_docs.py).
+
+    Args:
+        app: The ASGI app to guard.
+        client_id: The client ID the provider gave this app.
+        client_secret: The client secret the provider gave this app; sent only to the token and revocation
+            endpoints, never logged.
+        secret_key: 32 or more random characters that sign the cookies. A list rotates keys: the last one
+            signs, all of them verify.
+        issuer: The provider's issuer URL; its endpoints come from OIDC discovery, fetched once, when first
+            needed. Give this or ``provider``.
+        provider: The provider's endpoints written out, ``Provider(...)``, for providers without discovery
+            (GitHub). Give this or ``issuer``.
+        client_auth: How the app authenticates at the token endpoint: ``"client_secret_basic"`` (HTTP Basic)
+            or ``"client_secret_post"`` (in the form body).
+        scopes: The scopes to ask for. With ``"openid"``, an ID token is required and validated. Some
+            providers want ``"offline_access"`` before they issue a refresh token.
+        authorize_params: Extra query parameters for the authorization request, such as Google's
+            ``{"access_type": "offline", "prompt": "consent"}``.
+        store: Where sessions, sign-ins in flight and refresh locks live. ``None``: a ``MemoryStore``, for one
+            process only; give a ``RedisStore`` when several processes or hosts serve the app.
+        http_client: The ``httpx.AsyncClient`` for calls to the provider. ``None``: the guard makes one and
+            closes it at lifespan shutdown (or ``aclose()``); a client you give is yours to close.
+        redirect_uri: The callback URL exactly as registered at the provider; it must end with
+            ``callback_path``. Give this or ``public_url``; with neither, each sign-in uses the URL it was
+            started from.
+        public_url: The app's public base URL, such as ``"https://app.example.com"``; the redirect URI is
+            this plus ``callback_path``.
+        trusted_proxies: Addresses or networks (``"10.0.0.0/8"``, or ``"*"`` for any) of reverse proxies
+            whose ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` the guard believes when it builds URLs.
+        login_path: The guard's sign-in route; takes ``?next=/path``.
+        callback_path: The guard's callback route, where the provider sends the browser back.
+        logout_path: The guard's sign-out route (GET or POST).
+        require_login: ``True``: every path needs a signed-in user; a list of path prefixes: those paths do;
+            ``False``: none (guard single routes with the integrations instead).
+        public_paths: Path prefixes that never need a signed-in user, even under ``require_login``.
+        api_prefixes: Path prefixes of API routes, always treated as API calls: a ``401`` JSON rather than a
+            redirect or a page (unless ``relogin="redirect"``), and a JSON ``503``.
+        relogin: What a request gets when the user must sign in (again): ``"auto"`` (303 to the login path
+            for page loads, 401 JSON for API calls), ``"redirect"`` (always 303), ``"page"`` (a 401 sign-in
+            page for page loads), ``"json"`` (always 401 JSON), or a callable ``(request, reason)`` that
+            returns an ASGI response.
+        cookie_name: The session cookie's name; the sign-in cookie is this name plus ``_tx``.
+        cookie_secure: The cookies' ``Secure`` flag. ``None``: on when ``redirect_uri`` or ``public_url`` is
+            https, else when the request came over https.
+        cookie_domain: The cookies' ``Domain``. ``None``: host-only cookies.
+        cookie_path: The cookies' ``Path``.
+        cookie_same_site: The cookies' ``SameSite``: ``"lax"``, ``"strict"`` or ``"none"`` (needs ``Secure``).
+            Sign-in with a provider on another site needs ``"lax"`` or ``"none"``.
+        session_ttl: Seconds a session lasts after sign-in (14 days), unless the provider ends it sooner.
+        transaction_ttl: Seconds a sign-in may take, from the redirect to the provider to the callback
+            (10 minutes); duplicate callbacks get the same answer for this long.
+        max_transactions_per_browser: Sign-ins in flight at once per browser (tabs); the oldest give way.
+        code_lifetime: The provider's authorization-code lifetime in seconds; only used to explain a refused
+            code: one refused after this long is reported as ``code_expired``.
+        refresh_leeway: Refresh the access token this many seconds before it expires (at most half its
+            lifetime).
+        http_timeout: Seconds for each call to the provider, from start to end. The refresh lock's lease is
+            twice this plus 5 seconds.
+        post_logout_redirect: The path the browser goes to after signing out.
+        rp_initiated_logout: Also end the user's session at the provider after signing out, when it has an
+            ``end_session_endpoint``.
+        on_event: A callable (plain or async) that gets a :class:`GuardEvent` for each sign-in, refresh,
+            refused refresh, re-login and sign-out; for metrics and alerts. Its errors are logged, not raised.
+        clock: The time in epoch seconds, for token expiry; tests pass a ``FakeClock``.
     """
 
     def __init__(
