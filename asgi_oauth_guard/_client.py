@@ -52,8 +52,15 @@ class Provider:
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any], *, issuer: str) -> Provider:
-        """From a discovery document, checking that it is the issuer's own (OIDC Discovery section 4.3)."""
-        if metadata.get("issuer") != issuer:
+        """From a discovery document, checking that it is the issuer's own (OIDC Discovery section 4.3).
+
+        An issuer given without the trailing slash the provider uses (Auth0's ``https://tenant.auth0.com/``),
+        or with one it does not use, takes the provider's exact spelling: ID tokens carry that one.
+        """
+        named = metadata.get("issuer")
+        if isinstance(named, str) and named.rstrip("/") == issuer.rstrip("/"):
+            issuer = named
+        if named != issuer:
             raise ConfigurationError(
                 f"the discovery document of {issuer!r} names issuer {metadata.get('issuer')!r}: "
                 "set issuer= to exactly the provider's issuer URL"
@@ -201,10 +208,11 @@ class OAuthClient:
 
     async def _get_json(self, url: str, what: str) -> dict[str, Any]:
         try:
-            response = await self._http.get(
-                url, timeout=self._timeout, headers={"Accept": "application/json"}
-            )
-        except httpx.HTTPError as exc:
+            with anyio.fail_after(self._timeout):
+                response = await self._http.get(
+                    url, timeout=self._timeout, headers={"Accept": "application/json"}
+                )
+        except (httpx.HTTPError, TimeoutError) as exc:
             raise ProviderUnavailable(f"{what} at {url} failed: {type(exc).__name__}") from None
         if response.status_code != 200:
             raise ProviderUnavailable(f"{what} at {url} answered {response.status_code}")
@@ -220,8 +228,11 @@ class OAuthClient:
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
         url, headers, body = self._auth.prepare("POST", url, headers, body)
         try:
-            response = await self._http.post(url, content=body, headers=headers, timeout=self._timeout)
-        except httpx.HTTPError as exc:
+            # httpx's timeout bounds each phase (connect, each read); this bounds the whole call, so a
+            # token request never outlasts the refresh lock's lease, whatever the transport does.
+            with anyio.fail_after(self._timeout):
+                response = await self._http.post(url, content=body, headers=headers, timeout=self._timeout)
+        except (httpx.HTTPError, TimeoutError) as exc:
             logger.warning("%s request to the provider failed: %s", what, type(exc).__name__)
             raise ProviderUnavailable(f"the {what} request failed: {type(exc).__name__}") from None
         try:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import Scope
 
+from ._reasons import Reason
+
 if TYPE_CHECKING:
     from ._middleware import OAuthGuard
 
@@ -42,7 +44,7 @@ class GuardState:
 
     guard: OAuthGuard
     identity: Identity | None
-    reason: Any = None
+    reason: Reason | None = None
     handle: tuple[str, bytes] | None = dataclasses.field(default=None, repr=False)
 
 

@@ -29,10 +29,13 @@ class CookieJar:
         self.binding_name = session_name + "_tx"
         self._secure = secure
         self._trust = trust
-        attrs = f"; Path={path}; HttpOnly; SameSite={same_site.capitalize()}"
+        attrs = f"; Path={path}; HttpOnly"
         if domain:
             attrs += f"; Domain={domain}"
-        self._attrs = attrs
+        self._attrs = f"{attrs}; SameSite={same_site.capitalize()}"
+        # The provider sends the browser back with a cross-site top-level GET: a Strict binding cookie
+        # would never reach the callback, so it is Lax even when the session cookie is Strict.
+        self._binding_attrs = f"{attrs}; SameSite={'None' if same_site == 'none' else 'Lax'}"
         self._session_age = f"; Max-Age={session_max_age}" if session_max_age else ""
         self._binding_age = f"; Max-Age={binding_max_age}"
 
@@ -56,5 +59,5 @@ class CookieJar:
     def set_binding(self, response: Response, scope: Scope, value: str) -> None:
         response.headers.append(
             "set-cookie",
-            f"{self.binding_name}={value}{self._attrs}{self._binding_age}{self._secure_for(scope)}",
+            f"{self.binding_name}={value}{self._binding_attrs}{self._binding_age}{self._secure_for(scope)}",
         )

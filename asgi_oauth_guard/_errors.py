@@ -50,6 +50,16 @@ class TokenEndpointError(GuardError):
         self.status = status
         super().__init__(f"{error} ({status}): {description}" if description else f"{error} ({status})")
 
+    def describe(self, *sent: str) -> str:
+        """``error: description`` for a log line. Whatever this client sent (a code, a token) is blanked
+        out of the provider's text first, in case the provider echoes it; then it is cut to 200 characters."""
+        text = self.description or ""
+        for value in sent:
+            if value:
+                text = text.replace(value, "<redacted>")
+        text = "".join(c if c.isprintable() else "?" for c in text[:200])
+        return f"{self.error}: {text}" if text else self.error
+
 
 class ProviderUnavailable(GuardError):
     """The provider could not answer now: a network error, a timeout, a 5xx, or ``temporarily_unavailable``.

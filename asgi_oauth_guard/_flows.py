@@ -264,11 +264,17 @@ class Flows:
                 outcome = Outcome(ok=True, next=tx.next, cookie=cookie_value, sid=sid)
                 await emit(self._on_event, GuardEvent(kind="login", sub=str(claims.get("sub") or "") or None))
             except TokenEndpointError as exc:
-                callback_url = (
-                    request_origin(request.scope, self._trust)
-                    + root_path(request.scope)
-                    + self._callback_path
-                )
+                logger.warning("the provider refused a code: %s", exc.describe(code, tx.verifier))
+                try:
+                    callback_url = (
+                        request_origin(request.scope, self._trust)
+                        + root_path(request.scope)
+                        + self._callback_path
+                    )
+                except BadRequest:
+                    # No usable Host header: no evidence of another address, and the outcome must be
+                    # recorded all the same, or every reload of this callback would wait for it.
+                    callback_url = tx.redirect_uri
                 reason = classify_code_error(
                     exc,
                     age=self._clock() - tx.created_at,

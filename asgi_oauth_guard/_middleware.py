@@ -150,11 +150,7 @@ class OAuthGuard:
         if (issuer is None) == (provider is None):
             raise ConfigurationError("give exactly one of issuer= (OIDC discovery) or provider=Provider(...)")
         if issuer is not None:
-            issuer = (
-                _absolute_url("issuer", issuer).rstrip("/")
-                if issuer.endswith("/")
-                else _absolute_url("issuer", issuer)
-            )
+            _absolute_url("issuer", issuer)
         if not client_id:
             raise ConfigurationError("client_id= is empty: set it to the client ID your provider gave you")
         if not client_secret:

@@ -125,6 +125,9 @@ class Refresher:
             try:
                 tokens = await self._client.refresh(current.tokens)
             except TokenEndpointError as exc:
+                logger.warning(
+                    "the provider refused a refresh: %s", exc.describe(current.tokens.refresh_token)
+                )
                 await self._sessions.drop_tokens(current, key)
                 raise ReloginRequired(Reason.refresh_rejected, exc.error) from None
             updated = dataclasses.replace(current, tokens=tokens, refreshes=current.refreshes + 1)

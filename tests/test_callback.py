@@ -530,3 +530,31 @@ async def test_provider_errors_in_the_callback(
     odd = await browser.get("/auth/callback?error=%3Cscript%3E&state=s")
     assert query(odd.headers["location"])["reason"] == "access_denied"
     assert provider.count(endpoint="token") == 0
+
+
+async def test_an_issuer_spelled_without_the_providers_trailing_slash_works(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory, clock: FakeClock
+) -> None:
+    """Auth0's issuer ends with a slash; users write it either way."""
+    provider = OAuthTestProvider(
+        issuer="https://tenant.example.test/",
+        client_id="guard-client",
+        client_secret="guard-secret-value-0123456789",
+        clock=clock,
+    )
+    async with httpx.AsyncClient(transport=provider.transport()) as http:
+        for spelling in ("https://tenant.example.test", "https://tenant.example.test/"):
+            browser = browser_factory(guard_factory(http_client=http, issuer=spelling))
+            await login(browser, provider, "/me")
+            assert (await browser.get("/me")).json()["user"] == "alice"
+
+
+async def test_a_strict_session_cookie_still_lets_sign_in_complete(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
+) -> None:
+    browser = browser_factory(guard_factory(cookie_same_site="strict"))
+    response = await browser.get("/auth/login")
+    assert "SameSite=Lax" in response.headers["set-cookie"]  # the binding cookie rides the cross-site return
+    callback = await provider.complete_authorization(response.headers["location"])
+    done = await browser.get(callback)
+    assert "SameSite=Strict" in done.headers["set-cookie"]

@@ -327,3 +327,14 @@ async def test_page_mode_shows_a_sign_in_button(
     assert page.status_code == 401 and 'id="sign-in"' in page.text and "/auth/login?next=%2Fme" in page.text
     api = await browser.get("/api/me", headers={"accept": "application/json"})
     assert api.status_code == 401 and api.json()["reason"] == "login_required"
+
+
+def test_provider_descriptions_are_logged_without_what_we_sent() -> None:
+    from asgi_oauth_guard import TokenEndpointError
+
+    error = TokenEndpointError("invalid_grant", "AADSTS70000: refresh token rt-123456789 was revoked\x1b[31m")
+    assert (
+        error.describe("rt-123456789")
+        == "invalid_grant: AADSTS70000: refresh token <redacted> was revoked?[31m"
+    )
+    assert TokenEndpointError("invalid_grant").describe("x") == "invalid_grant"

@@ -175,9 +175,9 @@ class OAuthTestProvider:
         timeout_delay: float = 30.0,
     ) -> None:
         parts = urlsplit(issuer)
-        if not absolute_http_uri(issuer) or parts.query or issuer.endswith("/"):
+        if not absolute_http_uri(issuer) or parts.query:
             raise ValueError(
-                f"issuer must be an http(s) URL without query, fragment or trailing slash, got {issuer!r}"
+                f"issuer must be an http(s) URL without query or fragment, got {issuer!r}"
             )
         if not client_id or not client_secret:
             raise ValueError("client_id and client_secret must not be empty")
@@ -198,7 +198,7 @@ class OAuthTestProvider:
         self.down = False
         """While True, `transport()` raises httpx.ConnectError for every call (served for real: 503)."""
         self._clock = clock
-        self._prefix = parts.path
+        self._prefix = parts.path.rstrip("/")  # an issuer may end with a slash, as Auth0's does
         self._server = AuthorizationServer(
             Settings(
                 issuer=issuer,
@@ -222,9 +222,9 @@ class OAuthTestProvider:
         _keys.signing_key()
 
     def _build_metadata(self) -> dict[str, Any]:
-        base = self.issuer
+        base = self.issuer.rstrip("/")
         return {
-            "issuer": base,
+            "issuer": self.issuer,
             "authorization_endpoint": base + "/authorize",
             "token_endpoint": base + "/token",
             "userinfo_endpoint": base + "/userinfo",
