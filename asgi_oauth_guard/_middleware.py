@@ -320,19 +320,8 @@ class OAuthGuard:
                 return
             if self._refresher.due(session):
                 session = await self._fresh(session, opened[1], scope)
-        except ReloginRequired as exc:
-            await emit(self._on_event, GuardEvent(kind="relogin", reason=exc.reason, detail=exc.detail))
-            response = await self._relogin.response(Request(scope), exc.reason)
-            await response(scope, receive, send)
-            return
-        except (ProviderUnavailable, StoreUnavailable) as exc:
-            logger.warning("answering 503: %s", exc)
-            await unavailable(
-                Request(scope),
-                "Sign-in is briefly unavailable; your session is kept. Try again shortly.",
-                retry_after=5,
-                api_prefixes=self._api_prefixes,
-            )(scope, receive, send)
+        except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
+            await (await self.response_for(Request(scope), exc))(scope, receive, send)
             return
         await self._pass(scope, receive, send, self._publish(session, opened), None)
 
@@ -422,6 +411,23 @@ class OAuthGuard:
     async def relogin_response(self, request: Request, reason: Reason = Reason.login_required) -> ASGIApp:
         """The configured re-login response for ``request``: what integrations answer for anonymous users."""
         return await self._relogin.response(request, reason)
+
+    async def response_for(
+        self, request: Request, error: ReloginRequired | ProviderUnavailable | StoreUnavailable
+    ) -> ASGIApp:
+        """The answer to a guard error raised while serving ``request``, in the guard or in the app's own
+        code (``GuardAuth`` raises them): the re-login response, or a 503 with ``Retry-After`` when the
+        provider or the store is down (the session is kept). Integrations answer with this."""
+        if isinstance(error, ReloginRequired):
+            await emit(self._on_event, GuardEvent(kind="relogin", reason=error.reason, detail=error.detail))
+            return await self._relogin.response(request, error.reason)
+        logger.warning("answering 503: %s", error)
+        return unavailable(
+            request,
+            "Sign-in is briefly unavailable; your session is kept. Try again shortly.",
+            retry_after=5,
+            api_prefixes=self._api_prefixes,
+        )
 
     async def refresh_now(self, state: GuardState, *, rejected_token: str) -> Identity:
         """Refresh this request's session because a resource server refused ``rejected_token``."""

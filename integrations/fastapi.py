@@ -23,7 +23,7 @@ from fastapi.security import APIKeyCookie
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from asgi_oauth_guard import Identity, Reason, ReloginRequired
+from asgi_oauth_guard import Identity, ProviderUnavailable, Reason, ReloginRequired, StoreUnavailable
 
 from .starlette import get_state
 
@@ -105,9 +105,11 @@ AccessToken = Annotated[str, Depends(access_token)]
 def install(app: FastAPI) -> None:
     """Answer :class:`LoginRequired` with the guard's own response, and a
     :class:`~asgi_oauth_guard.ReloginRequired` raised in a route (by ``GuardAuth``) with the re-login
-    response for its reason."""
+    response for its reason; a provider or store outage raised there gets the guard's 503."""
     app.add_exception_handler(LoginRequired, _answer_login_required)
-    app.add_exception_handler(ReloginRequired, _answer_relogin_required)
+    app.add_exception_handler(ReloginRequired, _answer_guard_error)
+    app.add_exception_handler(ProviderUnavailable, _answer_guard_error)
+    app.add_exception_handler(StoreUnavailable, _answer_guard_error)
 
 
 # Starlette sends whatever ASGI app a handler returns; the guard's answer may be a custom one.
@@ -118,6 +120,6 @@ async def _answer_login_required(request: Request, exc: Exception) -> Response:
     return cast(Response, exc.response)
 
 
-async def _answer_relogin_required(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ReloginRequired)
-    return cast(Response, await get_state(request).guard.relogin_response(request, exc.reason))
+async def _answer_guard_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, (ReloginRequired, ProviderUnavailable, StoreUnavailable))
+    return cast(Response, await get_state(request).guard.response_for(request, exc))

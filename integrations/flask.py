@@ -29,7 +29,16 @@ from asgiref.wsgi import WsgiToAsgi
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asgi_oauth_guard import GuardState, Identity, OAuthGuard, Reason, ReloginRequired, current_state
+from asgi_oauth_guard import (
+    GuardState,
+    Identity,
+    OAuthGuard,
+    ProviderUnavailable,
+    Reason,
+    ReloginRequired,
+    StoreUnavailable,
+    current_state,
+)
 
 __all__ = ["current_token", "current_user", "login_required", "wrap"]
 
@@ -82,7 +91,7 @@ def login_required(view: View) -> View:
 
     Browsers get a redirect to the login path with ``next`` and ``reason``, API calls a 401 JSON, exactly as
     the guard answers them itself. A :class:`~asgi_oauth_guard.ReloginRequired` raised in the view gets the
-    same answer with its reason.
+    same answer with its reason; a provider or store outage raised there gets the guard's 503, not a 500.
     """
 
     @functools.wraps(view)
@@ -93,8 +102,8 @@ def login_required(view: View) -> View:
             return _relogin(state, reason)
         try:
             return view(*args, **kwargs)
-        except ReloginRequired as exc:
-            return _relogin(state, exc.reason)
+        except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
+            return _relogin(state, exc)
 
     return cast(View, guarded)
 
@@ -109,19 +118,25 @@ def _state() -> GuardState:
     return state
 
 
-def _relogin(state: GuardState, reason: Reason) -> flask.Response:
+def _relogin(
+    state: GuardState, error: Reason | ReloginRequired | ProviderUnavailable | StoreUnavailable
+) -> flask.Response:
     """The guard's re-login response, built by the guard on the server's event loop, as a Flask response."""
     scope = _scope.get()
     if scope is None:
         raise RuntimeError("login_required needs the app built by asgi_oauth_guard.integrations.flask.wrap()")
-    status, headers, body = async_to_sync(_render)(state, scope, reason)
+    status, headers, body = async_to_sync(_render)(state, scope, error)
     return flask.Response(body, status=status, headers=headers)
 
 
 async def _render(
-    state: GuardState, scope: Scope, reason: Reason
+    state: GuardState, scope: Scope, error: Reason | ReloginRequired | ProviderUnavailable | StoreUnavailable
 ) -> tuple[int, list[tuple[str, str]], bytes]:
-    response = await state.guard.relogin_response(Request(scope), reason)
+    request = Request(scope)
+    if isinstance(error, Reason):
+        response = await state.guard.relogin_response(request, error)
+    else:
+        response = await state.guard.response_for(request, error)
     status = 500
     headers: list[tuple[str, str]] = []
     body: list[bytes] = []

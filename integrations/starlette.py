@@ -18,7 +18,15 @@ from typing import Any, TypeVar
 
 from starlette.requests import HTTPConnection, Request
 
-from asgi_oauth_guard import SCOPE_KEY, GuardState, Identity, Reason, ReloginRequired
+from asgi_oauth_guard import (
+    SCOPE_KEY,
+    GuardState,
+    Identity,
+    ProviderUnavailable,
+    Reason,
+    ReloginRequired,
+    StoreUnavailable,
+)
 
 __all__ = ["get_identity", "get_state", "get_token", "requires_login"]
 
@@ -52,7 +60,8 @@ def requires_login(endpoint: Endpoint) -> Endpoint:
     Browsers get a redirect to the login path, API calls a 401 JSON (as configured on the guard). The reason
     is the guard's (for example ``refresh_rejected`` after the provider revoked the grant), or
     ``login_required``. A :class:`~asgi_oauth_guard.ReloginRequired` raised inside the endpoint (from
-    :class:`~asgi_oauth_guard.GuardAuth`) gets the same answer with its reason.
+    :class:`~asgi_oauth_guard.GuardAuth`) gets the same answer with its reason; a provider or store
+    outage raised there gets the guard's 503, not a 500.
     """
 
     @functools.wraps(endpoint)
@@ -63,7 +72,7 @@ def requires_login(endpoint: Endpoint) -> Endpoint:
             return await state.guard.relogin_response(request, reason)
         try:
             return await endpoint(request)
-        except ReloginRequired as exc:
-            return await state.guard.relogin_response(request, exc.reason)
+        except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
+            return await state.guard.response_for(request, exc)
 
     return guarded  # type: ignore[return-value]

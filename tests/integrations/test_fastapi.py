@@ -129,6 +129,17 @@ async def test_a_relogin_raised_in_a_route_gets_the_relogin_response(
     assert response.status_code == 401 and response.json()["reason"] == "refresh_rejected"
 
 
+async def test_an_outage_raised_in_a_route_gets_a_503_not_a_500(
+    browser: httpx.AsyncClient, provider: OAuthTestProvider
+) -> None:
+    await login(browser, provider)
+    provider.expire_access_tokens()
+    provider.fail_next(1, status=503)
+    response = await browser.get("/v1/userinfo", headers=API)
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert (await browser.get("/v1/userinfo", headers=API)).json()["sub"] == "alice"
+
+
 async def test_openapi_shows_the_session_cookie_scheme_on_routes_that_need_a_user(
     provider: OAuthTestProvider,
 ) -> None:

@@ -156,6 +156,17 @@ async def test_a_relogin_raised_in_a_view_gets_the_relogin_response(
     assert response.status_code == 401 and response.json()["reason"] == "refresh_rejected"
 
 
+async def test_an_outage_raised_in_a_view_gets_a_503_not_a_500(
+    browser: httpx.AsyncClient, provider: OAuthTestProvider
+) -> None:
+    await login(browser, provider)
+    provider.expire_access_tokens()
+    provider.fail_next(1, status=503)
+    response = await browser.get("/api/userinfo")
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert (await browser.get("/api/userinfo")).json()["sub"] == "alice"
+
+
 async def test_flasks_own_session_keeps_working_beside_the_guards(
     browser: httpx.AsyncClient, provider: OAuthTestProvider
 ) -> None:

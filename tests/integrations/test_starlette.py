@@ -135,6 +135,17 @@ async def test_requires_login_answers_a_relogin_raised_by_guard_auth(
     assert provider.count(endpoint="token", grant_type="refresh_token") == 1
 
 
+async def test_requires_login_answers_an_outage_raised_by_guard_auth_with_a_503(
+    browser: httpx.AsyncClient, provider: OAuthTestProvider
+) -> None:
+    await login(browser, provider)
+    provider.expire_access_tokens()  # the API refuses the token ...
+    provider.fail_next(1, status=503)  # ... and the provider cannot refresh it right now
+    response = await browser.get("/api/userinfo")
+    assert response.status_code == 503 and response.headers["retry-after"]
+    assert (await browser.get("/api/userinfo")).json()["sub"] == "alice"  # the session was kept
+
+
 async def test_without_a_guard_the_mistake_is_named() -> None:
     app = make_app(OAuthTestProvider())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://app.test") as client:
