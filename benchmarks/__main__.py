@@ -1,0 +1,233 @@
+"""``python -m benchmarks``: every section in one run; markdown on stdout, JSON in benchmarks/results/.
+
+``--smoke`` runs a few iterations of everything but the wrk section, in a few seconds (the test suite
+runs it so this script cannot rot). Benchmarks never fail on speed: the exit status says only whether
+the script itself worked.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+warnings.simplefilter("ignore", DeprecationWarning)  # Authlib 1.9 warns on import; expected here
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from . import _apps, _e2e, _inprocess, _memory, _races, _report, _servers  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_apps.LABELS.update(
+    {
+        "guard-noop": "(guard, MemoryStore, around a minimal ASGI app)",
+        "driver": "(raw driver + a minimal ASGI app)",
+        "bare-redis-get": "(bare Starlette + one redis-py GET of a session-sized value)",
+    }
+)
+
+
+def _say(message: str) -> None:
+    print(f"== {message}", file=sys.stderr, flush=True)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="a few iterations, no wrk: a quick check")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="directory for the JSON results")
+    parser.add_argument("--rounds", type=int, help="in-process rounds (default 21; smoke 3)")
+    parser.add_argument(
+        "--requests", type=int, help="in-process requests per round (default 5000; smoke 200)"
+    )
+    parser.add_argument("--no-e2e", action="store_true", help="skip the uvicorn + wrk section")
+    parser.add_argument("--no-redis", action="store_true", help="leave out RedisStore (no redis-server)")
+    parser.add_argument("--e2e-seconds", type=int, default=4, help="seconds per wrk run (default 4)")
+    parser.add_argument("--e2e-rounds", type=int, default=5, help="wrk rounds per variant (default 5)")
+    parser.add_argument("--sessions", type=int, help="sessions for the memory section (default 1000)")
+    parser.add_argument(
+        "--token-latency-ms", type=float, default=50, help="the token endpoint's latency in races (50)"
+    )
+    parser.add_argument("--profile", action="store_true", help="also cProfile the guard's hot path")
+    args = parser.parse_args(argv)
+    smoke = args.smoke
+    args.rounds = args.rounds or (3 if smoke else 21)
+    args.requests = args.requests or (200 if smoke else 5000)
+    args.warmup = 50 if smoke else 1000
+    args.sessions = args.sessions or (20 if smoke else 1000)
+    if smoke:
+        args.no_e2e = True
+        args.token_latency_ms = min(args.token_latency_ms, 20)
+    return args
+
+
+async def hot_path(args: argparse.Namespace, redis_url: str | None) -> dict[str, Any]:
+    provider = _apps.make_provider()
+    names = [n for n in _apps.VARIANTS if redis_url or n != "guard-redis"]
+    builts = [await _apps.build(name, provider, redis_url=redis_url) for name in names]
+    builts.append(await _inprocess.guard_alone(provider))
+    client = None
+    try:
+        for built in builts:
+            await _inprocess.check(built)
+        extras = {}
+        if redis_url:
+            import redis.asyncio
+
+            client = redis.asyncio.Redis.from_url(redis_url)
+            size = max([await client.strlen(key) async for key in client.scan_iter("bench:s:*")])
+            await client.set("bench:probe", b"x" * size, ex=3600)
+            extras["bare-redis-get"] = _inprocess.redis_get_app(client, "bench:probe")
+        variants = await _inprocess.measure(
+            builts, rounds=args.rounds, requests=args.requests, warmup=args.warmup, extras=extras
+        )
+        result: dict[str, Any] = {
+            "path": _apps.PATH,
+            "config": {"rounds": args.rounds, "requests": args.requests, "warmup": args.warmup},
+            "variants": variants,
+            "cookie_bytes": {b.name: len(b.cookie) for b in builts},
+        }
+        if client is not None:
+            result["redis"] = await _inprocess.redis_costs(
+                {b.name: b for b in builts},
+                extras["bare-redis-get"],
+                client,
+                batches=max(10, args.rounds * args.requests // 500),
+                batch=min(100, args.requests // 4),
+                requests=args.requests,
+            )
+        if args.profile:
+            guard_memory = next(b for b in builts if b.name == "guard-memory")
+            result["profile"] = await _inprocess.profile(guard_memory, 4 * args.requests)
+            print(result["profile"], file=sys.stderr)
+            guard_noop = next(b for b in builts if b.name == "guard-noop")
+            result["breakdown_ns"] = await _inprocess.breakdown(
+                guard_noop, n=4 * args.requests, rounds=min(args.rounds, 7)
+            )
+        return result
+    finally:
+        if client is not None:
+            await client.aclose()
+        for built in builts:
+            await built.aclose()
+
+
+async def in_process(args: argparse.Namespace, redis_url: str | None, results: dict[str, Any]) -> None:
+    _say(f"1. hot path in-process: {args.rounds} rounds x {args.requests} requests")
+    results["hot_path"] = await hot_path(args, redis_url)
+    latency = args.token_latency_ms / 1000
+    racers = ["authlib", "guard-memory"] + (["guard-redis"] if redis_url else [])
+    _say("3. stampede")
+    results["stampede"] = [await _races.stampede(n, latency=latency, redis_url=redis_url) for n in racers]
+    _say("4. duplicate callbacks")
+    results["duplicate_callbacks"] = [
+        await _races.duplicate_callbacks(n, latency=latency, redis_url=redis_url) for n in racers
+    ]
+    _say(f"5. memory per session: {args.sessions} sessions")
+    memory: dict[str, Any] = {"memory_store": await _memory.memory_store(args.sessions)}
+    if redis_url:
+        memory["redis"] = await _memory.redis_store(args.sessions, redis_url)
+    results["memory"] = memory
+
+
+def end_to_end(args: argparse.Namespace, redis_url: str | None) -> dict[str, Any]:
+    if args.no_e2e:
+        return {"skipped": "smoke mode" if args.smoke else "--no-e2e"}
+    if _e2e.wrk_binary() is None:
+        message = "wrk is not installed (apt-get install wrk); the end-to-end section needs it"
+        print(f"!! {message}", file=sys.stderr)
+        return {"skipped": message}
+    variants = [n for n in _apps.VARIANTS if redis_url or n != "guard-redis"]
+    _say(f"2. end to end: uvicorn + wrk, {args.e2e_rounds} rounds x {args.e2e_seconds} s per variant")
+    return _e2e.measure(
+        variants, redis_url=redis_url, rounds=args.e2e_rounds, seconds=args.e2e_seconds, warmup=2
+    )
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    hot = results["hot_path"]["variants"]
+    ratio = hot["guard-memory"]["ratio"]
+    rows.append(
+        {
+            "target": "guard + MemoryStore hot path at most 1.5x bare (in-process)",
+            "measured": f"{ratio:.2f}x",
+            "met": ratio <= 1.5,
+        }
+    )
+    e2e = results["end_to_end"]
+    if "variants" in e2e:
+        got = e2e["variants"]
+        guard, session = got["guard-memory"]["rps_ratio"], got["session"]["rps_ratio"]
+        measured = f"guard {guard:.2f}x, SessionMiddleware {session:.2f}x"
+        met: bool | None = guard >= 0.85
+    else:
+        measured, met = f"not measured ({e2e['skipped']})", None
+    rows.append(
+        {
+            "target": "end to end, guard + MemoryStore keeps at least 0.85x of bare's requests/s",
+            "measured": measured,
+            "met": met,
+        }
+    )
+    redis = results["hot_path"].get("redis")
+    if redis:
+        commands = redis["commands_per_request"]
+        rows.append(
+            {
+                "target": "Redis adds one round trip and nothing else",
+                "measured": f"{commands:.2f} Redis commands per request; +{redis['get_us']:.0f} µs for "
+                f"one GET in a bare app, +{redis['guard_over_bare_get_us']:.0f} µs for the guard around it "
+                f"(+{redis['guard_over_bare_us']:.0f} µs with memory)",
+                "met": abs(commands - 1) < 0.01,
+            }
+        )
+    for s in results["stampede"]:
+        if s["variant"].startswith("guard"):
+            rows.append(
+                {
+                    "target": f"stampede makes 1 refresh ({_apps.LABELS[s['variant']]})",
+                    "measured": f"{s['refresh_calls']} refresh, {s['working_tokens']}/{s['requests']} "
+                    "answered with a live token",
+                    "met": s["refresh_calls"] == 1 and s["working_tokens"] == s["requests"],
+                }
+            )
+    for d in results["duplicate_callbacks"]:
+        if d["variant"].startswith("guard"):
+            rows.append(
+                {
+                    "target": "duplicate callbacks: 1 exchange, every tab logged in "
+                    f"({_apps.LABELS[d['variant']]})",
+                    "measured": f"{d['exchange_calls']} exchange, {d['working_tokens']}/{d['tabs']} "
+                    "with a live token",
+                    "met": d["exchange_calls"] == 1 and d["working_tokens"] == d["tabs"],
+                }
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    results: dict[str, Any] = {"mode": "smoke" if args.smoke else "full"}
+    results["environment"] = _report.environment()
+    with _servers.redis_server() as found:
+        redis_url = None if args.no_redis else found
+        if redis_url is None and not args.no_redis:
+            print("!! redis-server is not installed: the RedisStore rows are left out", file=sys.stderr)
+        asyncio.run(in_process(args, redis_url, results))
+        results["end_to_end"] = end_to_end(args, redis_url)
+    results["targets"] = targets(results)
+    args.output.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = args.output / f"{stamp}-{results['mode']}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(_report.markdown(results))
+    _say(f"results written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

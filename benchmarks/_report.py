@@ -1,0 +1,296 @@
+"""The machine and versions a run used, and the results as markdown tables."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+from typing import Any
+
+from ._apps import LABELS
+from ._servers import REPO, redis_version
+
+_PACKAGES = (
+    "asgi-oauth-guard",
+    "starlette",
+    "authlib",
+    "httpx",
+    "uvicorn",
+    "redis",
+    "itsdangerous",
+    "cryptography",
+    "anyio",
+)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git() -> str | None:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty else "")
+
+
+def environment() -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    wrk_version = None
+    if wrk:
+        out = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
+        wrk_version = (out.stdout or out.stderr).split("Copyright")[0].strip() or None
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "packages": {p: _version(p) for p in _PACKAGES},
+        "uvicorn_loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "uvicorn_http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "redis_server": redis_version(),
+        "wrk": wrk_version,
+        "git": _git(),
+    }
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def _yes(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    env = results["environment"]
+    packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    parts = [
+        f"Run {env['date']} ({results['mode']} mode) on {env['nproc']} CPUs ({env['cpu']}), "
+        f"{env['implementation']} {env['python']}, {env['platform']}; git {env['git'] or 'unknown'}.",
+        f"Packages: {packages}; redis-server {env['redis_server'] or 'not installed'}; "
+        f"{env['wrk'] or 'wrk not installed'}; "
+        f"uvicorn on {env['uvicorn_loop']} + {env['uvicorn_http']}.",
+    ]
+
+    hot = results.get("hot_path")
+    if hot:
+        config = hot["config"]
+        parts.append(
+            f"### 1. Hot path, in-process (raw ASGI driver)\n\nOne authenticated GET {hot['path']} with a "
+            f"fresh token. Median of {config['rounds']} interleaved rounds of {config['requests']} "
+            "requests; ratio = median over rounds of variant / bare in the same round."
+        )
+        rows = []
+        for name, row in hot["variants"].items():
+            ratio = f"{row['ratio']:.2f}x" if "ratio" in row else "-"
+            cookie = str(hot["cookie_bytes"].get(name, "")) if name in hot["cookie_bytes"] else "-"
+            rows.append([_label(name), f"{row['us_median']:.1f}", ratio, cookie])
+        parts.append(_table(["variant", "µs / request", "vs bare", "Cookie header bytes"], rows))
+        redis = hot.get("redis")
+        if redis:
+            calls = redis["calls_per_request"]
+            parts.append(
+                f"Redis: {redis['commands_per_request']:.2f} Redis commands per request. Measured in "
+                "alternating batches: one redis-py GET of a session-sized value costs "
+                f"{redis['get_us']:.1f} µs inside a bare Starlette app; the guard with Redis costs "
+                f"{redis['guard_over_bare_get_us']:.1f} µs more than that app, the guard with memory "
+                f"{redis['guard_over_bare_us']:.1f} µs more than the bare one. Python calls per request "
+                f"(cProfile): guard + Redis {calls['guard-redis']:.0f}, bare + GET "
+                f"{calls['bare-redis-get']:.0f}, guard + memory {calls['guard-memory']:.0f}, "
+                f"bare {calls['bare']:.0f}."
+            )
+
+    steps = (hot or {}).get("breakdown_ns")
+    if steps:
+        parts.append(
+            "Where the guard's own time goes (each step timed alone, ns; `--profile`):\n\n"
+            + _table(["step", "ns"], [[label, f"{ns:.0f}"] for label, ns in steps.items()])
+        )
+
+    e2e = results.get("end_to_end")
+    if e2e and "skipped" in e2e:
+        parts.append(f"### 2. End to end\n\nSkipped: {e2e['skipped']}")
+    elif e2e:
+        parts.append(
+            f"### 2. End to end (uvicorn, one worker; wrk -t{e2e['threads']} -c{e2e['connections']}, "
+            f"{e2e['seconds']:g} s x {e2e['rounds']} interleaved rounds, medians)"
+        )
+        rows = []
+        for name, row in e2e["variants"].items():
+            bad = str(row["non_2xx"]) + (f"; {row['socket_errors'][0]}" if row["socket_errors"] else "")
+            rows.append(
+                [
+                    _label(name),
+                    f"{row['rps_median']:.0f}",
+                    f"{row.get('rps_ratio', 1):.2f}x",
+                    f"{row['p99_ms_median']:.2f}",
+                    f"{row.get('p99_ratio', 1):.2f}x",
+                    f"{row['server_cpu_us_median']:.0f}",
+                    f"{row.get('cpu_ratio', 1):.2f}x",
+                    bad,
+                ]
+            )
+        header = ["variant", "requests/s", "vs bare", "p99 ms", "p99 vs bare"]
+        header += ["server CPU µs/request", "CPU vs bare", "non-2xx"]
+        parts.append(_table(header, rows))
+
+    stampede = results.get("stampede")
+    if stampede:
+        first = stampede[0]
+        parts.append(
+            f"### 3. Stampede: {first['requests']} concurrent requests, one session, expired token\n\n"
+            f"Token endpoint latency {first['token_latency_ms']:.0f} ms; refresh tokens rotate, reuse "
+            "revokes the grant."
+        )
+        rows = [
+            [
+                _label(s["variant"]),
+                str(s["refresh_calls"]),
+                str(s["invalid_grant"]),
+                f"{s['answered_200']} / {s['requests']}",
+                str(s["working_tokens"]),
+                _yes(s["signed_in_after"]),
+                f"{s['wall_ms']:.1f}",
+            ]
+            for s in stampede
+        ]
+        parts.append(
+            _table(
+                [
+                    "variant",
+                    "refresh calls",
+                    "invalid_grant",
+                    "answered 200",
+                    "200s with a live token",
+                    "still signed in after",
+                    "wall ms",
+                ],
+                rows,
+            )
+        )
+
+    duplicates = results.get("duplicate_callbacks")
+    if duplicates:
+        first = duplicates[0]
+        parts.append(
+            f"### 4. Duplicate callbacks: one callback URL loaded by {first['tabs']} tabs at once\n\n"
+            f"Token endpoint latency {first['token_latency_ms']:.0f} ms; a reused code revokes the grant."
+        )
+        rows = [
+            [
+                _label(d["variant"]),
+                str(d["exchange_calls"]),
+                str(d["invalid_grant"]),
+                f"{d['logged_in']} / {d['tabs']}",
+                f"{d['working_tokens']} / {d['tabs']}",
+                f"{d['wall_ms']:.1f}",
+            ]
+            for d in duplicates
+        ]
+        parts.append(
+            _table(
+                [
+                    "variant",
+                    "code exchanges",
+                    "invalid_grant",
+                    "tabs logged in",
+                    "tabs with a live token",
+                    "wall ms",
+                ],
+                rows,
+            )
+        )
+
+    memory = results.get("memory")
+    if memory:
+        parts.append(_memory_section(memory))
+
+    targets = results.get("targets")
+    if targets:
+        parts.append("### Targets (issue 8)")
+        parts.append(
+            _table(
+                ["target", "measured", "met"],
+                [[t["target"], t["measured"], _yes(t["met"])] for t in targets],
+            )
+        )
+    return "\n\n".join(parts) + "\n"
+
+
+def _memory_section(memory: dict[str, Any]) -> str:
+    rows: list[list[str]] = []
+    mem = memory.get("memory_store")
+    if mem:
+        kinds = ", ".join(f"{k} {v:.0f}" for k, v in mem["by_kind_per_login"].items())
+        rows.append(["MemoryStore: the session entry", f"{mem['session_bytes']:.0f}", "sealed JSON + entry"])
+        rows.append(
+            [
+                "MemoryStore: all entries per login",
+                f"{mem['store_bytes_per_login']:.0f}",
+                f"until their TTLs: {kinds}; with the table and expiry heap",
+            ]
+        )
+        caches = mem["hot_path_caches_per_session"]
+        rows.append(
+            [
+                "guard's in-process hot-path caches",
+                f"{caches['total']:.0f}",
+                ", ".join(f"{k} {v:.0f}" for k, v in caches.items() if k != "total")
+                + " (bounded: 10,000 each)",
+            ]
+        )
+    red = memory.get("redis")
+    if red:
+        kinds = ", ".join(f"{k} {v:.0f}" for k, v in red["by_kind_per_login"].items())
+        rows.append(
+            [
+                "Redis: the session key (MEMORY USAGE)",
+                f"{red['session_bytes']:.0f}",
+                f"value {red['session_value_bytes']:.0f} bytes",
+            ]
+        )
+        rows.append(["Redis: all keys per login (MEMORY USAGE)", f"{red['keys_bytes_per_login']:.0f}", kinds])
+        rows.append(
+            ["Redis: used_memory growth per login", f"{red['used_memory_per_login']:.0f}", "INFO memory"]
+        )
+    n = (mem or red or {}).get("sessions", 0)
+    return f"### 5. Memory per session ({n} sessions, each from a new browser)\n\n" + _table(
+        ["where", "bytes", "notes"], rows
+    )

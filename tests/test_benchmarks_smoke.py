@@ -1,0 +1,47 @@
+"""The benchmark script still runs: its smoke mode, end to end, in a few seconds. Never a test of speed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_smoke_run_measures_every_variant_and_the_races(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--output", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    [written] = tmp_path.glob("*-smoke.json")
+    results = json.loads(written.read_text())
+
+    with_redis = shutil.which("redis-server") is not None
+    variants = {"bare", "session", "authlib", "guard-memory"} | ({"guard-redis"} if with_redis else set())
+    hot = results["hot_path"]["variants"]
+    assert variants <= set(hot)
+    assert all(hot[name]["us_median"] > 0 and hot[name]["ratio"] > 0 for name in variants)
+    if with_redis:
+        assert results["hot_path"]["redis"]["commands_per_request"] == 1.0
+
+    guards = [name for name in ("guard-memory", "guard-redis") if name in variants]
+    stampede = {row["variant"]: row for row in results["stampede"]}
+    duplicates = {row["variant"]: row for row in results["duplicate_callbacks"]}
+    assert set(stampede) == set(duplicates) == {"authlib", *guards}
+    for name in guards:
+        assert stampede[name]["refresh_calls"] == 1
+        assert stampede[name]["working_tokens"] == stampede[name]["requests"]
+        assert duplicates[name]["exchange_calls"] == 1
+        assert duplicates[name]["working_tokens"] == duplicates[name]["tabs"]
+
+    assert results["memory"]["memory_store"]["session_bytes"] > 0
+    assert results["end_to_end"] == {"skipped": "smoke mode"}
+    assert "| guard, MemoryStore |" in done.stdout  # the markdown table
