@@ -176,9 +176,7 @@ class OAuthTestProvider:
     ) -> None:
         parts = urlsplit(issuer)
         if not absolute_http_uri(issuer) or parts.query:
-            raise ValueError(
-                f"issuer must be an http(s) URL without query or fragment, got {issuer!r}"
-            )
+            raise ValueError(f"issuer must be an http(s) URL without query or fragment, got {issuer!r}")
         if not client_id or not client_secret:
             raise ValueError("client_id and client_secret must not be empty")
         for name, ttl in (
