@@ -244,6 +244,7 @@ class OAuthGuard:
             lease=http_timeout * 2 + 5,
             # A waiter outlasts the lease of a holder that died, then the next holder's token request.
             wait=(http_timeout * 2 + 5) + http_timeout + 1,
+            on_event=on_event,
         )
         self._cookies = CookieJar(
             session_name=cookie_name,
@@ -342,10 +343,6 @@ class OAuthGuard:
                 self._on_event, GuardEvent(kind="refresh_failed", reason=exc.reason, detail=exc.detail)
             )
             raise
-        if refreshed is not session and refreshed.refreshes != session.refreshes:
-            await emit(
-                self._on_event, GuardEvent(kind="refresh", sub=str(refreshed.claims.get("sub") or "") or None)
-            )
         return refreshed
 
     def _publish(self, session: Session, handle: tuple[str, bytes]) -> GuardState:

@@ -19,6 +19,7 @@ import anyio
 
 from ._client import OAuthClient
 from ._errors import GuardError, ProviderUnavailable, ReloginRequired, StoreUnavailable, TokenEndpointError
+from ._events import EventHook, GuardEvent, emit
 from ._protocol import refresh_due
 from ._reasons import Reason
 from ._session import Session
@@ -48,6 +49,7 @@ class Refresher:
         leeway: float,
         lease: float,
         wait: float,
+        on_event: EventHook | None = None,
     ) -> None:
         self._store = store
         self._sessions = sessions
@@ -56,6 +58,7 @@ class Refresher:
         self._leeway = leeway
         self._lease = lease
         self._wait = wait
+        self._on_event = on_event
         self._flights: dict[str, _Flight] = {}
 
     def due(self, session: Session) -> bool:
@@ -77,15 +80,20 @@ class Refresher:
         self._flights[session.sid] = flight
         try:
             with anyio.CancelScope(shield=True):
-                result = await self._refresh_locked(session, key, rejected_token)
+                result, refreshed = await self._refresh_locked(session, key, rejected_token)
             flight.result = result
-            return result
         except BaseException as exc:
             flight.error = exc
             raise
         finally:
             del self._flights[session.sid]
             flight.done.set()
+        if refreshed:
+            # Once per token request, here where it was sent: not once per request that shared its result
+            # (waiters in this process, or workers that found it done after waiting for the lock).
+            sub = str(result.claims.get("sub") or "") or None
+            await emit(self._on_event, GuardEvent(kind="refresh", sub=sub))
+        return result
 
     def _still_needed(self, current: Session, seen: Session, rejected_token: str | None) -> bool:
         if current.tokens is None:
@@ -97,7 +105,10 @@ class Refresher:
             return current.tokens.access_token == rejected_token
         return self.due(current)
 
-    async def _refresh_locked(self, seen: Session, key: bytes, rejected_token: str | None) -> Session:
+    async def _refresh_locked(
+        self, seen: Session, key: bytes, rejected_token: str | None
+    ) -> tuple[Session, bool]:
+        """The session with a fresh token, and whether this call got it from the provider."""
         lock = LOCK_PREFIX + seen.sid
         owner = os.urandom(12).hex()
         deadline = time.monotonic() + self._wait
@@ -110,7 +121,7 @@ class Refresher:
             if current is None:
                 raise ReloginRequired(Reason.session_expired, "session_gone")
             if not self._still_needed(current, seen, rejected_token):
-                return current
+                return current, False
             if time.monotonic() > deadline:
                 raise ProviderUnavailable("another worker holds this session's refresh lock")
         try:
@@ -118,7 +129,7 @@ class Refresher:
             if current is None:
                 raise ReloginRequired(Reason.session_expired, "session_gone")
             if not self._still_needed(current, seen, rejected_token):
-                return current
+                return current, False
             assert current.tokens is not None
             if current.tokens.refresh_token is None:
                 raise ReloginRequired(Reason.session_expired, "no_refresh_token")
@@ -132,7 +143,7 @@ class Refresher:
                 raise ReloginRequired(Reason.refresh_rejected, exc.error) from None
             updated = dataclasses.replace(current, tokens=tokens, refreshes=current.refreshes + 1)
             await self._sessions.save(updated, key)
-            return updated
+            return updated, True
         finally:
             try:
                 await self._store.release(lock, owner)

@@ -183,6 +183,26 @@ const sweeper = setInterval(() => {
 }, 30_000);
 sweeper.unref();
 
+// What the admin route /admin/grants reports: a user's grants, and how many of their tokens still work.
+function grantsOf(sub) {
+  const grants = [];
+  for (const [key, record] of [...records]) {
+    if (!key.startsWith('Grant:') || record.payload.accountId !== sub || !liveRecord(key)) continue;
+    const grantId = key.slice('Grant:'.length);
+    let refreshTokens = 0;
+    let accessTokens = 0;
+    for (const member of [...(byGrant.get(grantId) ?? [])]) {
+      const token = liveRecord(member);
+      if (!token) continue;
+      // a rotated-out refresh token stays stored, marked consumed: presenting it again revokes the grant
+      if (member.startsWith('RefreshToken:') && !token.payload.consumed) refreshTokens += 1;
+      if (member.startsWith('AccessToken:')) accessTokens += 1;
+    }
+    grants.push({ grant_id: grantId, refresh_tokens: refreshTokens, access_tokens: accessTokens });
+  }
+  return grants;
+}
+
 // Revoke every grant of one user and end their sessions (what a password change does at a real IdP).
 function revokeUser(sub) {
   let grants = 0;
@@ -207,6 +227,66 @@ function revokeUser(sub) {
     }
   }
   return { grants, sessions };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// a journal of what clients did at the token and revocation endpoints, for GET /admin/events: tests count
+// code exchanges, refreshes and invalid_grant answers from the provider's side. Entries carry a sequence
+// number, so a test reads only what happened since it started.
+
+const JOURNAL_LIMIT = 20_000;
+const journal = [];
+let journalNext = 0;
+
+function journalAdd(entry) {
+  journal.push({ seq: journalNext, ...entry });
+  journalNext += 1;
+  if (journal.length > JOURNAL_LIMIT) journal.splice(0, journal.length - JOURNAL_LIMIT);
+}
+
+function accountOf(ctx) {
+  const entities = ctx?.oidc?.entities ?? {};
+  for (const name of ['Account', 'Grant', 'RefreshToken', 'AuthorizationCode', 'AccessToken']) {
+    const accountId = entities[name]?.accountId;
+    if (accountId) return accountId;
+  }
+  return null;
+}
+
+function grantTypeOf(ctx) {
+  const grantType = ctx?.oidc?.params?.grant_type;
+  return typeof grantType === 'string' ? grantType : null;
+}
+
+function journalEvents(provider) {
+  // every token request ends in exactly one of grant.success and grant.error (the error handler of the token
+  // route comes before client authentication); grant.revoked follows reuse detection and RFC 7009 revocation
+  provider.on('grant.success', (ctx) => {
+    journalAdd({
+      event: 'grant.success',
+      grant_type: grantTypeOf(ctx),
+      sub: accountOf(ctx),
+      grant_id: ctx.oidc.entities.Grant?.jti ?? null,
+    });
+  });
+  provider.on('grant.error', (ctx, err) => {
+    journalAdd({
+      event: 'grant.error',
+      grant_type: grantTypeOf(ctx),
+      sub: accountOf(ctx),
+      error: err?.error ?? String(err),
+      // oidc-provider's internal cause ("refresh token already used"), never sent to the client
+      detail: err?.error_detail ?? null,
+    });
+  });
+  provider.on('grant.revoked', (ctx, grantId) => {
+    journalAdd({
+      event: 'grant.revoked',
+      sub: accountOf(ctx),
+      grant_id: grantId,
+      route: ctx?.oidc?.route ?? null,
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -310,6 +390,7 @@ function createProvider(issuer) {
 
   const provider = new Provider(issuer, configuration);
   provider.on('server_error', (_ctx, err) => console.error('oidc-provider server_error:', err));
+  journalEvents(provider);
   if (LOG_EVENTS) {
     for (const event of ['grant.success', 'grant.error', 'grant.revoked', 'authorization.error']) {
       provider.on(event, (_ctx, arg) => console.error(`event ${event}`, arg?.message ?? arg ?? ''));
@@ -405,6 +486,11 @@ async function route(req, res) {
     return undefined;
   }
 
+  if (req.method === 'POST' && (url.pathname === '/token' || url.pathname === '/token/revocation')) {
+    // counted as they arrive, before oidc-provider reads them: the events above say how each one ended
+    journalAdd({ event: 'request', path: url.pathname });
+  }
+
   if (url.pathname.startsWith('/admin/')) {
     if (!isLoopback(req.socket.remoteAddress)) return sendJson(res, 403, { error: 'forbidden' });
     if (url.pathname === '/admin/health' && req.method === 'GET') {
@@ -417,6 +503,19 @@ async function route(req, res) {
       }
       clockOffsetMs += Math.round(seconds * 1000);
       return sendJson(res, 200, { offset_seconds: clockOffsetMs / 1000, now: Math.floor(Date.now() / 1000) });
+    }
+    if (url.pathname === '/admin/events' && req.method === 'GET') {
+      const since = Number(url.searchParams.get('since') ?? 0);
+      if (!Number.isInteger(since) || since < 0) {
+        const description = 'since must be an integer >= 0';
+        return sendJson(res, 400, { error: 'invalid_request', error_description: description });
+      }
+      return sendJson(res, 200, { next: journalNext, events: journal.filter((e) => e.seq >= since) });
+    }
+    if (url.pathname === '/admin/grants' && req.method === 'GET') {
+      const sub = url.searchParams.get('sub');
+      if (!sub) return sendJson(res, 400, { error: 'invalid_request', error_description: 'sub is required' });
+      return sendJson(res, 200, { sub, grants: grantsOf(sub) });
     }
     if (url.pathname === '/admin/revoke-grants' && req.method === 'POST') {
       const sub = url.searchParams.get('sub');

@@ -368,10 +368,12 @@ async def test_access_token_dies_at_its_ttl_and_refresh_still_works(
     private_provider: InteropProvider, client: httpx.AsyncClient
 ) -> None:
     tokens = await logged_in(client, private_provider)
-    await private_provider.aadvance_clock(private_provider.access_token_ttl - 1)
+    # oidc-provider counts whole seconds: iat is the issuing second rounded down and exp = iat + ttl, so a
+    # token issued at x.97 s lives 5 - 0.97 s and is already dead 4 s (plus a few ms) later. Stay 2 s clear.
+    await private_provider.aadvance_clock(private_provider.access_token_ttl - 2)
     assert (await userinfo(client, private_provider, tokens["access_token"])).status_code == 200
     # CLOCK_TOLERANCE=0 in the harness: no 15 s grace after exp (oidc-provider's default clockTolerance)
-    await private_provider.aadvance_clock(1)
+    await private_provider.aadvance_clock(2)
     assert (await userinfo(client, private_provider, tokens["access_token"])).status_code == 401
     refreshed = await refresh(client, private_provider, tokens["refresh_token"])
     assert refreshed.status_code == 200, refreshed.text
