@@ -329,21 +329,14 @@ class OAuthGuard:
     async def _fresh(self, session: Session, key: bytes, scope: Scope) -> Session:
         """Refresh a due token. If the provider is down, keep serving a token that is still valid."""
         try:
-            refreshed = await self._refresher.refresh(session, key)
+            return await self._refresher.refresh(session, key)
         except ProviderUnavailable as exc:
-            await emit(self._on_event, GuardEvent(kind="refresh_failed", detail="provider_unavailable"))
             assert session.tokens is not None
             expires_at = session.tokens.expires_at
             if expires_at is not None and expires_at > self._clock():
                 logger.warning("refresh failed (%s); serving the still-valid access token", exc)
                 return session
             raise
-        except ReloginRequired as exc:
-            await emit(
-                self._on_event, GuardEvent(kind="refresh_failed", reason=exc.reason, detail=exc.detail)
-            )
-            raise
-        return refreshed
 
     def _publish(self, session: Session, handle: tuple[str, bytes]) -> GuardState:
         hit = self._published.get(session.sid)

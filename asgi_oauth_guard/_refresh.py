@@ -78,20 +78,32 @@ class Refresher:
             return flight.result
         flight = _Flight(done=anyio.Event())
         self._flights[session.sid] = flight
+        failure: ProviderUnavailable | ReloginRequired | None = None
         try:
             with anyio.CancelScope(shield=True):
                 result, refreshed = await self._refresh_locked(session, key, rejected_token)
             flight.result = result
+        except (ProviderUnavailable, ReloginRequired) as exc:
+            flight.error = failure = exc
         except BaseException as exc:
             flight.error = exc
             raise
         finally:
             del self._flights[session.sid]
             flight.done.set()
+        # Events once per refresh, here in the task that tried it: not once per request that shared its
+        # result (waiters in this process, or workers that found it done after waiting for the lock).
+        sub = str(session.claims.get("sub") or "") or None
+        if failure is not None:
+            if isinstance(failure, ReloginRequired):
+                event = GuardEvent(
+                    kind="refresh_failed", sub=sub, reason=failure.reason, detail=failure.detail
+                )
+            else:
+                event = GuardEvent(kind="refresh_failed", sub=sub, detail="provider_unavailable")
+            await emit(self._on_event, event)
+            raise failure
         if refreshed:
-            # Once per token request, here where it was sent: not once per request that shared its result
-            # (waiters in this process, or workers that found it done after waiting for the lock).
-            sub = str(result.claims.get("sub") or "") or None
             await emit(self._on_event, GuardEvent(kind="refresh", sub=sub))
         return result
 

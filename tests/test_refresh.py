@@ -292,6 +292,29 @@ async def test_events_reach_the_hook(
         ("logout", None),
     ]
     assert events[0].sub == "alice"
+    assert {e.sub for e in events if e.kind in ("refresh", "refresh_failed")} == {"alice"}
+
+
+async def test_one_failed_refresh_is_one_event_however_many_requests_shared_it(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    clock: FakeClock,
+) -> None:
+    events: list[GuardEvent] = []
+    browser, _ = await signed_in(guard_factory(on_event=events.append), browser_factory, provider)
+    provider.revoke_grants("alice")
+    clock.advance(3600)
+    hold = provider.hold(endpoint="token")
+    async with anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(browser.get, "/api/me")
+        await hold.wait_entered(1)
+        await anyio.wait_all_tasks_blocked()
+        hold.release()
+    failed = [e for e in events if e.kind == "refresh_failed"]
+    assert len(failed) == 1 and failed[0].reason is Reason.refresh_rejected
+    assert len([e for e in events if e.kind == "relogin"]) == 10  # each request got the re-login response
 
 
 async def test_a_failing_event_hook_does_not_break_requests(
