@@ -22,7 +22,7 @@ from ._protocol import authorize_url, classify_code_error, is_prefetch, new_pkce
 from ._reasons import Reason
 from ._relogin import NO_STORE, STOP_REASONS, Relogin, bad_request, login_url, sign_in_page, unavailable
 from ._session import Outcome, Session, Transaction
-from ._sessions import SESSION_PREFIX, Sessions
+from ._sessions import Sessions
 from ._store import Store
 
 if TYPE_CHECKING:
@@ -361,7 +361,9 @@ class Flows:
         current = await self._current_session(request.scope)
         if current is not None and current.sid == outcome.sid:
             return RedirectResponse(outcome.next, status_code=303, headers=NO_STORE)
-        if outcome.sid is not None and outcome.cookie is not None and await self._session_exists(outcome.sid):
+        # This login's session, unless it has ended since (logged out, or its grant revoked and the user
+        # signed in again): a replayed callback never hands the browser a dead session over a working one.
+        if outcome.cookie is not None and await self._working_session(outcome.cookie) is not None:
             response = RedirectResponse(outcome.next, status_code=303, headers=NO_STORE)
             self._cookies.set_session(response, request.scope, outcome.cookie)
             return response
@@ -384,15 +386,15 @@ class Flows:
         return await self._relogin.response(request, Reason.state_expired, next_path="/")
 
     async def _current_session(self, scope: Scope) -> Session | None:
-        value = cookie(scope, self._cookies.session_name)
+        return await self._working_session(cookie(scope, self._cookies.session_name))
+
+    async def _working_session(self, value: str | None) -> Session | None:
+        """The session a cookie value opens, if it still holds tokens."""
         opened = self._keys.open_session_cookie(value) if value else None
         if opened is None:
             return None
         session = await self._sessions.load(*opened)
         return session if session is not None and session.tokens is not None else None
-
-    async def _session_exists(self, sid: str) -> bool:
-        return await self._get(SESSION_PREFIX + sid) is not None
 
     # -- logout --------------------------------------------------------------------------------------
 

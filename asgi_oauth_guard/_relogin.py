@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp
 
 from ._http import full_path, headers_map, is_browser_navigation, root_path
+from ._protocol import safe_next
 from ._reasons import MESSAGES, Reason
 
 __all__ = ["ReloginHandler", "ReloginMode"]
@@ -63,7 +64,12 @@ class Relogin:
             result = self._mode(request, reason)
             return await result if isinstance(result, Awaitable) else result
         scope = request.scope
-        target = next_path if next_path is not None else full_path(scope)
+        # The page to come back to; when it could not be a next (too long, say), its path alone, or "/".
+        target = (
+            next_path
+            if next_path is not None
+            else safe_next(full_path(scope), default=safe_next(root_path(scope) + scope["path"]))
+        )
         url = login_url(root_path(scope), self._login_path, next_path=target, reason=reason)
         browser = is_browser_navigation(scope, self._api_prefixes, headers_map(scope))
         mode = self._mode

@@ -1,0 +1,31 @@
+"""The chaos soak (scripts/soak.py), briefly: 10 users with 3 tabs each on 2 workers for 15 s, with faults."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_short_soak_breaks_no_invariant(tmp_path: Path) -> None:
+    report_file = tmp_path / "soak.json"
+    argv = [sys.executable, str(REPO / "scripts" / "soak.py")]
+    argv += ["--users", "10", "--tabs", "3", "--workers", "2", "--seconds", "15", "--seed", "1"]
+    argv += ["--json", str(report_file)]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    report = json.loads(report_file.read_text())
+    assert report["violations"] == [], output
+    requests = report["requests"]
+    assert requests["requests"] > 500 and requests["logins completed"] >= 10, output
+    assert requests["api"] > 0 and requests["page"] > 0 and requests["back button"] > 0, output
+    assert sum(report["faults_injected"].values()) >= 3, output
+    assert report["provider"]["refreshes"] > 0 and report["provider"]["calls_hit_by_a_fault"] > 0, output
