@@ -120,7 +120,8 @@ def request_origin(scope: Scope, trust: ForwardedTrust) -> str:
 
 
 def _valid_host(host: str) -> bool:
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
+    # Underscores are not valid in DNS names, but they are in Docker and Compose service names.
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]")
     return 0 < len(host) <= 255 and all(c in allowed for c in host)
 
 

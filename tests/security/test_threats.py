@@ -153,22 +153,31 @@ async def test_a_refused_code_behind_an_unusable_host_still_records_its_outcome(
     guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
 ) -> None:
     """Regression: a refused code on a request whose Host the guard cannot use (a proxy passing on
-    ``app_backend:8000``) answered 400 without recording the outcome, so every reload waited for it and
+    a malformed one) answered 400 without recording the outcome, so every reload waited for it and
     answered 503. Now the refusal is classified without the Host and answered at once, every time."""
     guard = guard_factory(public_url="https://www.example.com")
     browser = browser_factory(guard)
-    started = await browser.get("/auth/login", headers={"host": "app_backend:8000"})
+    started = await browser.get("/auth/login", headers={"host": "bad host!"})
     binding = started.headers["set-cookie"].split(";", 1)[0]
     callback = await provider.complete_authorization(started.headers["location"])
     provider.expire_codes()
     path = callback.removeprefix("https://www.example.com")
-    headers = {"host": "app_backend:8000", "cookie": binding}
+    headers = {"host": "bad host!", "cookie": binding}
     first = await browser.get(path, headers=headers)
     again = await browser.get(path, headers=headers)
     for response in (first, again):
         assert response.status_code == 303
         assert query(response.headers["location"]) == {"next": "/", "reason": "state_expired"}
     assert provider.count(endpoint="token") == 1
+
+
+async def test_container_host_names_with_underscores_work(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
+) -> None:
+    browser = browser_factory(guard_factory(), base_url="http://app_backend:8000")
+    started = await browser.get("/auth/login")
+    assert started.status_code == 303
+    assert "redirect_uri=http%3A%2F%2Fapp_backend%3A8000%2Fauth%2Fcallback" in started.headers["location"]
 
 
 async def test_host_prefixed_cookie_names_work(
