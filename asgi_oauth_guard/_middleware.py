@@ -313,20 +313,19 @@ class OAuthGuard:
             return
         try:
             session = await self._sessions.load(*opened)
-            if session is None:
-                await self._pass(scope, receive, send, self._anonymous, Reason.session_expired)
-                return
-            if session.tokens is None:
-                await self._pass(scope, receive, send, self._anonymous, Reason.refresh_rejected)
-                return
-            if self._refresher.due(session):
-                session = await self._fresh(session, opened[1], scope)
+            if session is not None and session.tokens is not None and self._refresher.due(session):
+                session = await self._fresh(session, opened[1])
         except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
             await (await self.response_for(Request(scope), exc))(scope, receive, send)
             return
-        await self._pass(scope, receive, send, self._publish(session, opened), None)
+        if session is None:
+            await self._pass(scope, receive, send, self._anonymous, Reason.session_expired)
+        elif session.tokens is None:
+            await self._pass(scope, receive, send, self._anonymous, Reason.refresh_rejected)
+        else:
+            await self._pass(scope, receive, send, self._publish(session, opened), None)
 
-    async def _fresh(self, session: Session, key: bytes, scope: Scope) -> Session:
+    async def _fresh(self, session: Session, key: bytes) -> Session:
         """Refresh a due token. If the provider is down, keep serving a token that is still valid."""
         try:
             return await self._refresher.refresh(session, key)
