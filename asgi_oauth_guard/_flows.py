@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Scope
 
 from ._client import OAuthClient
 from ._crypto import Keyring, b64e, seal, unseal
-from ._errors import IDTokenError, ProviderUnavailable, StoreUnavailable, TokenEndpointError
+from ._errors import IDTokenError, ProviderUnavailable, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
 from ._http import BadRequest, ForwardedTrust, cookie, headers_map, query_params, request_origin, root_path
 from ._protocol import authorize_url, classify_code_error, is_prefetch, new_pkce, new_state, safe_next
@@ -121,8 +121,10 @@ class Flows:
             next=next_path,
             created_at=self._clock(),
         )
-        await self._put(
-            TX_PREFIX + state, seal(self._keys.derive("tx", browser_id), state.encode(), tx.dumps())
+        await self._store.set(
+            TX_PREFIX + state,
+            seal(self._keys.derive("tx", browser_id), state.encode(), tx.dumps()),
+            ttl=self._tx_ttl,
         )
         await self._cap_transactions(browser_id, state)
         url = authorize_url(
@@ -150,12 +152,12 @@ class Flows:
     async def _cap_transactions(self, browser_id: str, state: str) -> None:
         """Keep at most ``max_transactions`` logins in flight per browser; the oldest give way."""
         key = BROWSER_PREFIX + b64e(self._keys.derive("browser", browser_id)[:16])
-        raw = await self._get(key)
+        raw = await self._store.get(key)
         states = raw.decode().split() if raw else []
         states.append(state)
         while len(states) > self._max_tx:
-            await self._delete(TX_PREFIX + states.pop(0))
-        await self._put(key, " ".join(states).encode())
+            await self._store.delete(TX_PREFIX + states.pop(0))
+        await self._store.set(key, " ".join(states).encode(), ttl=self._tx_ttl)
 
     # -- callback ------------------------------------------------------------------------------------
 
@@ -198,7 +200,7 @@ class Flows:
         outcome = await self._outcome(state, tx_key)
         if outcome is not None:
             return await self._answer(request, outcome)
-        sealed = await self._get(TX_PREFIX + state)
+        sealed = await self._store.get(TX_PREFIX + state)
         if sealed is None:
             # The winner records its outcome before it drops the transaction: it may have done both
             # since the outcome was read above (another task, process or host).
@@ -223,7 +225,7 @@ class Flows:
                 "The sign-in response came from an unexpected issuer. Start the sign-in again."
             )
 
-        if not await self._add(CLAIM_PREFIX + state, b"1"):
+        if not await self._store.add(CLAIM_PREFIX + state, b"1", ttl=self._tx_ttl):
             return await self._wait_for_outcome(request, state, tx_key)
         done = anyio.Event()
         self._waiting[state] = done
@@ -245,7 +247,7 @@ class Flows:
         """The one exchange of this code: record the outcome for every duplicate, whatever happens."""
         code_mark = CODE_PREFIX + hashlib.sha256(code.encode()).hexdigest()
         outcome: Outcome
-        if not await self._add(code_mark, b"1"):
+        if not await self._store.add(code_mark, b"1", ttl=self._tx_ttl):
             outcome = Outcome(ok=False, next=tx.next, reason=Reason.code_reused.value)
         else:
             try:
@@ -300,12 +302,16 @@ class Flows:
                 # The code may have been spent at the provider: never send it again, start a new login.
                 logger.warning("code exchange failed: %s", exc)
                 outcome = Outcome(ok=False, next=tx.next, unavailable=True)
-        await self._put(OUTCOME_PREFIX + state, seal(tx_key, b"outcome:" + state.encode(), outcome.dumps()))
-        await self._delete(TX_PREFIX + state)
+        await self._store.set(
+            OUTCOME_PREFIX + state,
+            seal(tx_key, b"outcome:" + state.encode(), outcome.dumps()),
+            ttl=self._tx_ttl,
+        )
+        await self._store.delete(TX_PREFIX + state)
         return outcome
 
     async def _outcome(self, state: str, tx_key: bytes) -> Outcome | None:
-        sealed = await self._get(OUTCOME_PREFIX + state)
+        sealed = await self._store.get(OUTCOME_PREFIX + state)
         if sealed is None:
             return None
         plain = unseal(tx_key, b"outcome:" + state.encode(), sealed)
@@ -433,32 +439,6 @@ class Flows:
         response = RedirectResponse(target, status_code=303, headers=NO_STORE)
         self._cookies.clear_session(response, scope)
         return response
-
-    # -- store access, with outages turned into StoreUnavailable -------------------------------------
-
-    async def _get(self, key: str) -> bytes | None:
-        try:
-            return await self._store.get(key)
-        except Exception as exc:
-            raise StoreUnavailable(f"the store failed on read: {type(exc).__name__}") from None
-
-    async def _put(self, key: str, value: bytes) -> None:
-        try:
-            await self._store.set(key, value, ttl=self._tx_ttl)
-        except Exception as exc:
-            raise StoreUnavailable(f"the store failed on write: {type(exc).__name__}") from None
-
-    async def _add(self, key: str, value: bytes) -> bool:
-        try:
-            return await self._store.add(key, value, ttl=self._tx_ttl)
-        except Exception as exc:
-            raise StoreUnavailable(f"the store failed on claim: {type(exc).__name__}") from None
-
-    async def _delete(self, key: str) -> None:
-        try:
-            await self._store.delete(key)
-        except Exception as exc:
-            raise StoreUnavailable(f"the store failed on delete: {type(exc).__name__}") from None
 
 
 # RFC 6749 section 4.1.2.1 and OIDC Core 3.1.2.6; anything else is reported as "other".

@@ -23,7 +23,7 @@ from ._refresh import Refresher
 from ._relogin import Relogin, ReloginHandler, ReloginMode, bad_request, unavailable
 from ._session import Session
 from ._sessions import Sessions
-from ._store import MemoryStore, Store
+from ._store import CheckedStore, MemoryStore, Store
 
 logger = logging.getLogger("asgi_oauth_guard")
 
@@ -222,6 +222,7 @@ class OAuthGuard:
         self._http = http_client if http_client is not None else httpx.AsyncClient(timeout=http_timeout)
         self._clock = clock
         self.store: Store = store if store is not None else MemoryStore()
+        checked = CheckedStore(self.store)
         self._keyring = Keyring(keys)
         self.client = OAuthClient(
             http=self._http,
@@ -233,10 +234,10 @@ class OAuthGuard:
             timeout=http_timeout,
             clock=clock,
         )
-        self._sessions = Sessions(self.store, ttl=session_ttl)
+        self._sessions = Sessions(checked, ttl=session_ttl)
         self._on_event = on_event
         self._refresher = Refresher(
-            store=self.store,
+            store=checked,
             sessions=self._sessions,
             client=self.client,
             clock=clock,
@@ -261,7 +262,7 @@ class OAuthGuard:
         self._relogin = Relogin(mode=relogin, login_path=login_path, api_prefixes=self._api_prefixes)
         self._flows = Flows(
             client=self.client,
-            store=self.store,
+            store=checked,
             sessions=self._sessions,
             keyring=self._keyring,
             cookies=self._cookies,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import anyio
 
 from ._client import OAuthClient
-from ._errors import GuardError, ProviderUnavailable, ReloginRequired, StoreUnavailable, TokenEndpointError
+from ._errors import GuardError, ProviderUnavailable, ReloginRequired, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
 from ._protocol import refresh_due
 from ._reasons import Reason
@@ -125,7 +125,7 @@ class Refresher:
         owner = os.urandom(12).hex()
         deadline = time.monotonic() + self._wait
         pause = 0.01
-        while not await self._acquire(lock, owner):
+        while not await self._store.acquire(lock, owner, lease=self._lease):
             # Another process holds the lock: wait for its result rather than refreshing beside it.
             await anyio.sleep(pause)
             pause = min(pause * 2, 0.25)
@@ -161,9 +161,3 @@ class Refresher:
                 await self._store.release(lock, owner)
             except Exception:
                 logger.warning("could not release a refresh lock; its lease will expire")
-
-    async def _acquire(self, lock: str, owner: str) -> bool:
-        try:
-            return await self._store.acquire(lock, owner, lease=self._lease)
-        except Exception as exc:
-            raise StoreUnavailable(f"the store failed on lock: {type(exc).__name__}") from None

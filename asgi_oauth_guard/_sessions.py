@@ -10,7 +10,6 @@ import dataclasses
 import json
 
 from ._crypto import seal, unseal
-from ._errors import StoreUnavailable
 from ._session import Session
 from ._store import Store
 
@@ -25,10 +24,7 @@ class Sessions:
         self._cache_size = cache_size
 
     async def load(self, sid: str, key: bytes) -> Session | None:
-        try:
-            blob = await self._store.get(SESSION_PREFIX + sid)
-        except Exception as exc:
-            raise StoreUnavailable(f"the store failed on read: {type(exc).__name__}") from None
+        blob = await self._store.get(SESSION_PREFIX + sid)
         if blob is None:
             self._cache.pop(sid, None)
             return None
@@ -47,10 +43,7 @@ class Sessions:
 
     async def save(self, session: Session, key: bytes) -> None:
         blob = seal(key, session.sid.encode(), session.dumps())
-        try:
-            await self._store.set(SESSION_PREFIX + session.sid, blob, ttl=self._ttl)
-        except Exception as exc:
-            raise StoreUnavailable(f"the store failed on write: {type(exc).__name__}") from None
+        await self._store.set(SESSION_PREFIX + session.sid, blob, ttl=self._ttl)
         self._remember(session.sid, blob, key, session)
 
     async def drop_tokens(self, session: Session, key: bytes) -> Session:
@@ -61,10 +54,7 @@ class Sessions:
 
     async def delete(self, sid: str) -> None:
         self._cache.pop(sid, None)
-        try:
-            await self._store.delete(SESSION_PREFIX + sid)
-        except Exception as exc:
-            raise StoreUnavailable(f"the store failed on delete: {type(exc).__name__}") from None
+        await self._store.delete(SESSION_PREFIX + sid)
 
     def _remember(self, sid: str, blob: bytes, key: bytes, session: Session) -> None:
         if sid not in self._cache and len(self._cache) >= self._cache_size:

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from ._errors import StoreUnavailable
+
 __all__ = ["MemoryStore", "Store"]
 
 
@@ -110,3 +112,52 @@ class MemoryStore:
     def _compact(self) -> None:
         self._expiries = [(exp, key) for key, (_, exp) in self._data.items()]
         heapq.heapify(self._expiries)
+
+
+class CheckedStore:
+    """Wraps the app's store so that whatever its backend raises (a connection refused, a timeout)
+    surfaces as :class:`StoreUnavailable`, which the guard answers with a 503 and no lost session.
+    The guard builds one around the store it is given; its flows then use the store plainly."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return await self._store.get(key)
+        except Exception as exc:
+            raise _unavailable("read", exc) from None
+
+    async def set(self, key: str, value: bytes, *, ttl: float) -> None:
+        try:
+            await self._store.set(key, value, ttl=ttl)
+        except Exception as exc:
+            raise _unavailable("write", exc) from None
+
+    async def add(self, key: str, value: bytes, *, ttl: float) -> bool:
+        try:
+            return await self._store.add(key, value, ttl=ttl)
+        except Exception as exc:
+            raise _unavailable("claim", exc) from None
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._store.delete(key)
+        except Exception as exc:
+            raise _unavailable("delete", exc) from None
+
+    async def acquire(self, key: str, owner: str, *, lease: float) -> bool:
+        try:
+            return await self._store.acquire(key, owner, lease=lease)
+        except Exception as exc:
+            raise _unavailable("lock", exc) from None
+
+    async def release(self, key: str, owner: str) -> bool:
+        try:
+            return await self._store.release(key, owner)
+        except Exception as exc:
+            raise _unavailable("unlock", exc) from None
+
+
+def _unavailable(operation: str, exc: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"the store failed on {operation}: {type(exc).__name__}")
