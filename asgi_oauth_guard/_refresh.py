@@ -18,7 +18,7 @@ from collections.abc import Callable
 import anyio
 
 from ._client import OAuthClient
-from ._errors import GuardError, ProviderUnavailable, ReloginRequired, TokenEndpointError
+from ._errors import GuardError, ProviderUnavailable, ReloginRequired, StoreUnavailable, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
 from ._protocol import refresh_due
 from ._reasons import Reason
@@ -29,6 +29,8 @@ from ._store import Store
 logger = logging.getLogger("asgi_oauth_guard")
 
 LOCK_PREFIX = "lock:refresh:"
+# Refreshed sessions kept in memory while the store cannot take them (an outage), at most.
+MAX_UNSAVED = 10_000
 
 
 @dataclasses.dataclass
@@ -60,6 +62,7 @@ class Refresher:
         self._wait = wait
         self._on_event = on_event
         self._flights: dict[str, _Flight] = {}
+        self._unsaved: dict[str, Session] = {}
 
     def due(self, session: Session) -> bool:
         return session.tokens is not None and refresh_due(session.tokens, self._clock(), self._leeway)
@@ -138,8 +141,14 @@ class Refresher:
                 raise ProviderUnavailable("another worker holds this session's refresh lock")
         try:
             current = await self._sessions.load(seen.sid, key)
+            unsaved = self._unsaved.pop(seen.sid, None)
             if current is None:
                 raise ReloginRequired(Reason.session_expired, "session_gone")
+            if unsaved is not None:
+                # An earlier refresh got rotated tokens the store could not take: save those now. Refreshing
+                # again would present the old refresh token, and the provider would revoke the grant.
+                await self._save_refreshed(unsaved, key)
+                return unsaved, True
             if not self._still_needed(current, seen, rejected_token):
                 return current, False
             assert current.tokens is not None
@@ -154,10 +163,20 @@ class Refresher:
                 await self._sessions.drop_tokens(current, key)
                 raise ReloginRequired(Reason.refresh_rejected, exc.error) from None
             updated = dataclasses.replace(current, tokens=tokens, refreshes=current.refreshes + 1)
-            await self._sessions.save(updated, key)
+            await self._save_refreshed(updated, key)
             return updated, True
         finally:
             try:
                 await self._store.release(lock, owner)
             except Exception:
                 logger.warning("could not release a refresh lock; its lease will expire")
+
+    async def _save_refreshed(self, session: Session, key: bytes) -> None:
+        """Save a refreshed session; if the store fails, keep it in this process until it can be saved."""
+        try:
+            await self._sessions.save(session, key)
+        except StoreUnavailable:
+            if session.sid not in self._unsaved and len(self._unsaved) >= MAX_UNSAVED:
+                self._unsaved.pop(next(iter(self._unsaved)))
+            self._unsaved[session.sid] = session
+            raise

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from asgi_oauth_guard import GuardAuth, GuardEvent, MemoryStore, OAuthGuard, Reason
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
-from .conftest import CLIENT_ID, CLIENT_SECRET, ISSUER, GuardFactory, login
+from .conftest import CLIENT_ID, CLIENT_SECRET, ISSUER, GuardFactory, login, start_login
 
 pytestmark = pytest.mark.anyio
 
@@ -361,3 +361,60 @@ def test_provider_descriptions_are_logged_without_what_we_sent() -> None:
         == "invalid_grant: AADSTS70000: refresh token <redacted> was revoked?[31m"
     )
     assert TokenEndpointError("invalid_grant").describe("x") == "invalid_grant"
+
+
+class FlakyStore(MemoryStore):
+    """A MemoryStore whose named operations raise, like a backend that lost its connection."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.failing: set[str] = set()
+
+    def _check(self, operation: str) -> None:
+        if operation in self.failing:
+            raise ConnectionError("store unreachable")
+
+    async def get(self, key: str) -> bytes | None:
+        self._check("get")
+        return await super().get(key)
+
+    async def set(self, key: str, value: bytes, *, ttl: float) -> None:
+        self._check("set")
+        await super().set(key, value, ttl=ttl)
+
+    async def add(self, key: str, value: bytes, *, ttl: float) -> bool:
+        self._check("add")
+        return await super().add(key, value, ttl=ttl)
+
+    async def acquire(self, key: str, owner: str, *, lease: float) -> bool:
+        self._check("acquire")
+        return await super().acquire(key, owner, lease=lease)
+
+
+@pytest.mark.parametrize("operation", ["get", "set", "add", "acquire"])
+async def test_a_store_outage_is_a_503_on_every_route_and_loses_no_session(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    clock: FakeClock,
+    operation: str,
+) -> None:
+    store = FlakyStore(clock)
+    guard = guard_factory(store=store)
+    browser, _ = await signed_in(guard, browser_factory, provider)
+    callback = await start_login(browser, provider, "/me")
+    clock.advance(3600)  # the session's token is due: a request reads, locks, refreshes and writes
+    store.failing = {operation}
+    answers = [
+        await browser.get("/api/me", headers={"accept": "application/json"}),
+        await browser.get(callback),
+        await browser.get("/auth/login"),
+    ]
+    failed = [a for a in answers if a.status_code == 503]
+    assert failed, [a.status_code for a in answers]
+    assert all(a.status_code < 500 or (a.status_code == 503 and a.headers["retry-after"]) for a in answers)
+    store.failing = set()
+    assert (await browser.get("/api/me", headers={"accept": "application/json"})).json()["user"] == "alice"
+    # A refresh whose save failed is saved later, never redone with the rotated-away refresh token.
+    assert provider.count(endpoint="token", grant_type="refresh_token") == 1
+    assert provider.count(endpoint="token", error="invalid_grant") == 0
