@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from starlette.types import Scope
-
 from ._reasons import Reason
 
 if TYPE_CHECKING:
@@ -63,8 +61,3 @@ def current_identity() -> Identity | None:
     """
     state = _state.get()
     return state.identity if state is not None else None
-
-
-def state_from_scope(scope: Scope) -> GuardState | None:
-    state = scope.get(SCOPE_KEY)
-    return state if isinstance(state, GuardState) else None

@@ -470,4 +470,4 @@ def _method_not_allowed(allow: str) -> Response:
     return Response("Method not allowed.", status_code=405, headers={**NO_STORE, "Allow": allow})
 
 
-__all__ = ["BadRequest", "Flows"]
+__all__ = ["Flows"]

@@ -44,14 +44,6 @@ def query_params(scope: Scope) -> dict[str, str]:
     return params
 
 
-def header(scope: Scope, name: bytes) -> str | None:
-    """One request header, decoded as latin-1 (as HTTP allows); ``name`` in lower case."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 def headers_map(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
