@@ -1,7 +1,9 @@
 """A store in Redis, for many processes and hosts; and picking a store from a URL.
 
-Every call is one round trip: ``add`` and ``acquire`` are ``SET NX PX``, ``release`` is a compare-and-delete
-Lua script run by ``EVALSHA``. Redis errors propagate; the guard answers them with a 503.
+Every call is one round trip: ``add`` and ``acquire`` are ``SET NX PX``, ``replace`` is ``SET XX PX``,
+``release`` is a compare-and-delete Lua script run by ``EVALSHA``; an index is a sorted set scored by each
+member's expiry (server time, in Lua). Every script touches one key, so each works on a Redis Cluster too.
+Redis errors propagate; the guard answers them with a 503.
 """
 
 from __future__ import annotations
@@ -29,6 +31,24 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
     return redis.call("DEL", KEYS[1])
 end
 return 0
+"""
+
+
+# Members scored by their expiry in milliseconds of the server's clock; the key expires with its last member.
+_INDEX_ADD = """
+local now = redis.call("TIME")
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
+redis.call("ZADD", KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local last = redis.call("ZRANGE", KEYS[1], -1, -1, "WITHSCORES")
+redis.call("PEXPIREAT", KEYS[1], last[2])
+return 1
+"""
+
+_INDEX_MEMBERS = """
+local now = redis.call("TIME")
+now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+return redis.call("ZRANGEBYSCORE", KEYS[1], "(" .. now, "+inf")
 """
 
 
@@ -64,6 +84,8 @@ class RedisStore:
         self.redis = redis
         self.key_prefix = key_prefix
         self._release = redis.register_script(_RELEASE)
+        self._index_add = redis.register_script(_INDEX_ADD)
+        self._index_members = redis.register_script(_INDEX_MEMBERS)
         self._owned = False
 
     @classmethod
@@ -111,6 +133,10 @@ class RedisStore:
         created = await self.redis.set(self.key_prefix + key, value, px=_milliseconds(ttl), nx=True)
         return bool(created)
 
+    async def replace(self, key: str, value: bytes, *, ttl: float) -> bool:
+        replaced = await self.redis.set(self.key_prefix + key, value, px=_milliseconds(ttl), xx=True)
+        return bool(replaced)
+
     async def delete(self, key: str) -> None:
         await self.redis.delete(self.key_prefix + key)
 
@@ -120,6 +146,16 @@ class RedisStore:
     async def release(self, key: str, owner: str) -> bool:
         deleted = await self._release(keys=[self.key_prefix + key], args=[owner])
         return bool(deleted)
+
+    async def index_add(self, key: str, member: str, *, ttl: float) -> None:
+        await self._index_add(keys=[self.key_prefix + key], args=[member, _milliseconds(ttl)])
+
+    async def index_members(self, key: str) -> list[str]:
+        members = await self._index_members(keys=[self.key_prefix + key])
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+
+    async def index_discard(self, key: str, member: str) -> None:
+        await self.redis.zrem(self.key_prefix + key, member)
 
     async def aclose(self) -> None:
         """Close the client if :meth:`from_url` made it; a client given to the constructor is left open."""

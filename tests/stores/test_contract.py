@@ -161,6 +161,66 @@ class TestStoreContract:
         assert await store.acquire("lock", "gamma", lease=case.long) is False
         assert await other.release("lock", "beta") is True
 
+    async def test_replace_sets_only_what_is_there(self, case: StoreUnderTest) -> None:
+        store, other = case.store, case.sibling()
+        assert await store.replace("s:gone", b"late refresh", ttl=case.long) is False
+        assert await other.get("s:gone") is None  # never created by a replace
+        await store.set("s:live", b"v1", ttl=case.short)
+        assert await other.replace("s:live", b"v2", ttl=case.long) is True
+        assert await store.get("s:live") == b"v2"
+        await store.set("brief", b"x", ttl=case.short)
+        await case.after(case.short, lambda: _gone(store, "brief"))
+        assert await store.get("s:live") == b"v2"  # the replace renewed its TTL
+        await other.delete("s:live")
+        assert await store.replace("s:live", b"v3", ttl=case.long) is False
+        assert await store.get("s:live") is None
+        await store.set("s:expiring", b"v", ttl=case.short)
+        await case.after(case.short, lambda: _gone(store, "s:expiring"))
+        assert await store.replace("s:expiring", b"after expiry", ttl=case.long) is False
+        assert await store.get("s:expiring") is None
+        with pytest.raises(ValueError, match="ttl"):
+            await store.replace("s:any", b"v", ttl=0)
+
+    async def test_an_index_holds_members_until_each_expires(self, case: StoreUnderTest) -> None:
+        store, other = case.store, case.sibling()
+        assert await store.index_members("i:sub:alice") == []
+        await store.index_add("i:sub:alice", "sid-1", ttl=case.long)
+        await other.index_add("i:sub:alice", "sid-2", ttl=case.short)
+        await store.index_add("i:sub:alice", "sid-1", ttl=case.long)  # adding again keeps one member
+        await store.index_add("i:sub:bob", "sid-3", ttl=case.long)
+        assert sorted(await other.index_members("i:sub:alice")) == ["sid-1", "sid-2"]
+        await case.after(case.short, lambda: _members_are(store, "i:sub:alice", ["sid-1"]))
+        assert await store.index_members("i:sub:bob") == ["sid-3"]
+        await other.index_discard("i:sub:alice", "sid-1")
+        await other.index_discard("i:sub:alice", "never-added")
+        await other.index_discard("i:never", "x")
+        assert await store.index_members("i:sub:alice") == []
+        await store.index_add("i:sub:alice", "sid-4", ttl=case.long)
+        assert await store.index_members("i:sub:alice") == ["sid-4"]
+        await store.delete("i:sub:alice")
+        assert await store.index_members("i:sub:alice") == []
+        with pytest.raises(ValueError, match="ttl"):
+            await store.index_add("i:sub:alice", "sid-5", ttl=0)
+
+    async def test_an_index_lives_as_long_as_its_longest_lived_member(self, case: StoreUnderTest) -> None:
+        store = case.store
+        await store.index_add("i:x", "lasting", ttl=case.long)
+        await store.index_add("i:x", "brief", ttl=case.short)  # a shorter member does not shorten the set
+        await store.index_add("i:y", "brief", ttl=case.short)
+        await case.after(case.short, lambda: _members_are(store, "i:y", []))
+        assert await store.index_members("i:x") == ["lasting"]
+
+    async def test_an_index_takes_concurrent_adds_from_many_clients(self, case: StoreUnderTest) -> None:
+        stores = [case.sibling() for _ in range(5)]
+
+        async def add(i: int) -> None:
+            await stores[i % len(stores)].index_add("i:race", f"sid-{i}", ttl=case.long)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(add, i)
+        assert sorted(await case.store.index_members("i:race")) == sorted(f"sid-{i}" for i in range(40))
+
     async def test_release_of_a_free_lock_is_false(self, case: StoreUnderTest) -> None:
         assert await case.store.release("nobody-holds-this", "alpha") is False
 
@@ -211,6 +271,10 @@ async def _gone(store: Store, key: str) -> bool:
     return await store.get(key) is None
 
 
+async def _members_are(store: Store, key: str, members: list[str]) -> bool:
+    return sorted(await store.index_members(key)) == members
+
+
 # MemoryStore's own promises: bounded memory and eviction of expired entries.
 
 
@@ -256,6 +320,21 @@ async def test_memory_store_lease_and_claim_follow_its_clock() -> None:
     assert not await store.acquire("lock", "beta", lease=30)
     clock.advance(1)  # at the lease's end it is free
     assert await store.acquire("lock", "beta", lease=30)
+
+
+async def test_memory_store_drops_an_index_with_its_last_member() -> None:
+    clock = FakeClock()
+    store = MemoryStore(max_entries=3, clock=clock)
+    await store.index_add("i:a", "m1", ttl=10)
+    await store.index_add("i:a", "m2", ttl=20)
+    await store.set("k", b"v", ttl=100)
+    assert len(store) == 2  # an index counts once, however many members it has
+    clock.advance(21)
+    await store.set("k2", b"v", ttl=100)
+    await store.set("k3", b"v", ttl=100)  # full: the expired index goes first, no live entry is evicted
+    assert [await store.get(k) for k in ("k", "k2", "k3")] == [b"v", b"v", b"v"]
+    assert await store.index_members("i:a") == []
+    assert len(store) == 3
 
 
 def test_memory_store_refuses_a_useless_bound() -> None:
