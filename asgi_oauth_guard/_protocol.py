@@ -174,6 +174,58 @@ def classify_code_error(
     return Reason.state_expired
 
 
+# Token-endpoint answers (RFC 6749 section 5.2) that say this client's registration or settings are wrong:
+# no retry and no new sign-in can help until someone fixes the configuration.
+_CLIENT_MISCONFIGURATION = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
+
+# Authorization-endpoint errors (RFC 6749 section 4.1.2.1) that the app's request caused, not the user.
+_AUTHORIZATION_MISCONFIGURATION = frozenset(
+    {"invalid_request", "unauthorized_client", "unsupported_response_type", "invalid_scope"}
+)
+
+
+def is_client_misconfiguration(error: TokenEndpointError) -> bool:
+    """Whether a token-endpoint refusal is the app's configuration, not the user's grant.
+
+    ``invalid_client`` (wrong ID, secret or ``client_auth``), ``unauthorized_client`` and
+    ``unsupported_grant_type`` (the grant is not enabled for this client), and an ``invalid_request`` that
+    names the ``redirect_uri`` (not registered). Such a refusal must neither end the user's session nor
+    read as an outage: it is shown as "sign-in is misconfigured" and logged as an error with the fix.
+    """
+    if error.error in _CLIENT_MISCONFIGURATION:
+        return True
+    return error.error == "invalid_request" and "redirect_uri" in (error.description or "").lower()
+
+
+def is_authorization_misconfiguration(error: str) -> bool:
+    """Whether an ``error=`` the provider sent back to the callback is the app's configuration (a scope,
+    response type or parameter it refuses), rather than the user declining (``access_denied``)."""
+    return error in _AUTHORIZATION_MISCONFIGURATION
+
+
+def misconfiguration_fix(error: str, *, redirect_uri: str | None = None) -> str:
+    """What to change, for the ERROR log line of a misconfiguration the provider reported."""
+    if error == "invalid_client":
+        return (
+            "the provider refused this client's credentials: check client_id and client_secret, and "
+            "client_auth ('client_secret_basic' or 'client_secret_post') against the provider's registration"
+        )
+    if error in ("unauthorized_client", "unsupported_grant_type"):
+        return (
+            "the provider does not allow this client the grant it asked for: enable the authorization code "
+            "(and refresh token) grant for this client at the provider"
+        )
+    if error == "unsupported_response_type":
+        return "the provider refused response_type=code: enable the authorization code flow for this client"
+    if error == "invalid_scope":
+        return "the provider refused the scopes asked for: check scopes= against what the client may ask"
+    where = f" {redirect_uri!r}" if redirect_uri else ""
+    return (
+        f"the provider refused the sign-in request ({error}); if it names the redirect URI, register"
+        f"{where} exactly at the provider, or set public_url=/redirect_uri= to the registered one"
+    )
+
+
 def is_prefetch(headers: Mapping[str, str]) -> bool:
     """A speculative load (``Sec-Purpose: prefetch`` or the legacy ``Purpose``/``X-Moz`` headers)."""
     purpose = headers.get("sec-purpose") or headers.get("purpose") or headers.get("x-moz") or ""

@@ -11,7 +11,10 @@ from asgi_oauth_guard import ProviderUnavailable, Reason, TokenEndpointError, To
 from asgi_oauth_guard._protocol import (
     authorize_url,
     classify_code_error,
+    is_authorization_misconfiguration,
+    is_client_misconfiguration,
     is_prefetch,
+    misconfiguration_fix,
     new_pkce,
     parse_token_response,
     refresh_due,
@@ -143,3 +146,37 @@ def test_prefetch_headers() -> None:
     assert is_prefetch({"purpose": "Prefetch"})
     assert is_prefetch({"sec-purpose": "prefetch;prerender"})
     assert not is_prefetch({"accept": "text/html"})
+
+
+@pytest.mark.parametrize(
+    ("error", "description", "expected"),
+    [
+        ("invalid_client", None, True),
+        ("unauthorized_client", "grant not allowed", True),
+        ("unsupported_grant_type", None, True),
+        ("invalid_request", "redirect_uri did not match a registered one", True),
+        ("invalid_request", "Missing REDIRECT_URI", True),
+        ("invalid_request", "code_verifier required", False),
+        ("invalid_grant", "redirect_uri mismatch", False),  # a grant problem: the user signs in again
+        ("invalid_scope", None, False),
+    ],
+)
+def test_client_misconfiguration_is_told_from_grant_problems(
+    error: str, description: str | None, expected: bool
+) -> None:
+    assert is_client_misconfiguration(TokenEndpointError(error, description)) is expected
+
+
+def test_authorization_errors_caused_by_the_app_are_misconfiguration() -> None:
+    for error in ("invalid_request", "unauthorized_client", "unsupported_response_type", "invalid_scope"):
+        assert is_authorization_misconfiguration(error)
+    for error in ("access_denied", "login_required", "consent_required", "server_error", "other"):
+        assert not is_authorization_misconfiguration(error)
+
+
+def test_misconfiguration_fixes_name_the_setting() -> None:
+    assert "client_secret" in misconfiguration_fix("invalid_client")
+    assert "grant" in misconfiguration_fix("unauthorized_client")
+    assert "scopes=" in misconfiguration_fix("invalid_scope")
+    fix = misconfiguration_fix("invalid_request", redirect_uri="https://app.test/auth/callback")
+    assert "'https://app.test/auth/callback'" in fix and "register" in fix
