@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from contextvars import ContextVar
+from contextvars import Context, ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ._reasons import Reason
@@ -61,3 +61,12 @@ def current_identity() -> Identity | None:
     """
     state = _state.get()
     return state.identity if state is not None else None
+
+
+def request_context(baseline: Context, state: object) -> Context:
+    """A copy of ``baseline`` holding only this request's guard state: for adapters that must not run a
+    request in the context the server's task inherited (it may carry the previous request's variables)."""
+    context = baseline.copy()
+    if isinstance(state, GuardState):
+        context.run(_state.set, state)
+    return context

@@ -18,8 +18,11 @@ WSGI views one at a time on its thread-sensitive thread.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
-from collections.abc import Callable
+import sys
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
@@ -30,6 +33,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_oauth_guard import (
+    SCOPE_KEY,
     GuardState,
     Identity,
     OAuthGuard,
@@ -39,6 +43,7 @@ from asgi_oauth_guard import (
     StoreUnavailable,
     current_state,
 )
+from asgi_oauth_guard._context import request_context
 
 __all__ = ["current_token", "current_user", "login_required", "wrap"]
 
@@ -48,11 +53,19 @@ _scope: ContextVar[Scope | None] = ContextVar("asgi_oauth_guard_flask_scope", de
 
 
 class _FlaskApp:
-    """``WsgiToAsgi`` with the ASGI lifespan answered (WSGI has none) and the scope kept for re-login."""
+    """``WsgiToAsgi`` with the ASGI lifespan answered (WSGI has none) and the scope kept for re-login.
+
+    Each request runs in a fresh copy of the context the app was built in, holding only this request's
+    guard state and scope. The context a server task starts with can carry the previous request's
+    variables (cpython#140947: uvicorn starts a pipelined or paused request from inside the task of
+    the one before it), and asgiref keeps its ``CurrentThreadExecutor`` in such a variable: inherited,
+    the next request submits its view to an executor that has quit, and answers 500.
+    """
 
     def __init__(self, wsgi_app: flask.Flask) -> None:
         self.wsgi_app = wsgi_app
         self._asgi: ASGIApp = WsgiToAsgi(wsgi_app)  # type: ignore[no-untyped-call]
+        self._baseline = contextvars.copy_context()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -63,11 +76,23 @@ class _FlaskApp:
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1000})
             return
-        token = _scope.set(scope)
-        try:
-            await self._asgi(scope, receive, send)
-        finally:
-            _scope.reset(token)
+        context = request_context(self._baseline, scope.get(SCOPE_KEY))
+        context.run(_scope.set, scope)
+        await _run_in(context, self._asgi(scope, receive, send))
+
+
+async def _run_in(context: contextvars.Context, awaitable: Awaitable[None]) -> None:
+    """Await ``awaitable`` as a task running in ``context``; cancelling the caller cancels it."""
+
+    async def work() -> None:
+        await awaitable
+
+    loop = asyncio.get_running_loop()
+    if sys.version_info >= (3, 11):
+        task = loop.create_task(work(), context=context)
+    else:
+        task = context.run(loop.create_task, work())
+    await task  # a cancelled caller cancels the task it awaits
 
 
 def wrap(flask_app: flask.Flask, **guard_settings: Any) -> OAuthGuard:

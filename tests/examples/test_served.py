@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -16,23 +17,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def served_flask_example() -> Iterator[str]:
-    """``uvicorn examples.flask_app:app`` on a socket this test opened (so no other process can take the port)."""
+@contextlib.contextmanager
+def served(example: str, **env: str) -> Iterator[str]:
+    """``uvicorn examples.<example>_app:app`` on a socket this test opened (so no other process can take
+    the port); yields its base URL. Its output must have no traceback when it stops."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        env = {
+        environment = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_", "GUARD_", "DEMO_"))},
             "PUBLIC_URL": base,
             "DEMO_AUTO_APPROVE": "1",
+            **env,
         }
-        command = [sys.executable, "-m", "uvicorn", "examples.flask_app:app", "--fd", str(sock.fileno())]
+        command = [sys.executable, "-m", "uvicorn", f"examples.{example}_app:app", "--fd", str(sock.fileno())]
         server = subprocess.Popen(
             [*command, "--log-level", "warning", "--lifespan", "on"],
             cwd=ROOT,
-            env=env,
+            env=environment,
             pass_fds=[sock.fileno()],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -47,13 +50,19 @@ def served_flask_example() -> Iterator[str]:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
                 output = server.stdout.read().decode() if server.stdout else ""
-                pytest.fail(f"uvicorn did not start serving the Flask example:\n{output}")
+                pytest.fail(f"uvicorn did not start serving the {example} example:\n{output}")
             time.sleep(0.05)  # polling readiness, bounded by the deadline
         yield base
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=10)
     assert "Traceback" not in output.decode(), output.decode()
+
+
+@pytest.fixture
+def served_flask_example() -> Iterator[str]:
+    with served("flask") as base:
+        yield base
 
 
 def test_a_flask_view_under_uvicorn_sees_the_guards_token(served_flask_example: str) -> None:

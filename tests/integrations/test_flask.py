@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator
+from contextvars import ContextVar, copy_context
 from typing import Any
 
 import anyio
@@ -196,3 +197,24 @@ async def test_outside_the_guard_the_mistake_is_named(provider: OAuthTestProvide
     flask_app.testing = True
     with flask_app.test_client() as client, pytest.raises(RuntimeError, match="wrap"):
         client.get("/private")
+
+
+_leaked: ContextVar[str | None] = ContextVar("leaked", default=None)
+
+
+async def test_each_request_runs_in_a_clean_context_with_only_its_own_variables(
+    provider: OAuthTestProvider, settings: dict[str, Any], browser_factory: BrowserFactory
+) -> None:
+    """A server task may inherit the previous request's context (cpython#140947); the view never sees it."""
+    flask_app = Flask(__name__)
+
+    @flask_app.get("/context")
+    def context() -> dict[str, Any]:
+        names = sorted(var.name for var in copy_context())
+        return {"leaked": _leaked.get(), "user": current_user() is not None, "names": names}
+
+    browser = browser_factory(wrap(flask_app, **settings))
+    _leaked.set("the previous request's value")
+    seen = (await browser.get("/context")).json()
+    assert seen["leaked"] is None and seen["user"] is False
+    assert "leaked" not in seen["names"] and "asgi_oauth_guard_state" in seen["names"]
