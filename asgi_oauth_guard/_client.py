@@ -8,24 +8,35 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
 import anyio
 import httpx
-from authlib.oauth2.auth import ClientAuth
 from authlib.oauth2.rfc6749.parameters import prepare_token_request
-from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, OctKey
 
+from . import _id_token
+from ._client_auth import ClientAuthMethod, client_credentials
 from ._errors import ConfigurationError, IDTokenError, ProviderUnavailable
 from ._protocol import TokenSet, parse_token_response
 
 logger = logging.getLogger("asgi_oauth_guard")
 
-ClientAuthMethod = Literal["client_secret_basic", "client_secret_post"]
+__all__ = ["JWKS_REFETCH_INTERVAL", "ClientAuthMethod", "OAuthClient", "Provider", "UserinfoTransport"]
+
+# A token naming a key the cached JWKS lacks makes the client fetch the JWKS again (the provider rotated
+# its keys), at most once per this many seconds: a flood of tokens with made-up kids cannot turn the
+# guard into a load generator against the provider.
+JWKS_REFETCH_INTERVAL = 60.0
+UserinfoTransport = Literal["header", "body"]
+# Claims of the ID token that a userinfo answer never overrides (OIDC Core 5.3.2: only sub must match).
+_ID_TOKEN_ONLY = frozenset(
+    {"iss", "sub", "aud", "azp", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "auth_time", "sid", "acr"}
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -110,20 +121,24 @@ class OAuthClient:
         provider: Provider | None,
         timeout: float,
         clock: Callable[[], float],
+        client_key: str | Mapping[str, Any] | None = None,
+        id_token_alg: str | None = None,
     ) -> None:
         self._http = http
         self.client_id = client_id
-        self._auth = ClientAuth(
-            quote(client_id, safe="") if auth_method == "client_secret_basic" else client_id,
-            quote(client_secret, safe="") if auth_method == "client_secret_basic" else client_secret,
-            auth_method,
+        self._secret = client_secret
+        self._credentials = client_credentials(
+            auth_method, client_id=client_id, client_secret=client_secret, client_key=client_key, clock=clock
         )
         self._issuer = issuer
         self._provider = provider
         self._timeout = timeout
         self._clock = clock
+        self._id_token_alg = id_token_alg
         self._discovery_lock = anyio.Lock()
+        self._jwks_lock = anyio.Lock()
         self._jwks: KeySet | None = None
+        self._jwks_refetched_at: float | None = None
 
     async def provider(self) -> Provider:
         """The provider's endpoints; discovery runs once, and again only after a failure."""
@@ -142,14 +157,18 @@ class OAuthClient:
         body = prepare_token_request(
             "authorization_code", code=code, redirect_uri=redirect_uri, code_verifier=verifier
         )
-        status, data = await self._post(provider.token_endpoint, body, "token")
+        status, data = await self._post(
+            provider.token_endpoint, body, "token", audience=provider.token_endpoint
+        )
         return parse_token_response(status, data, now=self._clock())
 
     async def refresh(self, tokens: TokenSet) -> TokenSet:
         assert tokens.refresh_token is not None
         provider = await self.provider()
         body = prepare_token_request("refresh_token", refresh_token=tokens.refresh_token)
-        status, data = await self._post(provider.token_endpoint, body, "token")
+        status, data = await self._post(
+            provider.token_endpoint, body, "token", audience=provider.token_endpoint
+        )
         return parse_token_response(status, data, now=self._clock(), previous=tokens)
 
     async def revoke(self, token: str, hint: Literal["refresh_token", "access_token"]) -> bool:
@@ -158,53 +177,141 @@ class OAuthClient:
         if provider.revocation_endpoint is None:
             return False
         body = f"token={quote(token, safe='')}&token_type_hint={hint}"
-        status, _ = await self._post(provider.revocation_endpoint, body, "revocation")
+        # RFC 7523 section 3: the audience is the authorization server; OIDC Core 9 names its token endpoint.
+        status, _ = await self._post(
+            provider.revocation_endpoint, body, "revocation", audience=provider.token_endpoint
+        )
         return status == 200
 
     async def validate_id_token(
-        self, id_token: str, *, nonce: str | None, leeway: int = 60
+        self, id_token: str, *, nonce: str | None, access_token: str | None = None, leeway: float = 60
     ) -> dict[str, Any]:
-        """The ID token's claims, after checking signature, ``iss``, ``aud``, ``azp``, ``exp``, ``nonce``."""
+        """The ID token's claims, after every check of OIDC Core 3.1.3.7 (see ``_id_token``)."""
         provider = await self.provider()
-        keys = await self._keys(provider, refresh=False)
-        try:
-            try:
-                token = jwt.decode(id_token, keys, algorithms=list(provider.id_token_algorithms))
-            except JoseError:
-                # A key rotation at the provider: fetch the key set once more before refusing.
-                token = jwt.decode(
-                    id_token,
-                    await self._keys(provider, refresh=True),
-                    algorithms=list(provider.id_token_algorithms),
-                )
-            options: dict[str, Any] = {
-                "iss": {"essential": True, "value": provider.issuer},
-                "aud": {"essential": True, "value": self.client_id},
-                "sub": {"essential": True},
-                "exp": {"essential": True},
-            }
-            if nonce is not None:
-                options["nonce"] = {"essential": True, "value": nonce}
-            registry = jwt.JWTClaimsRegistry(now=lambda: int(self._clock()), leeway=leeway, **options)
-            registry.validate(token.claims)
-        except (JoseError, ValueError) as exc:
-            raise IDTokenError(f"the ID token is not valid: {type(exc).__name__}") from None
-        claims = dict(token.claims)
-        aud = claims.get("aud")
-        if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != self.client_id:
-            raise IDTokenError("the ID token has several audiences and its azp is not this client")
+        header = _id_token.header_of(id_token)
+        _id_token.check_header(
+            header, _id_token.allowed_algorithms(provider.id_token_algorithms, self._id_token_alg)
+        )
+        alg = header["alg"]
+        if alg in _id_token.SYMMETRIC:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # joserfc warns about short secrets; the provider chose it
+                keys: list[_id_token.Key] = [OctKey.import_key(self._secret)]
+            claims = _id_token.verify(id_token, keys, alg)[1]
+        else:
+            claims = await self._verify_with_published_keys(provider, id_token, header)
+        _id_token.check_claims(
+            claims,
+            alg=alg,
+            issuer=provider.issuer,
+            client_id=self.client_id,
+            nonce=nonce,
+            access_token=access_token,
+            now=self._clock(),
+            leeway=leeway,
+        )
         return claims
 
-    async def _keys(self, provider: Provider, *, refresh: bool) -> KeySet:
-        if self._jwks is None or refresh:
-            if provider.jwks_uri is None:
-                raise ConfigurationError("the provider has no jwks_uri: ID tokens cannot be checked")
-            data = await self._get_json(provider.jwks_uri, "jwks")
+    async def _verify_with_published_keys(
+        self, provider: Provider, id_token: str, header: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        keys = await self._keys(provider)
+        candidates = _id_token.candidate_keys(keys, header)
+        if not candidates or "kid" not in header:
+            # An unknown kid (or, without a kid, no key that verifies): the provider may have rotated.
             try:
-                self._jwks = KeySet.import_key_set(data)  # type: ignore[arg-type]
-            except (JoseError, ValueError, KeyError, TypeError):
-                raise ProviderUnavailable("the provider's JWKS could not be read") from None
+                return _id_token.verify(id_token, candidates, header["alg"])[1]
+            except IDTokenError:
+                refreshed = await self._refetch_keys(provider, keys)
+                if refreshed is None:
+                    raise
+                candidates = _id_token.candidate_keys(refreshed, header)
+        return _id_token.verify(id_token, candidates, header["alg"])[1]
+
+    async def userinfo(
+        self, access_token: str, *, transport: UserinfoTransport, expected_sub: str | None
+    ) -> dict[str, Any]:
+        """The userinfo answer (OIDC Core 5.3), sent the token in the header or the form body (RFC 6750
+        2.1, 2.2); ``IDTokenError`` when its ``sub`` is not the ID token's (5.3.2: token substitution)."""
+        provider = await self.provider()
+        if provider.userinfo_endpoint is None:
+            raise ConfigurationError("fetch_userinfo= is on but the provider has no userinfo_endpoint")
+        url = provider.userinfo_endpoint
+        headers = {"Accept": "application/json"}
+        try:
+            with anyio.fail_after(self._timeout):
+                if transport == "body":
+                    headers["Content-Type"] = "application/x-www-form-urlencoded"
+                    body = f"access_token={quote(access_token, safe='')}"
+                    response = await self._http.post(
+                        url, content=body, headers=headers, timeout=self._timeout
+                    )
+                else:
+                    headers["Authorization"] = f"Bearer {access_token}"
+                    response = await self._http.get(url, headers=headers, timeout=self._timeout)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise ProviderUnavailable(f"userinfo failed: {type(exc).__name__}") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise ProviderUnavailable(f"userinfo answered {response.status_code}")
+        if response.status_code != 200:
+            raise IDTokenError(f"userinfo refused the new access token ({response.status_code})")
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("sub"), str) or not data["sub"]:
+            raise IDTokenError("the userinfo answer is not a JSON object with a sub")
+        if expected_sub is not None and data["sub"] != expected_sub:
+            raise IDTokenError("the userinfo answer is about another user than the ID token (sub differs)")
+        return data
+
+    @staticmethod
+    def merge_userinfo(id_claims: Mapping[str, Any], userinfo: Mapping[str, Any]) -> dict[str, Any]:
+        """The ID token's claims with the userinfo claims added (never replacing the ID token's own)."""
+        merged = {k: v for k, v in userinfo.items() if k not in _ID_TOKEN_ONLY}
+        merged.update(id_claims)
+        if "sub" not in merged:
+            merged["sub"] = userinfo["sub"]
+        return merged
+
+    async def _keys(self, provider: Provider) -> KeySet:
+        if self._jwks is None:
+            async with self._jwks_lock:
+                if self._jwks is None:
+                    self._jwks = await self._fetch_keys(provider)
         return self._jwks
+
+    async def _refetch_keys(self, provider: Provider, seen: KeySet) -> KeySet | None:
+        """The JWKS fetched again, or ``None`` when a refetch ran less than ``JWKS_REFETCH_INTERVAL`` ago.
+
+        Concurrent callers share one fetch: whoever waited on the lock finds the new set in place."""
+        async with self._jwks_lock:
+            if self._jwks is not seen:
+                return self._jwks
+            now = self._clock()
+            if self._jwks_refetched_at is not None and now - self._jwks_refetched_at < JWKS_REFETCH_INTERVAL:
+                return None
+            self._jwks_refetched_at = now
+            self._jwks = await self._fetch_keys(provider)
+            return self._jwks
+
+    async def _fetch_keys(self, provider: Provider) -> KeySet:
+        if provider.jwks_uri is None:
+            raise ConfigurationError("the provider has no jwks_uri: ID tokens cannot be checked")
+        data = await self._get_json(provider.jwks_uri, "jwks")
+        keys = data.get("keys")
+        if not isinstance(keys, list):
+            raise ProviderUnavailable("the provider's JWKS has no keys list")
+        # One key the client cannot read (a new key type, an encryption key) must not hide the others.
+        usable = []
+        for entry in keys:
+            try:
+                usable.append(KeySet.import_key_set({"keys": [entry]}).keys[0])
+            except (JoseError, ValueError, KeyError, TypeError, IndexError):
+                continue
+        if keys and not usable:
+            raise ProviderUnavailable("the provider's JWKS could not be read")
+        return KeySet(usable)
 
     async def _get_json(self, url: str, what: str) -> dict[str, Any]:
         try:
@@ -224,9 +331,9 @@ class OAuthClient:
             raise ProviderUnavailable(f"{what} at {url} did not answer a JSON object")
         return data
 
-    async def _post(self, url: str, body: str, what: str) -> tuple[int, Any]:
+    async def _post(self, url: str, body: str, what: str, *, audience: str) -> tuple[int, Any]:
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
-        url, headers, body = self._auth.prepare("POST", url, headers, body)
+        headers, body = self._credentials.prepare(headers, body, audience=audience)
         try:
             # httpx's timeout bounds each phase (connect, each read); this bounds the whole call, so a
             # token request never outlasts the refresh lock's lease, whatever the transport does.

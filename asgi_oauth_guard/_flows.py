@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Scope
 
-from ._client import OAuthClient
+from ._client import OAuthClient, UserinfoTransport
 from ._crypto import Keyring, b64e, seal, unseal
 from ._errors import IDTokenError, ProviderUnavailable, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
@@ -64,6 +64,7 @@ class Flows:
         max_waiting_duplicates: int = MAX_WAITING_DUPLICATES,
         post_logout_redirect: str,
         rp_initiated_logout: bool,
+        fetch_userinfo: UserinfoTransport | None = None,
         api_prefixes: Sequence[str],
         clock: Callable[[], float],
         on_event: EventHook | None,
@@ -89,6 +90,7 @@ class Flows:
         self._duplicates_waiting = 0
         self._post_logout = post_logout_redirect
         self._rp_logout = rp_initiated_logout
+        self._fetch_userinfo = fetch_userinfo
         self._api_prefixes = api_prefixes
         self._clock = clock
         self._on_event = on_event
@@ -256,9 +258,18 @@ class Flows:
                 )
                 claims: dict[str, Any] = {}
                 if tokens.id_token is not None:
-                    claims = await self._client.validate_id_token(tokens.id_token, nonce=tx.nonce)
+                    claims = await self._client.validate_id_token(
+                        tokens.id_token, nonce=tx.nonce, access_token=tokens.access_token
+                    )
                 elif self._openid:
                     raise IDTokenError("the token answer has no id_token although the openid scope was asked")
+                if self._fetch_userinfo is not None:
+                    userinfo = await self._client.userinfo(
+                        tokens.access_token,
+                        transport=self._fetch_userinfo,
+                        expected_sub=claims.get("sub") if claims else None,
+                    )
+                    claims = self._client.merge_userinfo(claims, userinfo)
                 sid, key, cookie_value = self._keys.new_session_cookie()
                 await self._sessions.save(
                     Session(sid=sid, tokens=tokens, claims=claims, created_at=self._clock()), key

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import httpx
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import _id_token
 from ._client import ClientAuthMethod, OAuthClient, Provider
 from ._context import SCOPE_KEY, GuardState, Identity, _state
 from ._cookies import CookieJar, SameSite
@@ -45,15 +47,25 @@ class OAuthGuard:
         app: The ASGI app to guard.
         client_id: The client ID the provider gave this app.
         client_secret: The client secret the provider gave this app; sent only to the token and revocation
-            endpoints, never logged.
+            endpoints, never logged. Not needed with ``client_auth="private_key_jwt"``.
         secret_key: 32 or more random characters that sign the cookies. A list rotates keys: the last one
             signs, all of them verify.
         issuer: The provider's issuer URL; its endpoints come from OIDC discovery, fetched once, when first
             needed. Give this or ``provider``.
         provider: The provider's endpoints written out, ``Provider(...)``, for providers without discovery
             (GitHub). Give this or ``issuer``.
-        client_auth: How the app authenticates at the token endpoint: ``"client_secret_basic"`` (HTTP Basic)
-            or ``"client_secret_post"`` (in the form body).
+        client_auth: How the app authenticates at the token endpoint: ``"client_secret_basic"`` (HTTP Basic),
+            ``"client_secret_post"`` (in the form body), or ``"private_key_jwt"`` (a JWT signed with
+            ``client_key``, RFC 7523).
+        client_key: The app's private key for ``client_auth="private_key_jwt"``: PEM text or a JWK dict; its
+            ``kid`` (else its RFC 7638 thumbprint) names it to the provider, which holds the public half.
+        id_token_signed_response_alg: The ID-token signing algorithm this client registered at the provider.
+            ``None``: any asymmetric algorithm the provider's discovery lists (``RS256`` if none). ``"HS256"``
+            (and ``HS384``/``HS512``) is accepted only when set here: those are checked with the client
+            secret. ``"none"`` is never accepted.
+        fetch_userinfo: Also call the userinfo endpoint at sign-in and add its claims to the identity;
+            refused when its ``sub`` is not the ID token's. ``True`` sends the access token in the
+            ``Authorization`` header, ``"body"`` in a POST form body (RFC 6750 section 2.2).
         scopes: The scopes to ask for. With ``"openid"``, an ID token is required and validated. Some
             providers want ``"offline_access"`` before they issue a refresh token.
         authorize_params: Extra query parameters for the authorization request, such as Google's
@@ -111,11 +123,14 @@ class OAuthGuard:
         app: ASGIApp,
         *,
         client_id: str,
-        client_secret: str,
+        client_secret: str = "",
         secret_key: str | Sequence[str],
         issuer: str | None = None,
         provider: Provider | None = None,
         client_auth: ClientAuthMethod = "client_secret_basic",
+        client_key: str | Mapping[str, Any] | None = None,
+        id_token_signed_response_alg: str | None = None,
+        fetch_userinfo: bool | Literal["body"] = False,
         scopes: Sequence[str] = ("openid", "email", "profile"),
         authorize_params: Mapping[str, str] | None = None,
         store: Store | None = None,
@@ -153,12 +168,30 @@ class OAuthGuard:
             _absolute_url("issuer", issuer)
         if not client_id:
             raise ConfigurationError("client_id= is empty: set it to the client ID your provider gave you")
-        if not client_secret:
+        if client_auth not in ("client_secret_basic", "client_secret_post", "private_key_jwt"):
+            raise ConfigurationError(
+                "client_auth= must be 'client_secret_basic', 'client_secret_post' or 'private_key_jwt'"
+            )
+        if not client_secret and client_auth != "private_key_jwt":
             raise ConfigurationError(
                 "client_secret= is empty: set it to the client secret your provider gave you"
             )
-        if client_auth not in ("client_secret_basic", "client_secret_post"):
-            raise ConfigurationError("client_auth= must be 'client_secret_basic' or 'client_secret_post'")
+        if client_key is not None and client_auth != "private_key_jwt":
+            raise ConfigurationError("client_key= is only used with client_auth='private_key_jwt'")
+        if id_token_signed_response_alg is not None and id_token_signed_response_alg not in (
+            _id_token.ASYMMETRIC | _id_token.SYMMETRIC
+        ):
+            raise ConfigurationError(
+                f"id_token_signed_response_alg= {id_token_signed_response_alg!r} is not a JWS algorithm "
+                "this guard checks ('none' is never accepted)"
+            )
+        if id_token_signed_response_alg in _id_token.SYMMETRIC and not client_secret:
+            raise ConfigurationError(
+                f"id_token_signed_response_alg={id_token_signed_response_alg!r} is checked with the client "
+                "secret: set client_secret="
+            )
+        if fetch_userinfo not in (True, False, "body"):
+            raise ConfigurationError("fetch_userinfo= must be True, False or 'body'")
         keys = [secret_key] if isinstance(secret_key, str) else list(secret_key)
         if not keys or any(not isinstance(k, str) or len(k) < 32 for k in keys):
             raise ConfigurationError(
@@ -233,6 +266,8 @@ class OAuthGuard:
             provider=provider,
             timeout=http_timeout,
             clock=clock,
+            client_key=client_key,
+            id_token_alg=id_token_signed_response_alg,
         )
         self._sessions = Sessions(checked, ttl=session_ttl)
         self._on_event = on_event
@@ -279,6 +314,7 @@ class OAuthGuard:
             duplicate_wait=http_timeout + 5,
             post_logout_redirect=post_logout_redirect,
             rp_initiated_logout=rp_initiated_logout,
+            fetch_userinfo="body" if fetch_userinfo == "body" else ("header" if fetch_userinfo else None),
             api_prefixes=self._api_prefixes,
             clock=clock,
             on_event=on_event,

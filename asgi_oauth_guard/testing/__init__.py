@@ -10,8 +10,10 @@ See docs/testing.md.
 """
 
 from ._clock import FakeClock
+from ._conformance import CASES as CONFORMANCE_CASES
+from ._conformance import Conformance
 from ._faults import Hold
 from ._provider import OAuthTestProvider
 from ._records import RecordedCall
 
-__all__ = ["FakeClock", "Hold", "OAuthTestProvider", "RecordedCall"]
+__all__ = ["CONFORMANCE_CASES", "Conformance", "FakeClock", "Hold", "OAuthTestProvider", "RecordedCall"]

@@ -7,21 +7,34 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import ECKey, KeySet, RSAKey
 
-__all__ = ["at_hash", "decode_id_token", "jwks", "sign_id_token", "signing_key"]
+__all__ = ["at_hash", "decode_id_token", "ec_key", "jwks", "rsa_key", "sign_id_token", "signing_key"]
 
 _lock = threading.Lock()
-_key: RSAKey | None = None
+_rsa: dict[str, RSAKey] = {}
+_ec: dict[str, ECKey] = {}
+
+
+def rsa_key(name: str = "main") -> RSAKey:
+    """A process-wide RS256 key per name: RSA generation is slow, so every provider in a process shares
+    them ("main" signs by default; conformance cases use "extra", "rotated", "forger", "client")."""
+    with _lock:
+        if name not in _rsa:
+            _rsa[name] = RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, auto_kid=True)
+        return _rsa[name]
+
+
+def ec_key(name: str = "main") -> ECKey:
+    """A process-wide P-256 (ES256) key per name."""
+    with _lock:
+        if name not in _ec:
+            _ec[name] = ECKey.generate_key("P-256", parameters={"use": "sig", "alg": "ES256"}, auto_kid=True)
+        return _ec[name]
 
 
 def signing_key() -> RSAKey:
-    """The process-wide RS256 key: RSA generation is slow, so every provider in a process shares one."""
-    global _key
-    with _lock:
-        if _key is None:
-            _key = RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, auto_kid=True)
-        return _key
+    return rsa_key("main")
 
 
 def jwks() -> dict[str, Any]:

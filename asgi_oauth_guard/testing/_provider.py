@@ -10,10 +10,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import httpx
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from . import _keys
+from ._conformance import CASES, Conformance
 from ._faults import Faults, Hold, check_endpoint
 from ._pages import message_page, sign_in_page
 from ._records import Endpoint, RecordedCall
@@ -173,6 +175,8 @@ class OAuthTestProvider:
         issue_refresh_tokens: bool = True,
         auto_approve: bool = True,
         timeout_delay: float = 30.0,
+        conformance: str | Conformance | None = None,
+        client_jwks: Mapping[str, Any] | None = None,
     ) -> None:
         parts = urlsplit(issuer)
         if not absolute_http_uri(issuer) or parts.query:
@@ -189,6 +193,20 @@ class OAuthTestProvider:
                 raise ValueError(f"{name} must be positive, got {ttl!r}")
         if timeout_delay < 0:
             raise ValueError(f"timeout_delay must not be negative, got {timeout_delay!r}")
+        if isinstance(conformance, str):
+            if conformance not in CASES:
+                raise ValueError(f"unknown conformance case {conformance!r}; known: {', '.join(CASES)}")
+            conformance = CASES[conformance]
+        self.conformance = conformance or Conformance()
+        """The `Conformance` faults this provider plays (a correct provider without them)."""
+        keys: KeySet | None = None
+        if client_jwks is not None:
+            try:
+                keys = KeySet.import_key_set(dict(client_jwks))  # type: ignore[arg-type]
+            except (JoseError, ValueError, KeyError, TypeError):
+                raise ValueError("client_jwks must be a JWK set {'keys': [...]} of public keys") from None
+        if self.conformance.token_auth == "private_key_jwt" and keys is None:
+            raise ValueError("a private_key_jwt case needs client_jwks= (the client's public key set)")
         self.issuer = issuer
         self.client_id = client_id
         self.auto_approve = auto_approve
@@ -211,13 +229,22 @@ class OAuthTestProvider:
                 id_token_ttl=id_token_ttl,
                 rotate_refresh_tokens=rotate_refresh_tokens,
                 issue_refresh_tokens=issue_refresh_tokens,
+                conformance=self.conformance,
+                client_jwks=keys,
             )
         )
         self._faults = Faults()
         self._calls: list[RecordedCall] = []
         self._metadata = self._build_metadata()
         self.add_user("alice", email="alice@example.test", name="Alice")
-        _keys.signing_key()
+
+    @classmethod
+    def conformance_case(
+        cls, case: str, *, base: str = "https://idp.example.test", **settings: Any
+    ) -> OAuthTestProvider:
+        """A provider playing one relying-party test case (`CONFORMANCE_CASES`), whose issuer names the
+        case in its path, as the OpenID Foundation's RP test tool does: ``{base}/{case}``."""
+        return cls(issuer=f"{base.rstrip('/')}/{case}", conformance=case, **settings)
 
     def _build_metadata(self) -> dict[str, Any]:
         base = self.issuer.rstrip("/")
@@ -234,14 +261,17 @@ class OAuthTestProvider:
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "subject_types_supported": ["public"],
             "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported": [
+                *("client_secret_basic", "client_secret_post"),
+                *(("private_key_jwt",) if self._server.settings.client_jwks is not None else ()),
+            ],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "claims_supported": [
                 *("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash"),
                 *("email", "email_verified", "name", "preferred_username"),
             ],
-            "id_token_signing_alg_values_supported": ["RS256"],
+            "id_token_signing_alg_values_supported": self._server.signer.algorithms,
             "authorization_response_iss_parameter_supported": True,
         }
 
@@ -362,7 +392,10 @@ class OAuthTestProvider:
     @property
     def metadata(self) -> dict[str, Any]:
         """The discovery document (a fresh copy)."""
-        return {k: list(v) if isinstance(v, list) else v for k, v in self._metadata.items()}
+        metadata = {k: list(v) if isinstance(v, list) else v for k, v in self._metadata.items()}
+        if self.conformance.discovery_issuer is not None:
+            metadata["issuer"] = self.conformance.discovery_issuer
+        return metadata
 
     # driving it
 
@@ -518,7 +551,7 @@ class OAuthTestProvider:
             if endpoint == "discovery":
                 return _Answer(_json(200, self.metadata, {"Access-Control-Allow-Origin": "*"}))
             if endpoint == "jwks":
-                return _Answer(_json(200, _keys.jwks(), {"Access-Control-Allow-Origin": "*"}))
+                return _Answer(_json(200, server.signer.jwks(), {"Access-Control-Allow-Origin": "*"}))
             if endpoint == "authorize":
                 if method == "POST" and "interaction" in params:
                     return self._sign_in(params)
@@ -536,7 +569,7 @@ class OAuthTestProvider:
             if endpoint == "token":
                 return _Answer(_json(200, server.token(params, authorization)))
             if endpoint == "userinfo":
-                return _Answer(_json(200, server.userinfo(authorization)))
+                return _Answer(_json(200, server.userinfo(authorization, params if method == "POST" else {})))
             server.revoke(params, authorization)
             return _Answer(Response(status_code=200, headers=_NO_STORE))
         except OAuthError as exc:

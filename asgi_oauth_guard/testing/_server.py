@@ -14,7 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote_plus, urlencode, urlsplit
 
-from ._keys import at_hash, decode_id_token, sign_id_token
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from ._conformance import Conformance, IDTokenSigner
+from ._keys import at_hash
 
 __all__ = [
     "AuthRequest",
@@ -31,6 +36,7 @@ logger = logging.getLogger("asgi_oauth_guard.testing")
 
 # What oidc-provider says for every invalid_grant: the real cause is logged, never answered.
 GENERIC_INVALID_GRANT = "grant request is invalid"
+_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _PKCE_VALUE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 
 
@@ -81,6 +87,8 @@ class Settings:
     id_token_ttl: float
     rotate_refresh_tokens: bool
     issue_refresh_tokens: bool
+    conformance: Conformance = dataclasses.field(default_factory=Conformance)
+    client_jwks: KeySet | None = None
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -177,6 +185,8 @@ class AuthorizationServer:
         self._refresh_tokens: dict[str, _RefreshToken] = {}
         self._issued: list[str] = []
         self._interactions: dict[str, tuple[AuthRequest, float]] = {}
+        self.signer = IDTokenSigner(settings.conformance, settings.client_secret)
+        self._assertion_ids: dict[str, float] = {}
 
     # users and the controls on them
 
@@ -345,6 +355,8 @@ class AuthorizationServer:
         def invalid_client(description: str) -> OAuthError:
             return OAuthError("invalid_client", description, status=401, headers=realm)
 
+        if "client_assertion" in params or "client_assertion_type" in params:
+            return self._authenticate_assertion(params, authorization, invalid_client)
         if authorization is not None and authorization[:6].lower() == "basic ":
             if "client_secret" in params:
                 raise OAuthError(
@@ -375,7 +387,52 @@ class AuthorizationServer:
         if not (id_ok and secret_ok):
             logger.info("token: client authentication failed (%s)", method)
             raise invalid_client("client authentication failed")
+        required = self.settings.conformance.token_auth
+        if required is not None and method != required:
+            raise invalid_client(f"this client is registered for {required}, not {method}")
         return method
+
+    def _authenticate_assertion(
+        self,
+        params: Mapping[str, str],
+        authorization: str | None,
+        invalid_client: Callable[[str], OAuthError],
+    ) -> str:
+        """RFC 7523 section 3 and OIDC Core 9 ``private_key_jwt``: a JWT signed by the client's own key."""
+        s = self.settings
+        if authorization is not None:
+            raise OAuthError("invalid_request", "use one client authentication method, not two")
+        if params.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+            raise invalid_client(
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+            )
+        if s.client_jwks is None or s.conformance.token_auth not in (None, "private_key_jwt"):
+            raise invalid_client("this client has no registered key for private_key_jwt")
+        try:
+            claims = dict(jwt.decode(params.get("client_assertion", ""), s.client_jwks).claims)
+        except (JoseError, ValueError, TypeError):
+            raise invalid_client("the client assertion's signature does not verify") from None
+        now = s.clock()
+        token_endpoint = s.issuer.rstrip("/") + "/token"
+        aud = claims.get("aud")
+        audiences = aud if isinstance(aud, list) else [aud]
+        jti = claims.get("jti")
+        exp = claims.get("exp")
+        if claims.get("iss") != s.client_id or claims.get("sub") != s.client_id:
+            raise invalid_client("the client assertion's iss and sub must be the client_id")
+        if token_endpoint not in audiences and s.issuer not in audiences:
+            raise invalid_client("the client assertion's aud must be the token endpoint")
+        if not isinstance(exp, (int, float)) or exp <= now or exp > now + 600:
+            raise invalid_client("the client assertion must expire within 10 minutes from now")
+        if not isinstance(jti, str) or not jti:
+            raise invalid_client("the client assertion has no jti")
+        self._assertion_ids = {k: v for k, v in self._assertion_ids.items() if v > now}
+        if jti in self._assertion_ids:
+            raise invalid_client("this client assertion was already used (jti replay)")
+        self._assertion_ids[jti] = float(exp)
+        if "client_id" in params and params["client_id"] != s.client_id:
+            raise invalid_client("client_id differs from the client assertion")
+        return "private_key_jwt"
 
     def token(self, params: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
         self.authenticate_client(params, authorization)
@@ -483,21 +540,29 @@ class AuthorizationServer:
             if nonce is not None:
                 claims["nonce"] = nonce
             claims.update(_scope_claims(user, scopes))
-            body["id_token"] = sign_id_token(claims)
+            body["id_token"] = self.signer.sign(claims, access_token)
             self._issued.append(body["id_token"])
         return body
 
     # userinfo, revocation, logout
 
-    def userinfo(self, authorization: str | None) -> dict[str, Any]:
-        if authorization is None or authorization[:7].lower() != "bearer " or not authorization[7:].strip():
+    def userinfo(self, authorization: str | None, form: Mapping[str, str]) -> dict[str, Any]:
+        if self.settings.conformance.userinfo_bearer == "body":
+            value = form.get("access_token", "") if authorization is None else ""
+            how = "as the form parameter access_token in a POST body (RFC 6750 section 2.2)"
+        elif authorization is not None and authorization[:7].lower() == "bearer ":
+            value = authorization[7:].strip()
+            how = "as 'Authorization: Bearer <token>'"
+        else:
+            value, how = "", "as 'Authorization: Bearer <token>'"
+        if not value:
             raise OAuthError(
                 "invalid_request",
-                "no access token: send it as 'Authorization: Bearer <token>'",
+                f"no access token: send it {how}",
                 status=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        token = self._access_tokens.get(authorization[7:].strip())
+        token = self._access_tokens.get(value)
         user = self.users.get(token.grant.sub) if token is not None else None
         if (
             token is None
@@ -513,7 +578,8 @@ class AuthorizationServer:
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
-        return {"sub": user.sub, **_scope_claims(user, set(token.grant.scope.split()))}
+        sub = self.settings.conformance.userinfo_sub or user.sub
+        return {"sub": sub, **_scope_claims(user, set(token.grant.scope.split()))}
 
     def revoke(self, params: Mapping[str, str], authorization: str | None) -> None:
         self.authenticate_client(params, authorization)
@@ -540,7 +606,7 @@ class AuthorizationServer:
             raise PageError("invalid_client", f"Unknown client_id {client_id!r}.")
         hint = params.get("id_token_hint")
         if hint is not None:
-            claims = decode_id_token(hint)
+            claims = self.signer.decode(hint)
             if claims is None or claims.get("iss") != s.issuer:
                 raise PageError(
                     "invalid_request", "id_token_hint is not an ID token issued by this provider."

@@ -10,9 +10,19 @@ from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
 def test_public_names() -> None:
     assert testing.__all__ == sorted(testing.__all__)
-    assert testing.__all__ == ["FakeClock", "Hold", "OAuthTestProvider", "RecordedCall"]
+    assert testing.__all__ == [
+        "CONFORMANCE_CASES",
+        "Conformance",
+        "FakeClock",
+        "Hold",
+        "OAuthTestProvider",
+        "RecordedCall",
+    ]
     for name in testing.__all__:
-        assert getattr(testing, name).__module__.startswith("asgi_oauth_guard.testing")
+        value = getattr(testing, name)
+        if isinstance(value, type):
+            assert value.__module__.startswith("asgi_oauth_guard.testing")
+    assert all(isinstance(case, testing.Conformance) for case in testing.CONFORMANCE_CASES.values())
 
 
 def test_fake_clock() -> None:
