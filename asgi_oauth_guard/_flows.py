@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -18,6 +18,7 @@ from ._crypto import Keyring, b64e, seal, unseal
 from ._errors import IDTokenError, ProviderUnavailable, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
 from ._http import BadRequest, ForwardedTrust, cookie, headers_map, query_params, request_origin, root_path
+from ._paths import Prefixes
 from ._protocol import authorize_url, classify_code_error, is_prefetch, new_pkce, new_state, safe_next
 from ._reasons import Reason
 from ._relogin import NO_STORE, STOP_REASONS, Relogin, bad_request, login_url, sign_in_page, unavailable
@@ -65,7 +66,7 @@ class Flows:
         post_logout_redirect: str,
         rp_initiated_logout: bool,
         fetch_userinfo: UserinfoTransport | None = None,
-        api_prefixes: Sequence[str],
+        api_prefixes: Prefixes,
         clock: Callable[[], float],
         on_event: EventHook | None,
     ) -> None:

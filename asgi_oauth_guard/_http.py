@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Scope
 
+from ._paths import Prefixes, route_path
 from ._protocol import MAX_PARAM_LENGTH
 
 MAX_QUERY_LENGTH = 8192
@@ -122,17 +123,17 @@ def root_path(scope: Scope) -> str:
 
 
 def full_path(scope: Scope) -> str:
-    """The request's path and query, as a ``next`` target."""
-    path = root_path(scope) + str(scope["path"])
+    """The request's path and query as the browser sent it (the root path once), as a ``next`` target."""
+    path = root_path(scope) + route_path(scope)
     qs: bytes = scope.get("query_string", b"")
     return path + ("?" + qs.decode("latin-1") if qs else "")
 
 
-def is_browser_navigation(scope: Scope, api_prefixes: Sequence[str], headers: Mapping[str, str]) -> bool:
+def is_browser_navigation(scope: Scope, api_prefixes: Prefixes, headers: Mapping[str, str]) -> bool:
     """A person's browser loading a page (answer with a redirect or a page), not an API call (answer JSON)."""
     if scope["method"] not in ("GET", "HEAD"):
         return False
-    if any(scope["path"].startswith(prefix) for prefix in api_prefixes):
+    if api_prefixes.covers_any(route_path(scope)):
         return False
     if headers.get("x-requested-with", "").lower() == "xmlhttprequest":
         return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -20,6 +20,7 @@ from ._errors import ConfigurationError, ProviderUnavailable, ReloginRequired, S
 from ._events import EventHook, GuardEvent, emit
 from ._flows import Flows
 from ._http import BadRequest, ForwardedTrust, cookie
+from ._paths import PathRules, Prefixes, route_path
 from ._reasons import Reason
 from ._refresh import Refresher
 from ._relogin import Relogin, ReloginHandler, ReloginMode, bad_request, unavailable
@@ -85,10 +86,14 @@ class OAuthGuard:
         callback_path: The guard's callback route, where the provider sends the browser back.
         logout_path: The guard's sign-out route (GET or POST).
         require_login: ``True``: every path needs a signed-in user; a list of path prefixes: those paths do;
-            ``False``: none (guard single routes with the integrations instead).
-        public_paths: Path prefixes that never need a signed-in user, even under ``require_login``.
+            ``False``: none (guard single routes with the integrations instead). Prefixes match whole
+            segments (``"/admin"`` covers ``/admin`` and ``/admin/...``, not ``/administrator``) on every
+            way the app could route a path (repeated slashes, dot segments, encodings, case).
+        public_paths: Path prefixes that never need a signed-in user, even under ``require_login``; whole
+            segments, as written. A path that reads as protected in any way stays protected.
         api_prefixes: Path prefixes of API routes, always treated as API calls: a ``401`` JSON rather than a
-            redirect or a page (unless ``relogin="redirect"``), and a JSON ``503``.
+            redirect or a page (unless ``relogin="redirect"``), and a JSON ``503``. ``"/api/"`` and
+            ``"/api"`` are the same prefix: ``/api`` and everything under it.
         relogin: What a request gets when the user must sign in (again): ``"auto"`` (303 to the login path
             for page loads, 401 JSON for API calls), ``"redirect"`` (always 303), ``"page"`` (a 401 sign-in
             page for page loads), ``"json"`` (always 401 JSON), or a callable ``(request, reason)`` that
@@ -198,8 +203,19 @@ class OAuthGuard:
                 "secret_key= must be at least 32 characters: generate one with "
                 "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
-        scope_list = list(scopes)
-        if isinstance(scopes, str) or not scope_list or any(not s or " " in s for s in scope_list):
+        split = scopes.split() if isinstance(scopes, str) else None
+        scope_list = _strings("scopes", scopes, suggestion=split)
+        trusted_proxies = _strings("trusted_proxies", trusted_proxies)
+        public_paths = _strings("public_paths", public_paths)
+        api_prefixes = _strings("api_prefixes", api_prefixes)
+        if not isinstance(require_login, bool):
+            require_login = _strings("require_login", require_login)
+        if authorize_params is not None and not isinstance(authorize_params, Mapping):
+            raise ConfigurationError(
+                "authorize_params= must be a mapping, such as {'prompt': 'consent'}, "
+                f"got {type(authorize_params).__name__}"
+            )
+        if not scope_list or any(not s or " " in s for s in scope_list):
             raise ConfigurationError("scopes= must be a list of scope names, e.g. ['openid', 'email']")
         paths = {"login_path": login_path, "callback_path": callback_path, "logout_path": logout_path}
         for name, path in paths.items():
@@ -293,7 +309,12 @@ class OAuthGuard:
             trust=trust,
         )
         self.login_path = login_path
-        self._api_prefixes = tuple(api_prefixes)
+        self._api_prefixes = Prefixes("api_prefixes", api_prefixes)
+        self._paths = PathRules(
+            require_all=require_login is True,
+            require=() if isinstance(require_login, bool) else require_login,
+            public=public_paths,
+        )
         self._relogin = Relogin(mode=relogin, login_path=login_path, api_prefixes=self._api_prefixes)
         self._flows = Flows(
             client=self.client,
@@ -324,9 +345,6 @@ class OAuthGuard:
             callback_path: self._flows.callback,
             logout_path: self._flows.logout,
         }
-        self._require_all = require_login is True
-        self._require_prefixes = () if isinstance(require_login, bool) else tuple(require_login)
-        self._public_paths = tuple(public_paths)
         self._anonymous = GuardState(guard=self, identity=None)
         self._published: dict[str, tuple[Session, GuardState]] = {}
 
@@ -336,17 +354,18 @@ class OAuthGuard:
                 receive = self._closing_on_shutdown(receive)
             await self.app(scope, receive, send)
             return
-        route = self._routes.get(scope["path"])
+        path = route_path(scope)
+        route = self._routes.get(path)
         if route is not None:
             await self._serve_own(route, scope, receive, send)
             return
         value = cookie(scope, self._cookies.session_name)
         if not value:
-            await self._pass(scope, receive, send, self._anonymous, Reason.login_required)
+            await self._pass(scope, receive, send, path, self._anonymous, Reason.login_required)
             return
         opened = self._keyring.open_session_cookie(value)
         if opened is None:
-            await self._pass(scope, receive, send, self._anonymous, Reason.session_expired)
+            await self._pass(scope, receive, send, path, self._anonymous, Reason.session_expired)
             return
         try:
             session = await self._sessions.load(*opened)
@@ -356,11 +375,11 @@ class OAuthGuard:
             await (await self.response_for(Request(scope), exc))(scope, receive, send)
             return
         if session is None:
-            await self._pass(scope, receive, send, self._anonymous, Reason.session_expired)
+            await self._pass(scope, receive, send, path, self._anonymous, Reason.session_expired)
         elif session.tokens is None:
-            await self._pass(scope, receive, send, self._anonymous, Reason.refresh_rejected)
+            await self._pass(scope, receive, send, path, self._anonymous, Reason.refresh_rejected)
         else:
-            await self._pass(scope, receive, send, self._publish(session, opened), None)
+            await self._pass(scope, receive, send, path, self._publish(session, opened), None)
 
     async def _fresh(self, session: Session, key: bytes) -> Session:
         """Refresh a due token. If the provider is down, keep serving a token that is still valid."""
@@ -395,9 +414,15 @@ class OAuthGuard:
         return state
 
     async def _pass(
-        self, scope: Scope, receive: Receive, send: Send, state: GuardState, reason: Reason | None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        path: str,
+        state: GuardState,
+        reason: Reason | None,
     ) -> None:
-        if state.identity is None and self._requires_login(scope["path"]):
+        if state.identity is None and self._paths.requires_login(path):
             assert reason is not None
             response = await self._relogin.response(Request(scope), reason)
             await response(scope, receive, send)
@@ -410,11 +435,6 @@ class OAuthGuard:
             await self.app(scope, receive, send)
         finally:
             _state.reset(token)
-
-    def _requires_login(self, path: str) -> bool:
-        if any(path.startswith(p) for p in self._public_paths):
-            return False
-        return self._require_all or any(path.startswith(p) for p in self._require_prefixes)
 
     async def _serve_own(
         self, route: Callable[[Scope], object], scope: Scope, receive: Receive, send: Send
@@ -491,3 +511,17 @@ def _absolute_url(name: str, value: str) -> str:
     if url is None or url.scheme not in ("http", "https") or not url.host:
         raise ConfigurationError(f"{name}= must be an absolute http(s) URL, got {value!r}")
     return value
+
+
+def _strings(name: str, value: object, *, suggestion: object = None) -> list[str]:
+    """A setting that takes a list of strings; a bare string would be read one character at a time."""
+    if isinstance(value, (str, bytes)):
+        example = suggestion if suggestion is not None else [value]
+        raise ConfigurationError(f"{name}= must be a list, not a string: write {name}={example!r}")
+    if isinstance(value, Mapping) or not isinstance(value, Iterable):
+        raise ConfigurationError(f"{name}= must be a list of strings, got {type(value).__name__}")
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(f"{name}= must be a list of strings; {item!r} is not a string")
+    return items

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp
 
 from ._http import full_path, headers_map, is_browser_navigation, root_path
+from ._paths import Prefixes, route_path
 from ._protocol import safe_next
 from ._reasons import MESSAGES, Reason
 
@@ -53,11 +54,11 @@ class Relogin:
         *,
         mode: ReloginMode | ReloginHandler,
         login_path: str,
-        api_prefixes: Sequence[str],
+        api_prefixes: Prefixes,
     ) -> None:
         self._mode = mode
         self._login_path = login_path
-        self._api_prefixes = tuple(api_prefixes)
+        self._api_prefixes = api_prefixes
 
     async def response(self, request: Request, reason: Reason, *, next_path: str | None = None) -> ASGIApp:
         if callable(self._mode):
@@ -68,7 +69,7 @@ class Relogin:
         target = (
             next_path
             if next_path is not None
-            else safe_next(full_path(scope), default=safe_next(root_path(scope) + scope["path"]))
+            else safe_next(full_path(scope), default=safe_next(root_path(scope) + route_path(scope)))
         )
         url = login_url(root_path(scope), self._login_path, next_path=target, reason=reason)
         browser = is_browser_navigation(scope, self._api_prefixes, headers_map(scope))
@@ -101,7 +102,7 @@ text-decoration:none}}</style></head>
     return HTMLResponse(body, status_code=status, headers=NO_STORE)
 
 
-def unavailable(request: Request, message: str, *, retry_after: int, api_prefixes: Sequence[str]) -> Response:
+def unavailable(request: Request, message: str, *, retry_after: int, api_prefixes: Prefixes) -> Response:
     """503 with ``Retry-After``: the provider or the store is down. The session is kept."""
     headers = {**NO_STORE, "Retry-After": str(retry_after)}
     if is_browser_navigation(request.scope, api_prefixes, headers_map(request.scope)):

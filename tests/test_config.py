@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
@@ -106,3 +107,61 @@ def test_public_surface_is_small_and_sorted() -> None:
         assert getattr(asgi_oauth_guard, name) is not None
     public_modules = {n for n in dir(asgi_oauth_guard) if not n.startswith("_") and n not in exported}
     assert public_modules <= {"testing", "integrations"}, public_modules
+
+
+def _sequence_settings() -> list[str]:
+    """Every setting whose type takes a sequence: new ones are covered here without editing this test."""
+    signature = inspect.signature(OAuthGuard.__init__)
+    return [name for name, p in signature.parameters.items() if "Sequence[" in str(p.annotation)]
+
+
+EXAMPLE_ITEM = {"scopes": "openid", "trusted_proxies": "10.0.0.0/8", "secret_key": "k" * 32}
+
+
+def test_the_sequence_settings_are_found() -> None:
+    expected = {"secret_key", "scopes", "trusted_proxies", "require_login", "public_paths", "api_prefixes"}
+    assert expected <= set(_sequence_settings())
+
+
+@pytest.mark.parametrize("name", _sequence_settings())
+def test_a_sequence_setting_given_one_string_says_what_to_write(name: str) -> None:
+    item = EXAMPLE_ITEM.get(name, "/health")
+    annotation = str(inspect.signature(OAuthGuard.__init__).parameters[name].annotation)
+    if annotation.startswith("str |"):  # the setting takes one string too (secret_key: one key)
+        assert build(**{name: item}) is not None
+        return
+    with pytest.raises(ConfigurationError, match=rf"{name}= must be a list") as caught:
+        build(**{name: item})
+    assert repr([item]) in str(caught.value) or name == "scopes"
+    # The list form it suggests builds.
+    assert build(**{name: [item]}) is not None
+    with pytest.raises(ConfigurationError, match=rf"{name}= must be a list"):
+        build(**{name: item.encode()})
+    with pytest.raises(ConfigurationError, match=rf"{name}= must be a list of strings"):
+        build(**{name: [item, 7]})
+
+
+def test_one_string_of_scopes_suggests_the_split_list() -> None:
+    with pytest.raises(ConfigurationError, match=r"write scopes=\['openid', 'email'\]"):
+        build(scopes="openid email")
+
+
+def test_authorize_params_must_be_a_mapping() -> None:
+    with pytest.raises(ConfigurationError, match="authorize_params= must be a mapping"):
+        build(authorize_params="prompt=consent")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("public_paths", "health"),
+        ("public_paths", "/a//b"),
+        ("public_paths", "/a/../b"),
+        ("require_login", "/admin."),
+        ("api_prefixes", "/api%2F"),
+        ("public_paths", "/a?x=1"),
+    ],
+)
+def test_path_prefixes_must_be_plain_paths(setting: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"{setting}= entr"):
+        build(**{setting: [value]})
