@@ -1,6 +1,6 @@
-"""What the three examples share: settings from the environment, and the embedded provider of the demo.
+"""What the examples share: settings from the environment, and the embedded provider of the demo.
 
-Environment (DESIGN.md, "Example apps contract"):
+Environment (the example apps contract, examples/README.md):
 
 - ``OAUTH_ISSUER``: the provider's issuer; its endpoints come from OIDC discovery. Or give them yourself:
   ``OAUTH_AUTHORIZATION_ENDPOINT`` and ``OAUTH_TOKEN_ENDPOINT`` (and optionally ``OAUTH_JWKS_URI``,

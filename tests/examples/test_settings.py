@@ -1,4 +1,4 @@
-"""The examples' settings, read from the environment (DESIGN.md, "Example apps contract")."""
+"""The examples' settings, read from the environment (the example apps contract, examples/README.md)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """An example app served for real against the interop provider, a scripted browser, and the provider's journal.
 
 ``served_example()`` runs ``uvicorn examples.starlette_app:app`` in a subprocess on a socket the test opened
-(``--fd``, so no other process can take the port), configured only through the environment of DESIGN.md's
-example apps contract, and pointed at a running oidc-provider. ``Browser`` is an httpx client with a cookie
+(``--fd``, so no other process can take the port), configured only through the environment of the example apps
+contract (examples/README.md), and pointed at a running oidc-provider. ``Browser`` is an httpx client with a cookie
 jar that walks the login by hand: app ``/auth/login`` → the provider's ``/auth`` → ``/interaction/{uid}`` →
 ``/auth/{uid}`` → the app's callback URL, which it returns without loading it. ``Journal`` reads what the
 provider saw at its token and revocation endpoints (``GET /admin/events`` of interop/server.mjs).
@@ -99,7 +99,7 @@ class ServedApp:
 
 
 def example_env(provider: InteropProvider, *, base: str, store_url: str) -> dict[str, str]:
-    """The example app's environment (DESIGN.md, "Example apps contract"), nothing inherited that could
+    """The example app's environment (the example apps contract, examples/README.md), nothing inherited that could
     change it."""
     inherited = {
         k: v

@@ -1,7 +1,7 @@
 """The guard against the real provider: an example app under uvicorn, a scripted browser, oidc-provider 9.13.3.
 
-``examples.starlette_app:app`` is configured only through its environment (DESIGN.md, "Example apps
-contract") to use a private oidc-provider with refresh-token rotation (reuse revokes the grant), PKCE
+``examples.starlette_app:app`` is configured only through its environment (the example apps contract,
+examples/README.md) to use a private oidc-provider with refresh-token rotation (reuse revokes the grant), PKCE
 required, 5 s access tokens and 10 s codes. Every test runs twice: with the memory store (one uvicorn worker)
 and with a real redis-server (two workers, so duplicates and refreshes cross processes).
 

@@ -1,7 +1,7 @@
 """Facts about oidc-provider 9.13.3 that the guard is built on, checked with plain httpx (no guard).
 
-Each test proves one row of the table in DESIGN.md ("What real servers do with client mistakes") against the
-real server, or one setting the interop harness promises (PKCE, rotation, headless login, any loopback port).
+Each test proves one fact about what real servers do with client mistakes (README.md, docs/troubleshooting.md)
+against the real server, or one setting the interop harness promises (PKCE, rotation, headless login, any loopback port).
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ async def test_access_denied_comes_back_to_the_redirect_uri(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# the invalid_grant table of DESIGN.md
+# the invalid_grant table of README.md
 
 
 async def test_code_exchanged_twice_revokes_the_whole_grant(
