@@ -23,6 +23,7 @@ from ._reasons import Reason
 from ._redis import RedisStore, store_from_url
 from ._relogin import ReloginHandler, ReloginMode
 from ._store import MemoryStore, Store
+from ._user import GuardUser
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,7 @@ __all__ = [
     "GuardError",
     "GuardEvent",
     "GuardState",
+    "GuardUser",
     "IDTokenError",
     "Identity",
     "MemoryStore",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from contextvars import Context, ContextVar
 from typing import TYPE_CHECKING, Any
 
+from starlette.authentication import AuthCredentials, BaseUser
+
 from ._reasons import Reason
+from ._user import ANONYMOUS, GuardUser, credentials
 
 if TYPE_CHECKING:
     from ._middleware import OAuthGuard
@@ -44,6 +48,13 @@ class GuardState:
     identity: Identity | None
     reason: Reason | None = None
     handle: tuple[str, bytes] | None = dataclasses.field(default=None, repr=False)
+
+    @functools.cached_property
+    def user_and_auth(self) -> tuple[BaseUser, AuthCredentials]:
+        """``scope["user"]`` and ``scope["auth"]``, built once per published state."""
+        if self.identity is None:
+            return ANONYMOUS
+        return GuardUser(self.identity), credentials(self.identity, self.guard.scopes)
 
 
 _state: ContextVar[GuardState | None] = ContextVar("asgi_oauth_guard_state", default=None)

@@ -345,6 +345,8 @@ class OAuthGuard:
             callback_path: self._flows.callback,
             logout_path: self._flows.logout,
         }
+        self.scopes: tuple[str, ...] = tuple(scope_list)
+        """The scopes the guard asks for."""
         self._anonymous = GuardState(guard=self, identity=None)
         self._published: dict[str, tuple[Session, GuardState]] = {}
 
@@ -430,6 +432,9 @@ class OAuthGuard:
         if state.identity is None and reason is not None and reason is not Reason.login_required:
             state = GuardState(guard=self, identity=None, reason=reason)
         scope[SCOPE_KEY] = state
+        # Starlette's request.user and request.auth, unless an authentication middleware outside set them.
+        if "user" not in scope:
+            scope["user"], scope["auth"] = state.user_and_auth
         token = _state.set(state)
         try:
             await self.app(scope, receive, send)

@@ -4,27 +4,30 @@
 
     app = FastAPI()
     guard.install(app)  # anonymous requests get exactly the guard's re-login response
+    app.add_middleware(OAuthGuard, issuer=..., ...)  # so `fastapi run` and `fastapi dev` serve the guard
 
     @app.get("/api/me")
     async def me(user: guard.CurrentUser) -> dict[str, str]:
         return {"sub": user.sub}
 
-    app = OAuthGuard(app, issuer=..., ...)
+    @app.get("/api/reports")
+    async def reports(user: Annotated[Identity, Depends(guard.RequireScopes("reports:read"))]) -> ...: ...
 
 ``CurrentUser`` answers anonymous requests like the guard does (a 303 to the login path for browsers, a 401
 JSON for API calls) and marks the route as secured by the guard's session cookie in the OpenAPI schema.
 """
 
 import json
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.security import APIKeyCookie
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from asgi_oauth_guard import Identity, ProviderUnavailable, Reason, ReloginRequired, StoreUnavailable
+from asgi_oauth_guard import Identity, Reason
 
+from . import starlette
 from .starlette import get_state
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "CurrentUser",
     "LoginRequired",
     "OptionalUser",
+    "RequireScopes",
     "access_token",
     "current_user",
     "install",
@@ -50,7 +54,7 @@ session_cookie = APIKeyCookie(
 _KEPT_HEADERS = ("location", "www-authenticate", "cache-control", "pragma", "retry-after")
 
 
-class LoginRequired(HTTPException):
+class LoginRequired(starlette.LoginRequired):
     """Raised by :data:`CurrentUser` for anonymous requests; carries the guard's re-login response.
 
     With :func:`install`, that response is sent as is. Without it, FastAPI's default handler still answers
@@ -58,16 +62,13 @@ class LoginRequired(HTTPException):
     """
 
     def __init__(self, response: ASGIApp, reason: Reason) -> None:
-        self.response = response
-        self.reason = reason
-        status, headers = 401, {"Cache-Control": "no-store"}
-        detail: object = {"error": "login_required", "reason": reason.value}
+        super().__init__(reason, response)
+        self.detail = {"error": "login_required", "reason": reason.value}  # type: ignore[assignment]
         if isinstance(response, Response):
-            status = response.status_code
-            headers = {k: v for k, v in response.headers.items() if k in _KEPT_HEADERS}
+            self.status_code = response.status_code
+            self.headers = {k: v for k, v in response.headers.items() if k in _KEPT_HEADERS}
             if isinstance(response, JSONResponse):
-                detail = json.loads(bytes(response.body))
-        super().__init__(status_code=status, detail=detail, headers=headers)
+                self.detail = json.loads(bytes(response.body))
 
 
 async def optional_user(request: Request) -> Identity | None:
@@ -102,24 +103,34 @@ AccessToken = Annotated[str, Depends(access_token)]
 """The signed-in user's access token; anonymous requests never reach the route."""
 
 
+class RequireScopes:
+    """A dependency: the signed-in user, whose access token carries every one of ``scopes``.
+
+    ``Depends(RequireScopes("reports:read"))``, as a parameter or in ``dependencies=[...]``. Anonymous
+    requests get the guard's re-login response; a user without the scopes gets 403 ``insufficient_scope``
+    (RFC 6750). The token's scopes are the ones the provider granted, or, when its token answer named none,
+    the ones the guard asked for (RFC 6749 section 5.1).
+    """
+
+    def __init__(self, *scopes: str) -> None:
+        if not scopes or any(not s or " " in s for s in scopes):
+            raise ValueError("RequireScopes needs one or more scope names, e.g. RequireScopes('read:x')")
+        self.scopes = frozenset(scopes)
+
+    async def __call__(self, request: Request, user: CurrentUser) -> Identity:
+        _, auth = get_state(request).user_and_auth
+        if not self.scopes <= set(auth.scopes):
+            needed = " ".join(sorted(self.scopes))
+            raise HTTPException(
+                status_code=403,
+                detail={"error": "insufficient_scope", "scope": needed},
+                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'},
+            )
+        return user
+
+
 def install(app: FastAPI) -> None:
     """Answer :class:`LoginRequired` with the guard's own response, and a
     :class:`~asgi_oauth_guard.ReloginRequired` raised in a route (by ``GuardAuth``) with the re-login
     response for its reason; a provider or store outage raised there gets the guard's 503."""
-    app.add_exception_handler(LoginRequired, _answer_login_required)
-    app.add_exception_handler(ReloginRequired, _answer_guard_error)
-    app.add_exception_handler(ProviderUnavailable, _answer_guard_error)
-    app.add_exception_handler(StoreUnavailable, _answer_guard_error)
-
-
-# Starlette sends whatever ASGI app a handler returns; the guard's answer may be a custom one.
-
-
-async def _answer_login_required(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, LoginRequired)
-    return cast(Response, exc.response)
-
-
-async def _answer_guard_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, (ReloginRequired, ProviderUnavailable, StoreUnavailable))
-    return cast(Response, await get_state(request).guard.response_for(request, exc))
+    starlette.install(app)

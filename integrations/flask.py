@@ -1,15 +1,17 @@
 """Flask: run a Flask app under the guard through asgiref's ``WsgiToAsgi``, and read the user in views.
 
-    from asgi_oauth_guard.integrations.flask import current_user, login_required, wrap
+    from asgi_oauth_guard.integrations.flask import require_user, wrap
 
     flask_app = Flask(__name__)
 
     @flask_app.get("/profile")
-    @login_required
     def profile() -> dict[str, str]:
-        return {"sub": current_user().sub}
+        return {"sub": require_user().sub}  # anonymous users get the guard's re-login response
 
-    app = wrap(flask_app, issuer=..., client_id=..., ...)  # serve with: uvicorn module:app
+    app = wrap(flask_app, issuer=..., client_id=..., ...)  # serve with: uvicorn module:app --reload
+
+``flask run`` serves the Flask app without the guard (it speaks WSGI): a view that reads the user then
+raises an error that says to serve ``app`` with uvicorn instead.
 
 asgiref runs each view in a worker thread with a copy of the request's context, so the guard's ContextVar
 (:func:`~asgi_oauth_guard.current_identity`) is visible in the view. asgiref supports asyncio only, and runs
@@ -24,13 +26,12 @@ import functools
 import sys
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import flask
 from asgiref.sync import async_to_sync
 from asgiref.wsgi import WsgiToAsgi
-from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_oauth_guard import (
     SCOPE_KEY,
@@ -45,7 +46,9 @@ from asgi_oauth_guard import (
 )
 from asgi_oauth_guard._context import request_context
 
-__all__ = ["current_token", "current_user", "login_required", "wrap"]
+from ._asgi import GuardError, answer_lifespan, render
+
+__all__ = ["current_token", "current_user", "login_required", "require_user", "wrap"]
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -69,9 +72,7 @@ class _FlaskApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1000})
@@ -105,6 +106,15 @@ def current_user() -> Identity | None:
     return _state().identity
 
 
+def require_user() -> Identity:
+    """The signed-in user of the request this view serves; for an anonymous one, the view stops here and
+    the request gets the guard's re-login response (a redirect, or a 401 JSON for API calls)."""
+    state = _state()
+    if state.identity is None:
+        _abort(state, _reason(state))
+    return state.identity
+
+
 def current_token() -> str | None:
     """The signed-in user's access token (refreshed by the guard if it was due), or ``None``."""
     identity = _state().identity
@@ -123,8 +133,7 @@ def login_required(view: View) -> View:
     def guarded(*args: Any, **kwargs: Any) -> Any:
         state = _state()
         if state.identity is None:
-            reason = state.reason if isinstance(state.reason, Reason) else Reason.login_required
-            return _relogin(state, reason)
+            return _relogin(state, _reason(state))
         try:
             return view(*args, **kwargs)
         except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
@@ -137,45 +146,25 @@ def _state() -> GuardState:
     state = current_state()
     if state is None:
         raise RuntimeError(
-            "no OAuthGuard serves this request: build the ASGI app with "
-            "asgi_oauth_guard.integrations.flask.wrap(flask_app, ...) and serve that"
+            "no OAuthGuard serves this request: `flask run` and app.run() serve the Flask app alone (WSGI), "
+            "without the guard. Build the ASGI app with asgi_oauth_guard.integrations.flask.wrap(flask_app, "
+            "...) and serve that with uvicorn, e.g. `uvicorn yourmodule:app --reload` in development"
         )
     return state
 
 
-def _relogin(
-    state: GuardState, error: Reason | ReloginRequired | ProviderUnavailable | StoreUnavailable
-) -> flask.Response:
+def _reason(state: GuardState) -> Reason:
+    return state.reason if isinstance(state.reason, Reason) else Reason.login_required
+
+
+def _relogin(state: GuardState, error: GuardError) -> flask.Response:
     """The guard's re-login response, built by the guard on the server's event loop, as a Flask response."""
     scope = _scope.get()
     if scope is None:
         raise RuntimeError("login_required needs the app built by asgi_oauth_guard.integrations.flask.wrap()")
-    status, headers, body = async_to_sync(_render)(state, scope, error)
+    status, headers, body = async_to_sync(render)(state, scope, error)
     return flask.Response(body, status=status, headers=headers)
 
 
-async def _render(
-    state: GuardState, scope: Scope, error: Reason | ReloginRequired | ProviderUnavailable | StoreUnavailable
-) -> tuple[int, list[tuple[str, str]], bytes]:
-    request = Request(scope)
-    if isinstance(error, Reason):
-        response = await state.guard.relogin_response(request, error)
-    else:
-        response = await state.guard.response_for(request, error)
-    status = 500
-    headers: list[tuple[str, str]] = []
-    body: list[bytes] = []
-
-    async def receive() -> Message:
-        return {"type": "http.disconnect"}
-
-    async def collect(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            headers.extend((k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            body.append(message.get("body", b""))
-
-    await response(scope, receive, collect)
-    return status, headers, b"".join(body)
+def _abort(state: GuardState, error: GuardError) -> NoReturn:
+    flask.abort(_relogin(state, error))

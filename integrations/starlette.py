@@ -1,13 +1,18 @@
 """Starlette: read the signed-in user from a request, and guard endpoints.
 
-from asgi_oauth_guard.integrations.starlette import get_identity, requires_login
+from starlette.authentication import requires
+from asgi_oauth_guard.integrations.starlette import install, require_identity
 
-@requires_login
 async def profile(request: Request) -> Response:
-    user = get_identity(request)  # never None here
+    user = require_identity(request)  # an Identity; anonymous users get the guard's re-login response
     ...
 
-app = OAuthGuard(Starlette(routes=[Route("/profile", profile)]), issuer=..., ...)
+@requires("authenticated")  # Starlette's own: request.user and request.auth come from the guard
+async def account(request: Request) -> Response: ...
+
+starlette_app = Starlette(routes=[Route("/profile", profile), Route("/account", account)])
+install(starlette_app)
+app = OAuthGuard(starlette_app, issuer=..., ...)
 """
 
 from __future__ import annotations
@@ -16,7 +21,11 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from asgi_oauth_guard import (
     SCOPE_KEY,
@@ -28,9 +37,29 @@ from asgi_oauth_guard import (
     StoreUnavailable,
 )
 
-__all__ = ["get_identity", "get_state", "get_token", "requires_login"]
+__all__ = [
+    "LoginRequired",
+    "get_identity",
+    "get_state",
+    "get_token",
+    "install",
+    "require_identity",
+    "requires_login",
+]
 
 Endpoint = TypeVar("Endpoint", bound=Callable[[Request], Awaitable[Any]])
+
+
+class LoginRequired(HTTPException):
+    """Raised by :func:`require_identity` for an anonymous request: answered with the guard's re-login
+    response by :func:`install`'s handler and by :func:`requires_login`. Without either, Starlette's own
+    handler answers a plain 401."""
+
+    def __init__(self, reason: Reason, response: ASGIApp | None = None) -> None:
+        self.reason = reason
+        self.response = response
+        headers = {"Cache-Control": "no-store", "WWW-Authenticate": 'Bearer error="login_required"'}
+        super().__init__(status_code=401, detail="login_required", headers=headers)
 
 
 def get_state(conn: HTTPConnection) -> GuardState:
@@ -38,7 +67,8 @@ def get_state(conn: HTTPConnection) -> GuardState:
     state = conn.scope.get(SCOPE_KEY)
     if not isinstance(state, GuardState):
         raise RuntimeError(
-            "no OAuthGuard in front of this app: wrap it, e.g. app = OAuthGuard(app, issuer=..., ...)"
+            "no OAuthGuard in front of this app: wrap it, app = OAuthGuard(app, issuer=..., ...), or add it, "
+            "app.add_middleware(OAuthGuard, issuer=..., ...), and serve that app (uvicorn module:app)"
         )
     return state
 
@@ -46,6 +76,15 @@ def get_state(conn: HTTPConnection) -> GuardState:
 def get_identity(conn: HTTPConnection) -> Identity | None:
     """The signed-in user of this request, or ``None``."""
     return get_state(conn).identity
+
+
+def require_identity(conn: HTTPConnection) -> Identity:
+    """The signed-in user of this request; for an anonymous one, raise :class:`LoginRequired`, which
+    :func:`install` answers with the guard's re-login response (a redirect, or a 401 JSON for API calls)."""
+    state = get_state(conn)
+    if state.identity is None:
+        raise LoginRequired(_reason(state))
+    return state.identity
 
 
 def get_token(conn: HTTPConnection) -> str | None:
@@ -68,11 +107,39 @@ def requires_login(endpoint: Endpoint) -> Endpoint:
     async def guarded(request: Request) -> Any:
         state = get_state(request)
         if state.identity is None:
-            reason = state.reason if isinstance(state.reason, Reason) else Reason.login_required
-            return await state.guard.relogin_response(request, reason)
+            return await state.guard.relogin_response(request, _reason(state))
         try:
             return await endpoint(request)
-        except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
-            return await state.guard.response_for(request, exc)
+        except (LoginRequired, ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
+            return await _answer(request, exc)
 
     return guarded  # type: ignore[return-value]
+
+
+def install(app: Starlette) -> None:
+    """Answer :class:`LoginRequired` with the guard's re-login response, a
+    :class:`~asgi_oauth_guard.ReloginRequired` raised in an endpoint (by ``GuardAuth``) with the re-login
+    response for its reason, and a provider or store outage raised there with the guard's 503."""
+    for error in (LoginRequired, ReloginRequired, ProviderUnavailable, StoreUnavailable):
+        app.add_exception_handler(error, _handler)
+
+
+def _reason(state: GuardState) -> Reason:
+    return state.reason if isinstance(state.reason, Reason) else Reason.login_required
+
+
+async def _answer(
+    request: Request, exc: LoginRequired | ReloginRequired | ProviderUnavailable | StoreUnavailable
+) -> ASGIApp:
+    guard = get_state(request).guard
+    if isinstance(exc, LoginRequired):
+        return exc.response or await guard.relogin_response(request, exc.reason)
+    return await guard.response_for(request, exc)
+
+
+# Starlette sends whatever ASGI app a handler returns; the guard's answer may be a custom one.
+
+
+async def _handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, (LoginRequired, ReloginRequired, ProviderUnavailable, StoreUnavailable))
+    return await _answer(request, exc)  # type: ignore[return-value]

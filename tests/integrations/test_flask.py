@@ -14,7 +14,13 @@ from asgiref.sync import async_to_sync
 from flask import Flask, session
 
 from asgi_oauth_guard import GuardAuth, MemoryStore, OAuthGuard, current_identity
-from asgi_oauth_guard.integrations.flask import current_token, current_user, login_required, wrap
+from asgi_oauth_guard.integrations.flask import (
+    current_token,
+    current_user,
+    login_required,
+    require_user,
+    wrap,
+)
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, BrowserFactory, login
@@ -60,6 +66,12 @@ def make_flask(provider: OAuthTestProvider) -> Flask:
                 return (await http.get(f"{ISSUER}/userinfo", auth=GuardAuth())).json()
 
         return async_to_sync(call)()
+
+    @flask_app.get("/typed")
+    def typed() -> dict[str, Any]:
+        return {"sub": require_user().sub}  # an Identity, never None
+
+    flask_app.add_url_rule("/api/typed", "api_typed", typed)
 
     @flask_app.get("/count")
     def count() -> dict[str, int]:
@@ -192,11 +204,27 @@ async def test_the_lifespan_is_answered_for_flask(guard: OAuthGuard) -> None:
         assert await from_app.receive() == {"type": "lifespan.shutdown.complete"}
 
 
-async def test_outside_the_guard_the_mistake_is_named(provider: OAuthTestProvider) -> None:
+async def test_require_user_answers_anonymous_users_with_the_guards_relogin_response(
+    browser: httpx.AsyncClient, provider: OAuthTestProvider
+) -> None:
+    page = await browser.get("/typed")
+    assert page.status_code == 303
+    assert page.headers["location"] == "/auth/login?next=%2Ftyped&reason=login_required"
+    api = await browser.get("/api/typed", headers=API)
+    assert api.status_code == 401 and api.json()["login_url"].startswith("/auth/login?next=%2Fapi%2Ftyped")
+    await login(browser, provider)
+    assert (await browser.get("/typed")).json() == {"sub": "alice"}
+
+
+@pytest.mark.parametrize("path", ["/private", "/typed", "/whoami"])
+async def test_under_flask_run_a_view_that_reads_the_user_says_to_serve_it_with_uvicorn(
+    provider: OAuthTestProvider, path: str
+) -> None:
     flask_app = make_flask(provider)
-    flask_app.testing = True
-    with flask_app.test_client() as client, pytest.raises(RuntimeError, match="wrap"):
-        client.get("/private")
+    flask_app.testing = True  # exceptions reach the caller, as the debugger of `flask run --debug` shows them
+    with flask_app.test_client() as client, pytest.raises(RuntimeError, match="flask run") as raised:
+        client.get(path)
+    assert "uvicorn yourmodule:app --reload" in str(raised.value) and "wrap(flask_app" in str(raised.value)
 
 
 _leaked: ContextVar[str | None] = ContextVar("leaked", default=None)
