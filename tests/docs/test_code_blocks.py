@@ -23,7 +23,7 @@ import re
 import shlex
 import sys
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -83,6 +83,23 @@ def environment(monkeypatch: pytest.MonkeyPatch, provider: OAuthTestProvider) ->
 
 
 @contextlib.contextmanager
+def django_settings_of_its_own() -> Iterator[None]:
+    """Django's settings are configured once per process: a block that configures them gets a blank slate,
+    and whatever this process had (the Django example's) comes back after it."""
+    from django.conf import settings
+    from django.urls import clear_url_caches
+    from django.utils.functional import empty
+
+    saved = settings._wrapped
+    settings._wrapped = empty
+    try:
+        yield
+    finally:
+        settings._wrapped = saved
+        clear_url_caches()
+
+
+@contextlib.contextmanager
 def imported(block: Block, directory: Path) -> Any:
     """The block as a module named after its place in the docs, as ``uvicorn module:app`` would load it."""
     name = "docs_" + re.sub(r"\W", "_", block.id.lower())
@@ -92,8 +109,9 @@ def imported(block: Block, directory: Path) -> Any:
     assert spec is not None and spec.loader is not None
     module: ModuleType = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    django = django_settings_of_its_own() if "settings.configure(" in block.code else contextlib.nullcontext()
     try:
-        with warnings.catch_warnings():
+        with django, warnings.catch_warnings():
             # Authlib, in the "before" half of the migration guide, deprecates parts of itself.
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"authlib\b")
             spec.loader.exec_module(module)

@@ -16,13 +16,13 @@ from examples._settings import Settings
 from ..conftest import SECRET_KEY
 
 APP = "http://app.test"
-EXAMPLES = ("starlette", "fastapi", "flask")
-# asgiref (under Flask) runs on asyncio only.
+EXAMPLES = ("starlette", "fastapi", "flask", "django")
+# asgiref (under Flask and Django) runs on asyncio only.
 CASES = [
     pytest.param(name, backend, id=f"{name}-{backend}")
     for name in EXAMPLES
     for backend in ("asyncio", "trio")
-    if not (name == "flask" and backend == "trio")
+    if not (name in ("flask", "django") and backend == "trio")
 ]
 
 

@@ -1,0 +1,175 @@
+"""The Django integration: Django's ASGI application behind the guard, sync and async views (asyncio only:
+asgiref has no trio)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from django.core.asgi import get_asgi_application
+from django.http import HttpRequest, JsonResponse
+from django.test import Client, override_settings
+from django.urls import path
+
+import examples.django_app  # noqa: F401  (configures Django's settings for this process, once)
+from asgi_oauth_guard import MemoryStore, OAuthGuard, ProviderUnavailable, Reason, ReloginRequired
+from asgi_oauth_guard.integrations.django import get_identity, login_required, require_identity, wrap
+from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
+
+from ..conftest import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, BrowserFactory, login
+
+pytestmark = pytest.mark.anyio
+
+API = {"accept": "application/json"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def whoami(request: HttpRequest) -> JsonResponse:
+    user = get_identity(request)
+    return JsonResponse({"sub": user.sub if user else None, "thread": threading.get_ident()})
+
+
+@login_required
+def sync_private(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"sub": require_identity(request).sub, "thread": threading.get_ident()})
+
+
+@login_required
+async def async_private(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"sub": require_identity(request).sub, "thread": threading.get_ident()})
+
+
+def sync_typed(request: HttpRequest) -> JsonResponse:  # no decorator: GuardMiddleware answers
+    return JsonResponse({"sub": require_identity(request).sub})
+
+
+async def async_typed(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"sub": require_identity(request).sub})
+
+
+@login_required
+def refused(request: HttpRequest) -> JsonResponse:
+    raise ReloginRequired(Reason.refresh_rejected)  # as GuardAuth raises it when a refresh is refused
+
+
+@login_required
+async def outage(request: HttpRequest) -> JsonResponse:
+    raise ProviderUnavailable("the provider did not answer")
+
+
+def middleware_outage(request: HttpRequest) -> JsonResponse:
+    raise ProviderUnavailable("the provider did not answer")
+
+
+urlpatterns = [
+    path("whoami", whoami),
+    path("sync", sync_private),
+    path("async", async_private),
+    path("api/sync", sync_private),
+    path("api/async", async_private),
+    path("typed/sync", sync_typed),
+    path("typed/async", async_typed),
+    path("api/refused", refused),
+    path("api/outage", outage),
+    path("api/middleware-outage", middleware_outage),
+]
+
+
+@pytest.fixture(autouse=True)
+def these_urls() -> Iterator[None]:
+    with override_settings(ROOT_URLCONF=__name__):
+        yield
+
+
+@pytest.fixture
+async def guard(provider: OAuthTestProvider, clock: FakeClock) -> AsyncIterator[OAuthGuard]:
+    async with httpx.AsyncClient(transport=provider.transport()) as http:
+        yield wrap(
+            get_asgi_application(),
+            issuer=ISSUER,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            secret_key=SECRET_KEY,
+            http_client=http,
+            clock=clock,
+            store=MemoryStore(clock=clock),
+        )
+
+
+@pytest.fixture
+def browser(guard: OAuthGuard, browser_factory: BrowserFactory) -> httpx.AsyncClient:
+    return browser_factory(guard)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_views_see_the_user(browser: httpx.AsyncClient, provider: OAuthTestProvider, kind: str) -> None:
+    assert (await browser.get("/whoami")).json()["sub"] is None
+    await login(browser, provider)
+    assert (await browser.get("/whoami")).json()["sub"] == "alice"
+    body = (await browser.get(f"/{kind}")).json()
+    assert body["sub"] == "alice"
+    assert (body["thread"] == threading.get_ident()) is (kind == "async")  # sync views run in a thread
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_login_required_answers_like_the_guard(browser: httpx.AsyncClient, kind: str) -> None:
+    page = await browser.get(f"/{kind}?tab=2")
+    assert page.status_code == 303
+    assert page.headers["location"] == f"/auth/login?next=%2F{kind}%3Ftab%3D2&reason=login_required"
+    api = await browser.get(f"/api/{kind}", headers=API)
+    assert api.status_code == 401 and api.headers["content-type"] == "application/json"
+    assert api.json() == {
+        "error": "login_required",
+        "reason": "login_required",
+        "login_url": f"/auth/login?next=%2Fapi%2F{kind}&reason=login_required",
+    }
+    assert api.headers["www-authenticate"].startswith("Bearer") and api.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_require_identity_is_answered_by_the_middleware(
+    browser: httpx.AsyncClient, provider: OAuthTestProvider, kind: str
+) -> None:
+    page = await browser.get(f"/typed/{kind}")
+    assert page.status_code == 303 and page.headers["location"].startswith("/auth/login?next=%2Ftyped")
+    await login(browser, provider)
+    assert (await browser.get(f"/typed/{kind}")).json() == {"sub": "alice"}
+
+
+async def test_guard_errors_raised_in_views_get_the_guards_answer(
+    browser: httpx.AsyncClient, provider: OAuthTestProvider
+) -> None:
+    await login(browser, provider)
+    refused = await browser.get("/api/refused", headers=API)
+    assert refused.status_code == 401 and refused.json()["reason"] == "refresh_rejected"
+    for path_ in ("/api/outage", "/api/middleware-outage"):
+        down = await browser.get(path_, headers=API)
+        assert down.status_code == 503 and down.headers["retry-after"]
+
+
+async def test_the_lifespan_is_answered_for_django(guard: OAuthGuard) -> None:
+    to_app, app_receives = anyio.create_memory_object_stream[dict[str, Any]](1)
+    app_sends, from_app = anyio.create_memory_object_stream[dict[str, Any]](1)
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    async with to_app, app_receives, app_sends, from_app, anyio.create_task_group() as tg:
+        tg.start_soon(guard, scope, app_receives.receive, app_sends.send)
+        await to_app.send({"type": "lifespan.startup"})
+        assert await from_app.receive() == {"type": "lifespan.startup.complete"}
+        await to_app.send({"type": "lifespan.shutdown"})
+        assert await from_app.receive() == {"type": "lifespan.shutdown.complete"}
+
+
+@pytest.mark.parametrize("path_", ["/whoami", "/sync", "/typed/sync"])
+def test_under_runserver_a_view_that_reads_the_user_says_to_serve_it_with_uvicorn(path_: str) -> None:
+    client = Client(raise_request_exception=True)  # Django over WSGI, as manage.py runserver serves it
+    with pytest.raises(RuntimeError, match="runserver") as raised:
+        client.get(path_)
+    assert "uvicorn project.asgi:application --reload" in str(raised.value)
