@@ -3,12 +3,17 @@ and the guard's ASGI response collected into status, headers and body for the fr
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import sys
+from collections.abc import Awaitable
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_oauth_guard import GuardState, ProviderUnavailable, Reason, ReloginRequired, StoreUnavailable
 
-__all__ = ["GuardError", "Rendered", "answer_lifespan", "render"]
+__all__ = ["GuardError", "Rendered", "answer_lifespan", "render", "run_in"]
 
 GuardError = Reason | ReloginRequired | ProviderUnavailable | StoreUnavailable
 Rendered = tuple[int, list[tuple[str, str]], bytes]
@@ -46,3 +51,17 @@ async def render(state: GuardState, scope: Scope, error: GuardError) -> Rendered
 
     await response(scope, receive, collect)
     return status, headers, b"".join(body)
+
+
+async def run_in(context: contextvars.Context, awaitable: Awaitable[None]) -> None:
+    """Await ``awaitable`` as a task running in ``context``; cancelling the caller cancels it."""
+
+    async def work() -> None:
+        await awaitable
+
+    loop = asyncio.get_running_loop()
+    if sys.version_info >= (3, 11):
+        task = loop.create_task(work(), context=context)
+    else:
+        task = context.run(loop.create_task, work())
+    await task  # a cancelled caller cancels the task it awaits

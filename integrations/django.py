@@ -20,6 +20,7 @@ then raises an error that says to serve the ASGI application with uvicorn.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -39,8 +40,9 @@ from asgi_oauth_guard import (
     StoreUnavailable,
     current_state,
 )
+from asgi_oauth_guard._context import request_context
 
-from ._asgi import GuardError, Rendered, answer_lifespan, render
+from ._asgi import GuardError, Rendered, answer_lifespan, render, run_in
 
 __all__ = ["GuardMiddleware", "LoginRequired", "get_identity", "login_required", "require_identity", "wrap"]
 
@@ -58,16 +60,22 @@ class LoginRequired(Exception):
 
 
 class _DjangoApp:
-    """Django's ASGI application with the lifespan answered (Django has none), so the guard's run."""
+    """Django's ASGI application with the lifespan answered (Django has none), so the guard's run.
+
+    Each request runs in a fresh copy of the context the app was built in, holding only this request's
+    guard state, as under Flask: asgiref, which runs Django's sync views, keeps its executors in context
+    variables, and a server task may start with the previous request's (cpython#140947).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._baseline = contextvars.copy_context()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await answer_lifespan(receive, send)
             return
-        await self.app(scope, receive, send)
+        await run_in(request_context(self._baseline, scope.get(SCOPE_KEY)), self.app(scope, receive, send))
 
 
 def wrap(django_app: ASGIApp, **guard_settings: Any) -> OAuthGuard:

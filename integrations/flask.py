@@ -20,11 +20,9 @@ WSGI views one at a time on its thread-sensitive thread.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
-import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, NoReturn, TypeVar, cast
 
@@ -46,7 +44,7 @@ from asgi_oauth_guard import (
 )
 from asgi_oauth_guard._context import request_context
 
-from ._asgi import GuardError, answer_lifespan, render
+from ._asgi import GuardError, answer_lifespan, render, run_in
 
 __all__ = ["current_token", "current_user", "login_required", "require_user", "wrap"]
 
@@ -79,21 +77,7 @@ class _FlaskApp:
             return
         context = request_context(self._baseline, scope.get(SCOPE_KEY))
         context.run(_scope.set, scope)
-        await _run_in(context, self._asgi(scope, receive, send))
-
-
-async def _run_in(context: contextvars.Context, awaitable: Awaitable[None]) -> None:
-    """Await ``awaitable`` as a task running in ``context``; cancelling the caller cancels it."""
-
-    async def work() -> None:
-        await awaitable
-
-    loop = asyncio.get_running_loop()
-    if sys.version_info >= (3, 11):
-        task = loop.create_task(work(), context=context)
-    else:
-        task = context.run(loop.create_task, work())
-    await task  # a cancelled caller cancels the task it awaits
+        await run_in(context, self._asgi(scope, receive, send))
 
 
 def wrap(flask_app: flask.Flask, **guard_settings: Any) -> OAuthGuard:
