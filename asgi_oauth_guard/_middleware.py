@@ -19,6 +19,7 @@ from ._crypto import Keyring
 from ._errors import ConfigurationError, ProviderUnavailable, ReloginRequired, StoreUnavailable
 from ._events import EventHook, GuardEvent, emit
 from ._flows import Flows
+from ._headers import own, private_send
 from ._http import BadRequest, ForwardedTrust, cookie
 from ._paths import PathRules, Prefixes, route_path
 from ._reasons import Reason
@@ -118,6 +119,9 @@ class OAuthGuard:
         post_logout_redirect: The path the browser goes to after signing out.
         rp_initiated_logout: Also end the user's session at the provider after signing out, when it has an
             ``end_session_endpoint``.
+        private_cache_headers: Add ``Cache-Control: private`` and ``Vary: Cookie`` to the app's responses to
+            signed-in requests, so no shared cache serves one user's page to another; a ``Cache-Control``
+            the app sets is kept, a ``Vary`` it sets gets ``Cookie`` added.
         on_event: A callable (plain or async) that gets a :class:`GuardEvent` for each sign-in, refresh,
             refused refresh, re-login and sign-out; for metrics and alerts. Its errors are logged, not raised.
         clock: The time in epoch seconds, for token expiry; tests pass a ``FakeClock``.
@@ -163,6 +167,7 @@ class OAuthGuard:
         http_timeout: float = 10,
         post_logout_redirect: str = "/",
         rp_initiated_logout: bool = False,
+        private_cache_headers: bool = True,
         on_event: EventHook | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -287,6 +292,7 @@ class OAuthGuard:
         )
         self._sessions = Sessions(checked, ttl=session_ttl)
         self._on_event = on_event
+        self._private = private_cache_headers
         self._refresher = Refresher(
             store=checked,
             sessions=self._sessions,
@@ -426,9 +432,11 @@ class OAuthGuard:
     ) -> None:
         if state.identity is None and self._paths.requires_login(path):
             assert reason is not None
-            response = await self._relogin.response(Request(scope), reason)
+            response = await self.relogin_response(Request(scope), reason)
             await response(scope, receive, send)
             return
+        if state.identity is not None and self._private:
+            send = private_send(send)
         if state.identity is None and reason is not None and reason is not Reason.login_required:
             state = GuardState(guard=self, identity=None, reason=reason)
         scope[SCOPE_KEY] = state
@@ -457,11 +465,11 @@ class OAuthGuard:
                 retry_after=5,
                 api_prefixes=self._api_prefixes,
             )
-        await response(scope, receive, send)
+        await own(response)(scope, receive, send)
 
     async def relogin_response(self, request: Request, reason: Reason = Reason.login_required) -> ASGIApp:
         """The configured re-login response for ``request``: what integrations answer for anonymous users."""
-        return await self._relogin.response(request, reason)
+        return own(await self._relogin.response(request, reason))
 
     async def response_for(
         self, request: Request, error: ReloginRequired | ProviderUnavailable | StoreUnavailable
@@ -471,13 +479,15 @@ class OAuthGuard:
         provider or the store is down (the session is kept). Integrations answer with this."""
         if isinstance(error, ReloginRequired):
             await emit(self._on_event, GuardEvent(kind="relogin", reason=error.reason, detail=error.detail))
-            return await self._relogin.response(request, error.reason)
+            return own(await self._relogin.response(request, error.reason))
         logger.warning("answering 503: %s", error)
-        return unavailable(
-            request,
-            "Sign-in is briefly unavailable; your session is kept. Try again shortly.",
-            retry_after=5,
-            api_prefixes=self._api_prefixes,
+        return own(
+            unavailable(
+                request,
+                "Sign-in is briefly unavailable; your session is kept. Try again shortly.",
+                retry_after=5,
+                api_prefixes=self._api_prefixes,
+            )
         )
 
     async def refresh_now(self, state: GuardState, *, rejected_token: str) -> Identity:

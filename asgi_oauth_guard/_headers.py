@@ -1,0 +1,77 @@
+"""Response headers the guard adds: on its own answers, and on the app's answers to signed-in requests.
+
+Two touch points, each one named function (STYLE 1): :func:`own` for every response the guard itself
+answers (its routes, the re-login response, the 503 of an outage), and :func:`private_send`, the ``send``
+wrapper for the app's responses to signed-in requests. Header tuples are built once, here.
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["OWN_HEADERS", "own", "private_send"]
+
+# The guard's pages hold sign-in links with ``next`` and ``reason``: no Referer to other sites, no
+# content-type sniffing, never framed (clickjacking a sign-in or sign-out button).
+OWN_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+)
+_OWN_NAMES = frozenset(name for name, _ in OWN_HEADERS)
+_CACHE_CONTROL = (b"cache-control", b"private")
+_VARY_COOKIE = (b"vary", b"Cookie")
+
+
+def own(response: ASGIApp) -> ASGIApp:
+    """``response`` with the guard's security headers (a header it already has is kept as it is).
+
+    A Starlette ``Response`` gets them in place, so integrations can still read its status and headers;
+    any other ASGI app (a custom ``relogin=`` callable's answer) is wrapped."""
+    if isinstance(response, Response):
+        present = {name for name, _ in response.raw_headers}
+        response.raw_headers.extend(h for h in OWN_HEADERS if h[0] not in present)
+        return response
+
+    async def with_own_headers(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_own(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {bytes(name).lower() for name, _ in headers}
+                if not present >= _OWN_NAMES:
+                    headers.extend(h for h in OWN_HEADERS if h[0] not in present)
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await response(scope, receive, send_own)
+
+    return with_own_headers
+
+
+def private_send(send: Send) -> Send:
+    """``send`` for the app's answer to a signed-in request: ``Cache-Control: private`` unless the app set a
+    ``Cache-Control``, and ``Cookie`` added to ``Vary`` unless it names ``Cookie`` or ``*`` already; so no
+    shared cache hands one user's page to another."""
+
+    async def send_private(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", ())
+            cache_control = False
+            vary: bytes | None = None
+            for name, value in headers:
+                name = bytes(name).lower()
+                if name == b"cache-control":
+                    cache_control = True
+                elif name == b"vary":
+                    vary = bytes(value) if vary is None else vary + b"," + bytes(value)
+            extra = []
+            if not cache_control:
+                extra.append(_CACHE_CONTROL)
+            if vary is None or not {v.strip().lower() for v in vary.split(b",")} & {b"cookie", b"*"}:
+                extra.append(_VARY_COOKIE)
+            if extra:
+                message = {**message, "headers": [*headers, *extra]}
+        await send(message)
+
+    return send_private

@@ -1,0 +1,123 @@
+"""The headers a security review expects: on every answer of the guard, and on signed-in pages of the app."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from asgi_oauth_guard import Reason
+from asgi_oauth_guard.testing import OAuthTestProvider
+
+from .conftest import BrowserFactory, GuardFactory, login, start_login
+
+pytestmark = pytest.mark.anyio
+
+OWN = {
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "frame-ancestors 'none'",
+}
+API = {"accept": "application/json"}
+
+
+def has_own_headers(response: httpx.Response) -> bool:
+    return all(response.headers.get(name) == value for name, value in OWN.items())
+
+
+def app_with_headers() -> Starlette:
+    async def plain(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("page")
+
+    async def cached(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("cached", headers={"cache-control": "max-age=60", "vary": "Accept"})
+
+    async def varies_on_cookie(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("v", headers={"vary": "Accept, Cookie"})
+
+    return Starlette(routes=[Route("/", plain), Route("/cached", cached), Route("/varies", varies_on_cookie)])
+
+
+async def test_every_answer_of_the_guard_carries_the_security_headers(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
+) -> None:
+    browser = browser_factory(guard_factory(require_login=["/me", "/api/"]))
+    answers = {
+        "relogin redirect": await browser.get("/me"),
+        "relogin json": await browser.get("/api/me", headers=API),
+        "login": await browser.get("/auth/login"),
+        "stop page": await browser.get("/auth/login", params={"reason": "state_expired"}),
+        "bad request": await browser.get("/auth/callback"),
+        "unknown state": await browser.get("/auth/callback", params={"state": "x", "code": "y"}),
+        "method": await browser.put("/auth/login"),
+    }
+    await login(browser, provider)
+    answers["logout"] = await browser.post("/auth/logout")
+    for name, response in answers.items():
+        assert has_own_headers(response), (name, response.status_code, response.headers)
+
+
+async def test_page_and_custom_relogin_answers_carry_them(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory
+) -> None:
+    page = browser_factory(guard_factory(relogin="page"))
+    assert has_own_headers(response := await page.get("/me")) and response.status_code == 401
+
+    def custom(request: Request, reason: Reason) -> ASGIApp:
+        async def teapot(scope: object, receive: object, send: object) -> None:
+            await Response("custom", status_code=418)(scope, receive, send)  # type: ignore[arg-type]
+
+        return teapot
+
+    answer = await browser_factory(guard_factory(relogin=custom)).get("/me")
+    assert answer.status_code == 418 and has_own_headers(answer)
+
+
+async def test_an_outage_answer_carries_them(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
+) -> None:
+    browser = browser_factory(guard_factory())
+    provider.fail_next(5, status=503, endpoint="discovery")
+    response = await browser.get("/auth/login")
+    assert response.status_code == 503 and has_own_headers(response)
+
+
+async def test_signed_in_pages_are_private_and_vary_on_cookie(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
+) -> None:
+    browser = browser_factory(guard_factory(app=app_with_headers()))
+    anonymous = await browser.get("/")
+    assert "cache-control" not in anonymous.headers and "vary" not in anonymous.headers
+    await login(browser, provider)
+    page = await browser.get("/")
+    assert page.headers["cache-control"] == "private"
+    assert page.headers.get_list("vary") == ["Cookie"]
+    assert not has_own_headers(page)  # the app's own pages are the app's
+    cached = await browser.get("/cached")  # the app's own Cache-Control is kept, Cookie joins its Vary
+    assert cached.headers.get_list("cache-control") == ["max-age=60"]
+    assert cached.headers.get_list("vary") == ["Accept", "Cookie"]
+    varies = await browser.get("/varies")
+    assert (
+        varies.headers.get_list("vary") == ["Accept, Cookie"] and varies.headers["cache-control"] == "private"
+    )
+
+
+async def test_the_private_headers_can_be_turned_off(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
+) -> None:
+    browser = browser_factory(guard_factory(app=app_with_headers(), private_cache_headers=False))
+    await login(browser, provider)
+    page = await browser.get("/")
+    assert page.status_code == 200 and "cache-control" not in page.headers and "vary" not in page.headers
+
+
+async def test_a_callback_answer_carries_them(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
+) -> None:
+    browser = browser_factory(guard_factory())
+    done = await browser.get(await start_login(browser, provider))
+    assert done.status_code == 303 and has_own_headers(done)
