@@ -14,6 +14,7 @@ from starlette.routing import Route
 from asgi_oauth_guard import MemoryStore, OAuthGuard, current_identity
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
+from .engines import engines, postgres_server, redis_cluster, redis_sentinel  # noqa: F401  (session fixtures)
 from .redis_server import redis_server, redis_url  # noqa: F401  (session fixtures for every folder)
 
 ISSUER = "https://idp.example.test"
