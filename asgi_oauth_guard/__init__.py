@@ -18,6 +18,7 @@ from ._errors import (
 )
 from ._events import EventHook, GuardEvent
 from ._middleware import OAuthGuard
+from ._postgres import PostgresStore
 from ._protocol import TokenSet
 from ._reasons import Reason
 from ._redis import RedisStore, store_from_url
@@ -40,6 +41,7 @@ __all__ = [
     "Identity",
     "MemoryStore",
     "OAuthGuard",
+    "PostgresStore",
     "Provider",
     "ProviderUnavailable",
     "Reason",

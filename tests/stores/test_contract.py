@@ -1,17 +1,22 @@
-"""One contract for every store: what the guard relies on, checked against MemoryStore and a real Redis."""
+"""One contract for every store: what the guard relies on, checked against MemoryStore, a real Redis
+(one server, a Cluster, a Sentinel-managed master) and a real PostgreSQL."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.sentinel import Sentinel
 
-from asgi_oauth_guard import MemoryStore, RedisStore, Store
+from asgi_oauth_guard import MemoryStore, PostgresStore, RedisStore, Store
 from asgi_oauth_guard.testing import FakeClock
+
+from ..engines import Engines
 
 pytestmark = pytest.mark.anyio
 
@@ -22,11 +27,15 @@ class StoreUnderTest:
     """A store, more stores on the same data (other "processes"), and a way to let time pass:
     the fake clock for MemoryStore, short real TTLs for Redis."""
 
-    def __init__(self, kind: str, *, redis_url: str | None = None, key_prefix: str = "") -> None:
+    def __init__(
+        self, kind: str, *, redis_url: str | None = None, engines: Engines | None = None, key_prefix: str = ""
+    ) -> None:
         self.kind = kind
         self._redis_url = redis_url
+        self._engines = engines
         self._key_prefix = key_prefix
-        self._clients: list[Redis] = []
+        self._table = "t_" + key_prefix.split(":")[1] if ":" in key_prefix else "t_contract"
+        self._clients: list[Any] = []
         self.clock = FakeClock()
         self._memory = MemoryStore(clock=self.clock)
         self.store = self.sibling()
@@ -39,8 +48,24 @@ class StoreUnderTest:
         process; the same store for MemoryStore, which lives in one process."""
         if self.kind == "memory":
             return self._memory
-        assert self._redis_url is not None
-        client = Redis.from_url(self._redis_url)
+        if self.kind == "redis":
+            assert self._redis_url is not None
+            client: Any = Redis.from_url(self._redis_url)
+            self._clients.append(client)
+            return RedisStore(client, key_prefix=self._key_prefix)
+        assert self._engines is not None
+        if self.kind == "postgres":
+            # A pool of its own, as another process would have.
+            store = PostgresStore.from_url(self._engines.postgres.url, table=self._table, max_size=4)
+            self._clients.append(store)
+            return store
+        if self.kind == "redis-cluster":
+            node = self._engines.cluster.nodes[len(self._clients) % 6]  # start from any node
+            client = RedisCluster(host="127.0.0.1", port=node.port)
+        else:
+            sentinel = Sentinel(self._engines.sentinel.sentinel_addresses)
+            self._clients += sentinel.sentinels
+            client = sentinel.master_for("guard")
         self._clients.append(client)
         return RedisStore(client, key_prefix=self._key_prefix)
 
@@ -60,7 +85,15 @@ class StoreUnderTest:
             await client.aclose()
 
 
-CASES = [("memory", "asyncio"), ("memory", "trio"), ("redis", "asyncio")]  # redis.asyncio needs asyncio
+# redis.asyncio and psycopg's async connections need asyncio.
+CASES = [
+    ("memory", "asyncio"),
+    ("memory", "trio"),
+    ("redis", "asyncio"),
+    ("redis-cluster", "asyncio"),
+    ("redis-sentinel", "asyncio"),
+    ("postgres", "asyncio"),
+]
 
 
 @pytest.fixture
@@ -68,7 +101,12 @@ async def case(
     kind: str, anyio_backend: str, request: pytest.FixtureRequest, key_prefix: str
 ) -> AsyncIterator[StoreUnderTest]:
     redis_url = request.getfixturevalue("redis_url") if kind == "redis" else None
-    under_test = StoreUnderTest(kind, redis_url=redis_url, key_prefix=key_prefix)
+    engines = (
+        request.getfixturevalue("engines")
+        if kind in ("redis-cluster", "redis-sentinel", "postgres")
+        else None
+    )
+    under_test = StoreUnderTest(kind, redis_url=redis_url, engines=engines, key_prefix=key_prefix)
     yield under_test
     await under_test.aclose()
 
