@@ -56,6 +56,10 @@ const REFRESH_TOKEN_TTL = intFromEnv('REFRESH_TOKEN_TTL', 3600, 1);
 // token really die after 5 s.
 const CLOCK_TOLERANCE = intFromEnv('CLOCK_TOLERANCE', 0);
 const DEFAULT_ACCOUNT = process.env.DEFAULT_ACCOUNT || 'alice';
+// A second confidential client with the same redirect URIs, for tests of tokens issued to another client
+// (an ID token whose aud is not the guard's). Off unless SECOND_CLIENT_ID is set.
+const SECOND_CLIENT_ID = process.env.SECOND_CLIENT_ID || '';
+const SECOND_CLIENT_SECRET = process.env.SECOND_CLIENT_SECRET || crypto.randomBytes(24).toString('base64url');
 const LOG_EVENTS = process.env.LOG_EVENTS === '1';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -302,24 +306,35 @@ function pageShell(title, body) {
   return `<!DOCTYPE html><html><head><meta charset="utf-8"><title>${title}</title></head><body>${body}</body></html>`;
 }
 
+// The signing keys, newest first: oidc-provider signs with the first one of the alg. POST
+// /admin/rotate-signing-key puts a new one in front (the old one stays published, as providers do).
+const signingKeys = [signingKey()];
+const COOKIE_KEYS = [crypto.randomBytes(32).toString('base64url')];
+
+function clientConfig(clientId, clientSecret) {
+  return {
+    client_id: clientId,
+    client_secret: clientSecret,
+    application_type: 'native',
+    redirect_uris: REDIRECT_URIS,
+    post_logout_redirect_uris: POST_LOGOUT_REDIRECT_URIS,
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    // client_secret_post is accepted too: oidc-provider takes either secret method for this client
+    token_endpoint_auth_method: 'client_secret_basic',
+  };
+}
+
 function createProvider(issuer) {
   const configuration = {
     adapter: LoopbackAdapter,
     clients: [
-      {
-        client_id: CLIENT_ID,
-        client_secret: CLIENT_SECRET,
-        application_type: 'native',
-        redirect_uris: REDIRECT_URIS,
-        post_logout_redirect_uris: POST_LOGOUT_REDIRECT_URIS,
-        grant_types: ['authorization_code', 'refresh_token'],
-        response_types: ['code'],
-        // client_secret_post is accepted too: oidc-provider takes either secret method for this client
-        token_endpoint_auth_method: 'client_secret_basic',
-      },
+      clientConfig(CLIENT_ID, CLIENT_SECRET),
+      ...(SECOND_CLIENT_ID ? [clientConfig(SECOND_CLIENT_ID, SECOND_CLIENT_SECRET)] : []),
     ],
-    jwks: { keys: [signingKey()] },
-    cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+    jwks: { keys: [...signingKeys] },
+    // kept across rotations (the provider object is rebuilt), so sessions and interactions survive
+    cookies: { keys: COOKIE_KEYS },
     clockTolerance: CLOCK_TOLERANCE,
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
     // the token request must name the redirect_uri it used, even with one registered URI
@@ -486,6 +501,7 @@ async function route(req, res) {
     return undefined;
   }
 
+  if (req.method === 'GET' && url.pathname === '/jwks') journalAdd({ event: 'request', path: '/jwks' });
   if (req.method === 'POST' && (url.pathname === '/token' || url.pathname === '/token/revocation')) {
     // counted as they arrive, before oidc-provider reads them: the events above say how each one ended
     journalAdd({ event: 'request', path: url.pathname });
@@ -493,6 +509,14 @@ async function route(req, res) {
 
   if (url.pathname.startsWith('/admin/')) {
     if (!isLoopback(req.socket.remoteAddress)) return sendJson(res, 403, { error: 'forbidden' });
+    if (url.pathname === '/admin/rotate-signing-key' && req.method === 'POST') {
+      // a new signing key after discovery (rp-key-rotation-op-sign-key): the provider is rebuilt with it in
+      // front; grants, sessions and tokens live in the module-level adapter and survive
+      signingKeys.unshift(signingKey());
+      provider = createProvider(issuer);
+      providerCallback = provider.callback();
+      return sendJson(res, 200, { kids: signingKeys.map((k) => k.kid) });
+    }
     if (url.pathname === '/admin/health' && req.method === 'GET') {
       return sendJson(res, 200, { status: 'ok', issuer, client_id: CLIENT_ID });
     }

@@ -110,6 +110,7 @@ CASES: Mapping[str, Conformance] = MappingProxyType(
         "x-id_token-azp-mismatch": _case(claims=MappingProxyType({"azp": OTHER_CLIENT})),
         "x-id_token-nonce-list": _case(nonce="list"),
         "x-id_token-typ-at+jwt": _case(typ="at+jwt"),
+        "x-id_token-expired": _case(claims=MappingProxyType({"exp": 1_000_000_000})),
     }
 )
 

@@ -97,6 +97,7 @@ SIGN_IN_CASES = [
     Case(name="x-id_token-azp-mismatch", accept=False),
     Case(name="x-id_token-nonce-list", accept=False),
     Case(name="x-id_token-typ-at+jwt", accept=False),
+    Case(name="x-id_token-expired", accept=False),
 ]
 OWN_TESTS = {"rp-discovery-issuer-not-matching-config", "rp-key-rotation-op-sign-key", "rp-init-logout"}
 
@@ -275,6 +276,35 @@ async def test_rp_key_rotation_op_sign_key(world: World) -> None:
     assert provider.count("jwks") == 1
     second = await sign_in(world.browser(guard), provider)
     assert_signed_in(second)
+    assert provider.count("jwks") == 2
+
+
+async def test_sign_ins_racing_after_a_rotation_share_one_refetch(world: World) -> None:
+    """Two callbacks carrying the new kid at once: the second waits for the first one's JWKS fetch and
+    uses its result, rather than being refused by the refetch limit."""
+    provider = world.provider("rp-key-rotation-op-sign-key")
+    guard = world.guard(provider)
+    assert_signed_in(await sign_in(world.browser(guard), provider))
+    browsers = [world.browser(guard) for _ in range(2)]
+    callbacks = []
+    for browser in browsers:
+        login = await browser.get("/auth/login", params={"next": "/me"})
+        callbacks.append(await provider.complete_authorization(login.headers["location"]))
+    answers: list[httpx.Response] = []
+
+    async def finish(browser: httpx.AsyncClient, url: str) -> None:
+        answers.append(await browser.get(url))
+
+    with provider.hold("jwks") as hold:
+        async with anyio.create_task_group() as tg:
+            for browser, url in zip(browsers, callbacks, strict=True):
+                tg.start_soon(finish, browser, url)
+            with anyio.fail_after(10):
+                await hold.wait_entered(1)
+            await anyio.wait_all_tasks_blocked()
+            hold.release()
+    assert [a.status_code for a in answers] == [303, 303]
+    assert all(a.headers["location"] == "/me" for a in answers)
     assert provider.count("jwks") == 2
 
 
