@@ -140,6 +140,17 @@ class OAuthClient:
         self._jwks: KeySet | None = None
         self._jwks_refetched_at: float | None = None
 
+    def reroute(self, http: httpx.AsyncClient) -> httpx.AsyncClient:
+        """Send every call through ``http`` from now on, and forget the endpoints discovered and the keys
+        fetched so far (another server may answer now); returns the client used until now. For tests:
+        ``asgi_oauth_guard.testing.signed_in`` routes a guard to the embedded provider this way."""
+        previous, self._http = self._http, http
+        if self._issuer is not None:
+            self._provider = None
+        self._jwks = None
+        self._jwks_refetched_at = None
+        return previous
+
     async def provider(self) -> Provider:
         """The provider's endpoints; discovery runs once, and again only after a failure."""
         if self._provider is not None:

@@ -315,6 +315,8 @@ class OAuthGuard:
             trust=trust,
         )
         self.login_path = login_path
+        self.redirect_uri = redirect_uri
+        """The pinned redirect URI (from ``redirect_uri`` or ``public_url``), or ``None``."""
         self._api_prefixes = Prefixes("api_prefixes", api_prefixes)
         self._paths = PathRules(
             require_all=require_login is True,

@@ -15,5 +15,15 @@ from ._conformance import Conformance
 from ._faults import Hold
 from ._provider import OAuthTestProvider
 from ._records import RecordedCall
+from ._signed_in import find_guard, signed_in
 
-__all__ = ["CONFORMANCE_CASES", "Conformance", "FakeClock", "Hold", "OAuthTestProvider", "RecordedCall"]
+__all__ = [
+    "CONFORMANCE_CASES",
+    "Conformance",
+    "FakeClock",
+    "Hold",
+    "OAuthTestProvider",
+    "RecordedCall",
+    "find_guard",
+    "signed_in",
+]

@@ -52,6 +52,9 @@ _METHODS: dict[Endpoint, tuple[str, ...]] = {
     "revoke": ("POST",),
     "end_session": ("GET", "POST"),
 }
+_RESERVED_CLAIMS = frozenset(
+    {"iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "auth_time", "azp", "at_hash", "c_hash", "sid", "jti"}
+)
 _PAGE_ENDPOINTS = frozenset({"authorize", "end_session"})
 _MAX_BODY = 64 * 1024
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -277,13 +280,32 @@ class OAuthTestProvider:
 
     # users
 
-    def add_user(self, sub: str, *, email: str | None = None, name: str | None = None) -> None:
-        """Add a user who can sign in, or replace its claims. A user "alice" exists from the start."""
+    def add_user(
+        self,
+        sub: str,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add a user who can sign in, or replace its claims. A user "alice" exists from the start.
+
+        ``claims`` go into the ID token and ``/userinfo`` as they are (``{"groups": ["admin"]}``); the
+        registered ones the provider sets itself (``iss``, ``sub``, ``aud``, ``exp``, ...) cannot be given.
+        """
         if not sub:
             raise ValueError("sub must not be empty")
+        extra = dict(claims or {})
+        reserved = sorted(extra.keys() & _RESERVED_CLAIMS)
+        if reserved:
+            raise ValueError(f"claims= cannot set {reserved}: the provider sets them itself")
         self._server.users[sub] = User(
-            sub=sub, email=email or f"{sub}@example.test", name=name or sub.title()
+            sub=sub, email=email or f"{sub}@example.test", name=name or sub.title(), extra=extra
         )
+
+    def has_user(self, sub: str) -> bool:
+        """Whether a user ``sub`` exists."""
+        return sub in self._server.users
 
     def login_as(self, sub: str) -> None:
         """Choose whom auto-approve (and `complete_authorization` without `user=`) signs in."""

@@ -97,6 +97,7 @@ class User:
     email: str
     name: str
     disabled: bool = False
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -169,6 +170,7 @@ def _scope_claims(user: User, scopes: set[str]) -> dict[str, Any]:
     if "profile" in scopes:
         claims["name"] = user.name
         claims["preferred_username"] = user.sub
+    claims.update(user.extra)
     return claims
 
 

@@ -17,6 +17,8 @@ def test_public_names() -> None:
         "Hold",
         "OAuthTestProvider",
         "RecordedCall",
+        "find_guard",
+        "signed_in",
     ]
     for name in testing.__all__:
         value = getattr(testing, name)
