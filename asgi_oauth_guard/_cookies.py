@@ -7,9 +7,37 @@ from typing import Literal
 from starlette.responses import Response
 from starlette.types import Scope
 
+from ._errors import ConfigurationError
 from ._http import ForwardedTrust, request_origin
 
 SameSite = Literal["lax", "strict", "none"]
+BASE_NAME = "guard_session"
+
+
+def default_cookie_name(*, secure: bool | None, domain: str | None, path: str) -> str:
+    """The session cookie's name when none is configured: the strongest prefix the attributes allow.
+
+    Browsers accept a ``__Host-`` cookie only with ``Secure``, no ``Domain`` and ``Path=/``, and a
+    ``__Secure-`` one only with ``Secure``; in exchange no other site, subdomain or plain-http page can set
+    or overwrite it (cookie tossing). ``secure=None`` (decided per request) gets no prefix: an http request
+    could never carry the cookie again.
+    """
+    if secure is not True:
+        return BASE_NAME
+    if not domain and path == "/":
+        return "__Host-" + BASE_NAME
+    return "__Secure-" + BASE_NAME
+
+
+def check_cookie_prefix(name: str, *, secure: bool | None, domain: str | None, path: str) -> None:
+    """Refuse a prefixed name the browser would drop for its attributes: signing in would never stick."""
+    if name.startswith("__Host-") and (secure is False or domain or path != "/"):
+        raise ConfigurationError(
+            f"cookie_name={name!r}: browsers keep __Host- cookies only when Secure, without "
+            "cookie_domain and with cookie_path='/'"
+        )
+    if name.startswith(("__Host-", "__Secure-")) and secure is False:
+        raise ConfigurationError(f"cookie_name={name!r}: a __Secure- or __Host- cookie needs cookie_secure")
 
 
 class CookieJar:

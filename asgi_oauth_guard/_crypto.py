@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -47,6 +48,21 @@ def unseal(key: bytes, aad: bytes, blob: bytes) -> bytes | None:
         return AESGCM(key).decrypt(blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :], aad)
     except InvalidTag:
         return None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Binding:
+    """The browser ids a binding cookie carries: the current one, and the one it replaced (for a while)."""
+
+    current: str
+    previous: str | None = None
+    previous_until: float = 0
+
+    def ids(self, now: float) -> tuple[str, ...]:
+        """The ids whose records this browser may open now, the current one first."""
+        if self.previous is not None and now < self.previous_until:
+            return (self.current, self.previous)
+        return (self.current,)
 
 
 class Keyring:
@@ -87,18 +103,37 @@ class Keyring:
         self._verified[value] = opened
         return opened
 
-    def new_binding_cookie(self) -> tuple[str, str]:
-        """A fresh browser binding ``(browser_id, cookie_value)``."""
-        browser_id = b64e(os.urandom(32))
-        return browser_id, self._binding.sign(browser_id).decode("ascii")
+    def new_binding_cookie(
+        self, *, previous: str | None = None, previous_until: float = 0
+    ) -> tuple[str, str]:
+        """A fresh browser binding ``(browser_id, cookie_value)``.
 
-    def open_binding_cookie(self, value: str) -> str | None:
+        ``previous``: the id this one replaces (renewed after a sign-in), still accepted until
+        ``previous_until`` (epoch seconds) so that sign-ins other tabs started before can finish.
+        """
+        browser_id = b64e(os.urandom(32))
+        return browser_id, self.binding_cookie(browser_id, previous=previous, previous_until=previous_until)
+
+    def binding_cookie(
+        self, browser_id: str, *, previous: str | None = None, previous_until: float = 0
+    ) -> str:
+        payload = browser_id if previous is None else f"{browser_id}~{previous}~{int(previous_until)}"
+        return self._binding.sign(payload).decode("ascii")
+
+    def open_binding_cookie(self, value: str) -> Binding | None:
         if len(value) > MAX_COOKIE_LENGTH:
             return None
         try:
-            return self._binding.unsign(value.encode("ascii")).decode("ascii")
+            payload = self._binding.unsign(value.encode("ascii")).decode("ascii")
         except (BadSignature, UnicodeError, ValueError):
             return None
+        current, _, rest = payload.partition("~")
+        previous, _, until = rest.partition("~")
+        if not previous:
+            return Binding(current=current)
+        return Binding(
+            current=current, previous=previous, previous_until=int(until) if until.isdigit() else 0
+        )
 
     def derive(self, purpose: str, browser_id: str) -> bytes:
         """A 32-byte key or tag for ``purpose``, bound to a browser: transactions are sealed with it,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import hmac
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -40,6 +42,8 @@ MAX_STATE_LENGTH = 256
 MAX_CODE_LENGTH = 2048
 # Duplicate callbacks parked at once in this process, waiting for a winner; more get a 503 at once.
 MAX_WAITING_DUPLICATES = 1000
+# What an outcome that this browser's keys cannot open reads as.
+_NOT_OURS = Outcome(ok=False, next="/", reason="state_expired")
 
 
 class Flows:
@@ -62,6 +66,7 @@ class Flows:
         max_transactions: int,
         code_lifetime: float,
         duplicate_wait: float,
+        duplicate_window: float,
         max_waiting_duplicates: int = MAX_WAITING_DUPLICATES,
         post_logout_redirect: str,
         rp_initiated_logout: bool,
@@ -87,6 +92,7 @@ class Flows:
         self._max_tx = max_transactions
         self._code_lifetime = code_lifetime
         self._duplicate_wait = duplicate_wait
+        self._duplicate_window = duplicate_window
         self._max_waiting = max_waiting_duplicates
         self._duplicates_waiting = 0
         self._post_logout = post_logout_redirect
@@ -147,9 +153,12 @@ class Flows:
     def _browser(self, scope: Scope) -> tuple[str, str]:
         value = cookie(scope, self._cookies.binding_name)
         if value:
-            browser_id = self._keys.open_binding_cookie(value)
-            if browser_id is not None:
-                return browser_id, value
+            binding = self._keys.open_binding_cookie(value)
+            if binding is not None:
+                if binding.previous is not None and len(binding.ids(self._clock())) == 1:
+                    # The id it replaced has served its time: stop carrying it.
+                    return binding.current, self._keys.binding_cookie(binding.current)
+                return binding.current, value
         return self._keys.new_binding_cookie()
 
     async def _cap_transactions(self, browser_id: str, state: str) -> None:
@@ -192,28 +201,31 @@ class Flows:
             # A speculative load must not spend the code: refuse it so the browser loads it for real later.
             return Response(status_code=503, headers={**NO_STORE, "Vary": "Sec-Purpose", "Retry-After": "0"})
 
-        browser_id = None
         value = cookie(scope, self._cookies.binding_name)
-        if value:
-            browser_id = self._keys.open_binding_cookie(value)
-        if browser_id is None:
+        binding = self._keys.open_binding_cookie(value) if value else None
+        if binding is None:
             return await self._refuse(request, state, "no_binding_cookie")
-        tx_key = self._keys.derive("tx", browser_id)
+        keys = [(bid, self._keys.derive("tx", bid)) for bid in binding.ids(self._clock())]  # current first
+        code_hash = hashlib.sha256(code.encode()).hexdigest()
 
-        outcome = await self._outcome(state, tx_key)
-        if outcome is not None:
-            return await self._answer(request, outcome)
+        found = await self._outcome(state, keys)
+        if found is not None:
+            return await self._answer(request, found[0], code_hash=code_hash, renew=found[1])
         sealed = await self._store.get(TX_PREFIX + state)
         if sealed is None:
             # The winner records its outcome before it drops the transaction: it may have done both
             # since the outcome was read above (another task, process or host).
-            outcome = await self._outcome(state, tx_key)
-            if outcome is not None:
-                return await self._answer(request, outcome)
+            found = await self._outcome(state, keys)
+            if found is not None:
+                return await self._answer(request, found[0], code_hash=code_hash, renew=found[1])
             return await self._unknown_state(request)
-        plain = unseal(tx_key, state.encode(), sealed)
-        if plain is None:
+        opened = next(
+            ((bid, key, plain) for bid, key in keys if (plain := unseal(key, state.encode(), sealed))),
+            None,
+        )
+        if opened is None:
             return await self._refuse(request, state, "binding_mismatch")
+        tx_id, tx_key, plain = opened
         tx = Transaction.loads(plain)
 
         provider = await self._client.provider()
@@ -229,12 +241,12 @@ class Flows:
             )
 
         if not await self._store.add(CLAIM_PREFIX + state, b"1", ttl=self._tx_ttl):
-            return await self._wait_for_outcome(request, state, tx_key)
+            return await self._wait_for_outcome(request, state, keys, code_hash)
         done = anyio.Event()
         self._waiting[state] = done
         try:
             with anyio.CancelScope(shield=True):
-                result = await self._exchange(request, state, code, tx, tx_key)
+                result = await self._exchange(request, state, code, code_hash, tx, tx_key)
         finally:
             del self._waiting[state]
             done.set()
@@ -242,13 +254,15 @@ class Flows:
             previous = await self._current_session(scope)
             if previous is not None:
                 await self._sessions.delete(previous.sid)  # a new login replaces the old session
-        return await self._answer(request, result)
+        return await self._answer(
+            request, result, code_hash=code_hash, renew=tx_id if tx_id == binding.current else None
+        )
 
     async def _exchange(
-        self, request: Request, state: str, code: str, tx: Transaction, tx_key: bytes
+        self, request: Request, state: str, code: str, code_hash: str, tx: Transaction, tx_key: bytes
     ) -> Outcome:
         """The one exchange of this code: record the outcome for every duplicate, whatever happens."""
-        code_mark = CODE_PREFIX + hashlib.sha256(code.encode()).hexdigest()
+        code_mark = CODE_PREFIX + code_hash
         outcome: Outcome
         if not await self._store.add(code_mark, b"1", ttl=self._tx_ttl):
             outcome = Outcome(ok=False, next=tx.next, reason=Reason.code_reused.value)
@@ -314,6 +328,7 @@ class Flows:
                 # The code may have been spent at the provider: never send it again, start a new login.
                 logger.warning("code exchange failed: %s", exc)
                 outcome = Outcome(ok=False, next=tx.next, unavailable=True)
+        outcome = dataclasses.replace(outcome, code_hash=code_hash, at=self._clock())
         await self._store.set(
             OUTCOME_PREFIX + state,
             seal(tx_key, b"outcome:" + state.encode(), outcome.dumps()),
@@ -322,16 +337,24 @@ class Flows:
         await self._store.delete(TX_PREFIX + state)
         return outcome
 
-    async def _outcome(self, state: str, tx_key: bytes) -> Outcome | None:
+    async def _outcome(
+        self, state: str, keys: Sequence[tuple[str, bytes]]
+    ) -> tuple[Outcome, str | None] | None:
+        """The recorded outcome of ``state``, and this browser's current id if its key opened it (``keys``:
+        the browser's ids and keys, the current one first). An outcome sealed for another browser reads as
+        a refusal."""
         sealed = await self._store.get(OUTCOME_PREFIX + state)
         if sealed is None:
             return None
-        plain = unseal(tx_key, b"outcome:" + state.encode(), sealed)
-        return (
-            Outcome.loads(plain) if plain is not None else Outcome(ok=False, next="/", reason="state_expired")
-        )
+        for bid, key in keys:
+            plain = unseal(key, b"outcome:" + state.encode(), sealed)
+            if plain is not None:
+                return Outcome.loads(plain), bid if bid == keys[0][0] else None
+        return _NOT_OURS, None
 
-    async def _wait_for_outcome(self, request: Request, state: str, tx_key: bytes) -> ASGIApp:
+    async def _wait_for_outcome(
+        self, request: Request, state: str, keys: Sequence[tuple[str, bytes]], code_hash: str
+    ) -> ASGIApp:
         """A duplicate of a callback being exchanged: wait (bounded) and answer what the winner answers.
 
         At most ``max_waiting_duplicates`` wait at once in this process; more are answered 503 at once."""
@@ -350,9 +373,9 @@ class Flows:
                     await local.wait()
                 pause = 0.01
                 while True:
-                    outcome = await self._outcome(state, tx_key)
-                    if outcome is not None:
-                        return await self._answer(request, outcome)
+                    found = await self._outcome(state, keys)
+                    if found is not None:
+                        return await self._answer(request, found[0], code_hash=code_hash, renew=found[1])
                     await anyio.sleep(pause)  # the winner is in another process
                     pause = min(pause * 2, 0.2)
         finally:
@@ -364,7 +387,14 @@ class Flows:
             api_prefixes=self._api_prefixes,
         )
 
-    async def _answer(self, request: Request, outcome: Outcome) -> ASGIApp:
+    async def _answer(
+        self, request: Request, outcome: Outcome, *, code_hash: str, renew: str | None = None
+    ) -> ASGIApp:
+        """The answer to a callback whose outcome is recorded. ``renew``: the browser's current binding id,
+        when the sign-in was bound to it: a session handed out here retires it."""
+        if outcome is _NOT_OURS:
+            # Sealed for another browser, or for an id this browser had two sign-ins ago.
+            return await self._unknown_state(request)
         if not outcome.ok:
             if outcome.unavailable:
                 return unavailable(
@@ -379,15 +409,32 @@ class Flows:
         current = await self._current_session(request.scope)
         if current is not None and current.sid == outcome.sid:
             return RedirectResponse(outcome.next, status_code=303, headers=NO_STORE)
-        # This login's session, unless it has ended since (logged out, or its grant revoked and the user
-        # signed in again): a replayed callback never hands the browser a dead session over a working one.
-        if outcome.cookie is not None and await self._working_session(outcome.cookie) is not None:
+        # This login's session, only for a true duplicate (same code, within the window), and unless it has
+        # ended since: a replay never hands the browser a dead session over a working one, and a callback
+        # URL replayed later (from history, logs, a copied binding cookie) never hands out a live one.
+        if (
+            outcome.cookie is not None
+            and self._is_duplicate(outcome, code_hash)
+            and await self._working_session(outcome.cookie) is not None
+        ):
             response = RedirectResponse(outcome.next, status_code=303, headers=NO_STORE)
             self._cookies.set_session(response, request.scope, outcome.cookie)
+            if renew is not None:
+                # A browser id serves one sign-in: the next ones get a new id. The old one stays readable
+                # for a transaction's lifetime, so sign-ins other tabs started can still finish.
+                value = self._keys.new_binding_cookie(
+                    previous=renew, previous_until=self._clock() + self._tx_ttl
+                )[1]
+                self._cookies.set_binding(response, request.scope, value)
             return response
         if current is not None:  # a late replay of an older login: keep the session the browser has now
             return RedirectResponse(outcome.next, status_code=303, headers=NO_STORE)
         return await self._relogin.response(request, Reason.state_expired, next_path=outcome.next)
+
+    def _is_duplicate(self, outcome: Outcome, code_hash: str) -> bool:
+        if outcome.code_hash is None or not hmac.compare_digest(outcome.code_hash, code_hash):
+            return False
+        return 0 <= self._clock() - outcome.at <= self._duplicate_window
 
     async def _unknown_state(self, request: Request) -> ASGIApp:
         """Unknown or expired state: a late replay (back button) when the browser is signed in."""

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import _id_token
 from ._client import ClientAuthMethod, OAuthClient, Provider
 from ._context import SCOPE_KEY, GuardState, Identity, _state
-from ._cookies import CookieJar, SameSite
+from ._cookies import CookieJar, SameSite, check_cookie_prefix, default_cookie_name
 from ._crypto import Keyring
 from ._errors import ConfigurationError, ProviderUnavailable, ReloginRequired, StoreUnavailable
 from ._events import EventHook, GuardEvent, emit
@@ -99,7 +99,11 @@ class OAuthGuard:
             for page loads, 401 JSON for API calls), ``"redirect"`` (always 303), ``"page"`` (a 401 sign-in
             page for page loads), ``"json"`` (always 401 JSON), or a callable ``(request, reason)`` that
             returns an ASGI response.
-        cookie_name: The session cookie's name; the sign-in cookie is this name plus ``_tx``.
+        cookie_name: The session cookie's name; the sign-in cookie is this name plus ``_tx``. ``None``:
+            ``__Host-guard_session`` when the cookies are always ``Secure`` (an https ``public_url`` or
+            ``redirect_uri``, or ``cookie_secure=True``), have no ``Domain`` and ``Path=/``, so that no
+            other site or subdomain can set or overwrite them; ``__Secure-guard_session`` when they are
+            always ``Secure`` but have a ``Domain`` or another ``Path``; else ``guard_session``.
         cookie_secure: The cookies' ``Secure`` flag. ``None``: on when ``redirect_uri`` or ``public_url`` is
             https, else when the request came over https.
         cookie_domain: The cookies' ``Domain``. ``None``: host-only cookies.
@@ -108,7 +112,10 @@ class OAuthGuard:
             Sign-in with a provider on another site needs ``"lax"`` or ``"none"``.
         session_ttl: Seconds a session lasts after sign-in (14 days), unless the provider ends it sooner.
         transaction_ttl: Seconds a sign-in may take, from the redirect to the provider to the callback
-            (10 minutes); duplicate callbacks get the same answer for this long.
+            (10 minutes); a callback loaded again within this time goes to the same ``next``.
+        duplicate_window: Seconds after a sign-in completes during which a duplicate of its callback
+            (the same code, from the same browser: a double click, a reload) is handed the same session
+            (30). Later replays go to ``next`` with whatever session the browser has.
         max_transactions_per_browser: Sign-ins in flight at once per browser (tabs); the oldest give way.
         code_lifetime: The provider's authorization-code lifetime in seconds; only used to explain a refused
             code: one refused after this long is reported as ``code_expired``.
@@ -154,13 +161,14 @@ class OAuthGuard:
         public_paths: Sequence[str] = (),
         api_prefixes: Sequence[str] = ("/api/",),
         relogin: ReloginMode | ReloginHandler = "auto",
-        cookie_name: str = "guard_session",
+        cookie_name: str | None = None,
         cookie_secure: bool | None = None,
         cookie_domain: str | None = None,
         cookie_path: str = "/",
         cookie_same_site: SameSite = "lax",
         session_ttl: float = 14 * 24 * 3600,
         transaction_ttl: float = 600,
+        duplicate_window: float = 30,
         max_transactions_per_browser: int = 5,
         code_lifetime: float = 60,
         refresh_leeway: float = 60,
@@ -231,6 +239,7 @@ class OAuthGuard:
         for name, value in (
             ("session_ttl", session_ttl),
             ("transaction_ttl", transaction_ttl),
+            ("duplicate_window", duplicate_window),
             ("code_lifetime", code_lifetime),
             ("http_timeout", http_timeout),
         ):
@@ -246,7 +255,7 @@ class OAuthGuard:
             raise ConfigurationError(
                 "cookie_same_site='none' needs cookie_secure=True (browsers refuse it otherwise)"
             )
-        if not cookie_name or any(c in cookie_name for c in " ;=,\t\"'"):
+        if cookie_name is not None and (not cookie_name or any(c in cookie_name for c in " ;=,\t\"'")):
             raise ConfigurationError(f"cookie_name= is not a valid cookie name: {cookie_name!r}")
         if redirect_uri is not None and public_url is not None:
             raise ConfigurationError("give redirect_uri= or public_url=, not both")
@@ -261,6 +270,10 @@ class OAuthGuard:
                 )
             if cookie_secure is None:
                 cookie_secure = redirect_uri.startswith("https:")
+        if cookie_name is None:
+            cookie_name = default_cookie_name(secure=cookie_secure, domain=cookie_domain, path=cookie_path)
+        else:
+            check_cookie_prefix(cookie_name, secure=cookie_secure, domain=cookie_domain, path=cookie_path)
         if not post_logout_redirect.startswith("/") or post_logout_redirect.startswith("//"):
             raise ConfigurationError("post_logout_redirect= must be a path on this site, such as '/'")
         try:
@@ -341,6 +354,7 @@ class OAuthGuard:
             max_transactions=max_transactions_per_browser,
             code_lifetime=code_lifetime,
             duplicate_wait=http_timeout + 5,
+            duplicate_window=duplicate_window,
             post_logout_redirect=post_logout_redirect,
             rp_initiated_logout=rp_initiated_logout,
             fetch_userinfo="body" if fetch_userinfo == "body" else ("header" if fetch_userinfo else None),

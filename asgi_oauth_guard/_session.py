@@ -31,7 +31,8 @@ class Transaction:
 class Outcome:
     """What the one exchange of a code gave, kept under its ``state`` for duplicates and late replays.
 
-    ``cookie`` is the new session cookie: duplicates from the same browser answer with the same session.
+    ``cookie`` is the new session cookie: it goes only to true duplicates, from the same browser (the
+    record is sealed for it) with the same code (``code_hash``), within the duplicate window from ``at``.
     """
 
     ok: bool
@@ -40,6 +41,8 @@ class Outcome:
     sid: str | None = None
     reason: str | None = None
     unavailable: bool = False
+    code_hash: str | None = None
+    at: float = 0.0
 
     def dumps(self) -> bytes:
         return json.dumps(dataclasses.asdict(self)).encode()

@@ -62,6 +62,9 @@ app = OAuthGuard(
     secret_key=os.environ["GUARD_SECRET_KEY"],
     store=store,
     public_url=os.environ["GUARD_PUBLIC_URL"],
+    # The tests talk plain http to the workers behind an https public_url and read the cookies by
+    # name; the default (__Host-guard_session here) is tested in tests/test_callback.py.
+    cookie_name="guard_session",
     require_login=True,
     public_paths=["/ready"],
     http_timeout=float(os.environ["GUARD_HTTP_TIMEOUT"]),
