@@ -23,6 +23,7 @@ from ._http import BadRequest, ForwardedTrust, cookie, headers_map, query_params
 from ._paths import Prefixes
 from ._protocol import authorize_url, classify_code_error, is_prefetch, new_pkce, new_state, safe_next
 from ._reasons import Reason
+from ._refresh import Refresher, revoke
 from ._relogin import NO_STORE, STOP_REASONS, Relogin, bad_request, login_url, sign_in_page, unavailable
 from ._session import Outcome, Session, Transaction
 from ._sessions import Sessions
@@ -53,6 +54,7 @@ class Flows:
         client: OAuthClient,
         store: Store,
         sessions: Sessions,
+        refresher: Refresher,
         keyring: Keyring,
         cookies: CookieJar,
         relogin: Relogin,
@@ -78,6 +80,7 @@ class Flows:
         self._client = client
         self._store = store
         self._sessions = sessions
+        self._refresher = refresher
         self._keys = keyring
         self._cookies = cookies
         self._relogin = relogin
@@ -468,19 +471,14 @@ class Flows:
             return _method_not_allowed("GET, POST")
         value = cookie(scope, self._cookies.session_name)
         opened = self._keys.open_session_cookie(value) if value else None
-        session = await self._sessions.load(*opened) if opened is not None else None
+        # Ended under the session's refresh lock: a refresh in flight finishes first, so the refresh token
+        # revoked below is the newest; one that finishes later finds the session gone and revokes its own.
+        session = await self._refresher.end(*opened) if opened is not None else None
         target = self._post_logout
         if session is not None:
-            await self._sessions.delete(session.sid)
             tokens = session.tokens
             if tokens is not None:
-                try:
-                    if tokens.refresh_token is not None:
-                        await self._client.revoke(tokens.refresh_token, "refresh_token")
-                    else:
-                        await self._client.revoke(tokens.access_token, "access_token")
-                except (ProviderUnavailable, TokenEndpointError) as exc:
-                    logger.warning("token revocation at logout failed: %s", type(exc).__name__)
+                await revoke(self._client, tokens)
                 provider = await self._client.provider()
                 if self._rp_logout and provider.end_session_endpoint and tokens.id_token:
                     post_logout = request_origin(scope, self._trust) + root_path(scope) + self._post_logout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from ._events import EventHook, GuardEvent, emit
 from ._flows import Flows
 from ._headers import own, private_send
 from ._http import BadRequest, ForwardedTrust, cookie
+from ._lifetime import TOUCH_INTERVAL, Lifetime
 from ._paths import PathRules, Prefixes, route_path
 from ._reasons import Reason
 from ._refresh import Refresher
@@ -32,6 +34,8 @@ from ._store import CheckedStore, MemoryStore, Store
 logger = logging.getLogger("asgi_oauth_guard")
 
 __all__ = ["OAuthGuard"]
+
+DEFAULT_SESSION_MAX_AGE = 12 * 3600.0
 
 
 class OAuthGuard:
@@ -110,7 +114,12 @@ class OAuthGuard:
         cookie_path: The cookies' ``Path``.
         cookie_same_site: The cookies' ``SameSite``: ``"lax"``, ``"strict"`` or ``"none"`` (needs ``Secure``).
             Sign-in with a provider on another site needs ``"lax"`` or ``"none"``.
-        session_ttl: Seconds a session lasts after sign-in (14 days), unless the provider ends it sooner.
+        session_max_age: Seconds a session lasts from sign-in, however often it is used or refreshed
+            (12 hours: the re-authentication bound of NIST SP 800-63B AAL2 and OWASP ASVS 3.3.2 level 2).
+            The provider can end it sooner (a refused refresh, its ``refresh_expires_in``).
+        session_idle_timeout: Seconds without a request after which a session ends (8 hours), counted to
+            within a minute; ``None``: no idle timeout. ASVS level 2 asks for 30 minutes (``1800``).
+        session_ttl: Deprecated: the old name of ``session_max_age``.
         transaction_ttl: Seconds a sign-in may take, from the redirect to the provider to the callback
             (10 minutes); a callback loaded again within this time goes to the same ``next``.
         duplicate_window: Seconds after a sign-in completes during which a duplicate of its callback
@@ -166,7 +175,9 @@ class OAuthGuard:
         cookie_domain: str | None = None,
         cookie_path: str = "/",
         cookie_same_site: SameSite = "lax",
-        session_ttl: float = 14 * 24 * 3600,
+        session_max_age: float | None = None,
+        session_idle_timeout: float | None = 8 * 3600,
+        session_ttl: float | None = None,
         transaction_ttl: float = 600,
         duplicate_window: float = 30,
         max_transactions_per_browser: int = 5,
@@ -236,8 +247,24 @@ class OAuthGuard:
                 raise ConfigurationError(f"{name}= must be a path such as '/auth/login', got {path!r}")
         if len(set(paths.values())) != 3:
             raise ConfigurationError("login_path, callback_path and logout_path must differ")
+        if session_ttl is not None:
+            if session_max_age is not None:
+                raise ConfigurationError("give session_max_age= only: session_ttl= is its deprecated name")
+            warnings.warn(
+                "OAuthGuard(session_ttl=...) is deprecated: use session_max_age=... (the same setting)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            session_max_age = session_ttl
+        if session_max_age is None:
+            session_max_age = DEFAULT_SESSION_MAX_AGE
+        if session_idle_timeout is not None and not session_idle_timeout >= 2 * TOUCH_INTERVAL:
+            raise ConfigurationError(
+                f"session_idle_timeout= must be at least {2 * TOUCH_INTERVAL:.0f} seconds (it is counted to "
+                f"within a minute), or None for no idle timeout; got {session_idle_timeout!r}"
+            )
         for name, value in (
-            ("session_ttl", session_ttl),
+            ("session_max_age", session_max_age),
             ("transaction_ttl", transaction_ttl),
             ("duplicate_window", duplicate_window),
             ("code_lifetime", code_lifetime),
@@ -303,7 +330,11 @@ class OAuthGuard:
             client_key=client_key,
             id_token_alg=id_token_signed_response_alg,
         )
-        self._sessions = Sessions(checked, ttl=session_ttl)
+        self._sessions = Sessions(
+            checked,
+            lifetime=Lifetime(max_age=session_max_age, idle_timeout=session_idle_timeout),
+            clock=clock,
+        )
         self._on_event = on_event
         self._private = private_cache_headers
         self._refresher = Refresher(
@@ -323,7 +354,7 @@ class OAuthGuard:
             domain=cookie_domain,
             secure=cookie_secure,
             same_site=cookie_same_site,
-            session_max_age=int(session_ttl),
+            session_max_age=int(session_max_age),
             binding_max_age=int(transaction_ttl),
             trust=trust,
         )
@@ -341,6 +372,7 @@ class OAuthGuard:
             client=self.client,
             store=checked,
             sessions=self._sessions,
+            refresher=self._refresher,
             keyring=self._keyring,
             cookies=self._cookies,
             relogin=self._relogin,
@@ -393,8 +425,8 @@ class OAuthGuard:
             return
         try:
             session = await self._sessions.load(*opened)
-            if session is not None and session.tokens is not None and self._refresher.due(session):
-                session = await self._fresh(session, opened[1])
+            if session is not None:
+                session = await self._keep(session, opened[1])
         except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
             await (await self.response_for(Request(scope), exc))(scope, receive, send)
             return
@@ -404,6 +436,19 @@ class OAuthGuard:
             await self._pass(scope, receive, send, path, self._anonymous, Reason.refresh_rejected)
         else:
             await self._pass(scope, receive, send, path, self._publish(session, opened), None)
+
+    async def _keep(self, session: Session, key: bytes) -> Session:
+        """The session as this request may use it: ended if it is too old or idle, refreshed if its token
+        is due, and its use written down if the last record of it is over a minute old."""
+        now = self._clock()
+        ended = self._sessions.lifetime.ended(session, now)
+        if ended is not None:
+            raise await self._refresher.expire(session, ended)
+        if session.tokens is not None and self._refresher.due(session):
+            return await self._fresh(session, key)  # a refresh writes last_seen too
+        if self._sessions.lifetime.touch_due(session, now):
+            return await self._refresher.touch(session, key)
+        return session
 
     async def _fresh(self, session: Session, key: bytes) -> Session:
         """Refresh a due token. If the provider is down, keep serving a token that is still valid."""

@@ -33,6 +33,7 @@ class TokenSet:
     scope: str | None = None
     issued_at: float
     expires_at: float | None = None
+    refresh_expires_at: float | None = None
 
     def lifetime(self) -> float | None:
         return None if self.expires_at is None else self.expires_at - self.issued_at
@@ -104,21 +105,61 @@ def refresh_due(tokens: TokenSet, now: float, leeway: float) -> bool:
     return tokens.expires_at - now <= leeway
 
 
+# Longest lifetime believed from an answer (ten years): more is a provider bug, and a float that large
+# would overflow the arithmetic done with it. Anything not in (0, MAX_EXPIRES_IN] reads as "not said".
+MAX_EXPIRES_IN = 10 * 365 * 24 * 3600.0
+
+# Providers that say "the user's grant is gone" with their own words (GitHub and Slack answer 200 with an
+# error body): the same as invalid_grant for the guard. Every other error code is the client's problem.
+_GRANT_ERRORS = frozenset(
+    {
+        "invalid_grant",
+        "bad_refresh_token",  # GitHub
+        "bad_verification_code",  # GitHub, code exchange
+        "invalid_refresh_token",  # Slack
+        "invalid_code",  # Slack
+        "code_already_used",  # Slack
+        "token_revoked",  # Slack
+        "token_expired",  # Slack
+    }
+)
+
+
+def grant_refused(error: TokenEndpointError) -> bool:
+    """Whether the provider refused the user's grant (their session must end), rather than this client
+    (``invalid_client``, ``unauthorized_client``, ``invalid_request``...: every session is kept)."""
+    return error.error in _GRANT_ERRORS
+
+
+def _seconds(value: Any) -> float | None:
+    """A positive, sane number of seconds from an answer, or ``None`` (absent, not a number, absurd)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and not 0 < value <= MAX_EXPIRES_IN:
+        return None  # a huge int would not even convert to float
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and 0 < seconds <= MAX_EXPIRES_IN else None
+
+
 def parse_token_response(status: int, body: Any, *, now: float, previous: TokenSet | None = None) -> TokenSet:
     """Turn a token-endpoint answer into a ``TokenSet`` or raise the matching error.
 
-    A refresh answer without a refresh token keeps the previous one (RFC 6749 section 6).
+    A refresh answer without a refresh token keeps the previous one (RFC 6749 section 6). An OAuth error
+    (also in a 200, as GitHub and Slack send it) is a ``TokenEndpointError``; an answer that is neither
+    tokens nor an OAuth error (HTML, invalid JSON, an array, a non-string token) is ``ProviderUnavailable``:
+    nobody's session ends over it. A missing ``token_type`` reads as Bearer, an ``expires_in`` that is not
+    a sane positive number as absent.
     """
     if status >= 500:
         raise ProviderUnavailable(f"the token endpoint answered {status}")
     if not isinstance(body, dict):
-        if status >= 400:
-            raise TokenEndpointError("invalid_request", "non-JSON error answer", status=status)
         raise ProviderUnavailable(f"the token endpoint answered {status} without a JSON object")
-    if status >= 400 or "error" in body:
-        error = body.get("error")
-        if not isinstance(error, str) or not error:
-            error = "invalid_request"
+    error = body.get("error")
+    if status >= 400 or error is not None:
+        if not isinstance(error, str) or not error or len(error) > 100 or not error.isprintable():
+            raise ProviderUnavailable(f"the token endpoint answered {status} without an OAuth error code")
         if error == "temporarily_unavailable":
             raise ProviderUnavailable("the token endpoint said temporarily_unavailable")
         description = body.get("error_description")
@@ -129,31 +170,33 @@ def parse_token_response(status: int, body: Any, *, now: float, previous: TokenS
         )
     access_token = body.get("access_token")
     if not isinstance(access_token, str) or not access_token:
-        raise TokenEndpointError("invalid_response", "the answer has no access_token", status=status)
-    expires_in = body.get("expires_in")
-    expires_at: float | None = None
-    if (
-        isinstance(expires_in, (int, float))
-        and not isinstance(expires_in, bool)
-        and math.isfinite(expires_in)
-    ):
-        expires_at = now + max(0.0, float(expires_in))
-    elif isinstance(expires_in, str) and expires_in.isdigit():
-        expires_at = now + float(expires_in)
+        raise ProviderUnavailable("the token endpoint answered without a usable access_token")
+    expires_in = _seconds(body.get("expires_in"))
+    # Keycloak's refresh_expires_in: when the refresh token dies (0 means it does not, for offline tokens).
+    refresh_expires_in = _seconds(body.get("refresh_expires_in"))
     refresh_token = body.get("refresh_token")
-    if not isinstance(refresh_token, str) or not refresh_token:
+    rotated = isinstance(refresh_token, str) and bool(refresh_token)
+    if not rotated:
         refresh_token = previous.refresh_token if previous is not None else None
+    refresh_expires_at: float | None = None
+    if refresh_expires_in is not None:
+        refresh_expires_at = now + refresh_expires_in
+    elif not rotated and previous is not None:
+        refresh_expires_at = previous.refresh_expires_at
     id_token = body.get("id_token")
     scope = body.get("scope")
     token_type = body.get("token_type")
+    if not isinstance(token_type, str) or not token_type or token_type.lower() == "bearer":
+        token_type = "Bearer"
     return TokenSet(
         access_token=access_token,
-        token_type=token_type if isinstance(token_type, str) and token_type else "Bearer",
-        refresh_token=refresh_token,
+        token_type=token_type,
+        refresh_token=refresh_token if isinstance(refresh_token, str) else None,
         id_token=id_token if isinstance(id_token, str) and id_token else None,
         scope=scope if isinstance(scope, str) else (previous.scope if previous is not None else None),
         issued_at=now,
-        expires_at=expires_at,
+        expires_at=None if expires_in is None else now + expires_in,
+        refresh_expires_at=refresh_expires_at,
     )
 
 

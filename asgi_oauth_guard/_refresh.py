@@ -2,26 +2,41 @@
 
 A rotating refresh token presented twice makes real providers revoke the whole grant, so the guard never
 sends one twice: concurrent requests share one refresh; after taking the lock the session is read again and
-the refresh is skipped when another worker already did it; the new refresh token is saved before anyone
-answers. The token request and the save run shielded from cancellation: a client that goes away mid-refresh
-must not lose a rotated refresh token the provider already issued.
+the refresh is skipped when another worker already did it; each refresh token is claimed before it is sent
+(``_refresh_results``), so a worker that lost the lock or read a stale session reuses the result instead;
+the new refresh token is saved before anyone answers. The token request and the save run shielded from
+cancellation: a client that goes away mid-refresh must not lose a rotated refresh token the provider already
+issued.
+
+The lock's lease (``2 * http_timeout + 5``) outlasts the token request: discovery and the token call are each
+bounded by ``http_timeout`` as a whole (``OAuthClient``). Should the lease run out anyway (a paused process,
+a store failover), the claim on the refresh token still stops a second sending.
+
+The session's end is fenced here too: sign-out takes the same lock (``end``), every write of an existing
+session is a ``replace`` that cannot re-create it, and a refresh that finds its session gone revokes the
+tokens it got. Only the user's grant refused (``invalid_grant``) drops a session's tokens; the provider
+refusing this client (``invalid_client``...) keeps every session and pauses refreshes (``ClientBreaker``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 
+from ._breaker import ClientBreaker
 from ._client import OAuthClient
 from ._errors import GuardError, ProviderUnavailable, ReloginRequired, StoreUnavailable, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
-from ._protocol import refresh_due
+from ._lifetime import refresh_token_expired
+from ._protocol import TokenSet, grant_refused, misconfiguration_fix, refresh_due
 from ._reasons import Reason
+from ._refresh_results import RefreshResults
 from ._session import Session
 from ._sessions import Sessions
 from ._store import Store
@@ -31,6 +46,16 @@ logger = logging.getLogger("asgi_oauth_guard")
 LOCK_PREFIX = "lock:refresh:"
 # Refreshed sessions kept in memory while the store cannot take them (an outage), at most.
 MAX_UNSAVED = 10_000
+# After the provider refuses this client, no refresh for this long; then one probe.
+CLIENT_REFUSAL_COOLDOWN = 30.0
+
+
+class ClientRefused(ProviderUnavailable):
+    """The provider refused this client (not the user): answered as an outage, with the error code."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+        super().__init__(f"the provider refused this client: {error}")
 
 
 @dataclasses.dataclass
@@ -63,9 +88,72 @@ class Refresher:
         self._on_event = on_event
         self._flights: dict[str, _Flight] = {}
         self._unsaved: dict[str, Session] = {}
+        self._results = RefreshResults(store, ttl=2 * lease)
+        self.breaker = ClientBreaker(cooldown=CLIENT_REFUSAL_COOLDOWN, clock=clock)
 
     def due(self, session: Session) -> bool:
         return session.tokens is not None and refresh_due(session.tokens, self._clock(), self._leeway)
+
+    # -- the session's end -------------------------------------------------------------------------
+
+    async def end(self, sid: str, key: bytes) -> Session | None:
+        """End a session now (sign-out): the newest version of it, to revoke its tokens, or ``None``.
+
+        Taken under the session's refresh lock (waited for at most one lease), so a refresh in flight
+        finishes first and its new refresh token is the one revoked. Without the lock the session ends all
+        the same: a refresh finishing later finds it gone and revokes what it got.
+        """
+        owner = os.urandom(12).hex()
+        locked = False
+        with anyio.move_on_after(self._lease):
+            flight = self._flights.get(sid)
+            if flight is not None:
+                await flight.done.wait()
+            locked = await self._take_lock(sid, owner)
+        try:
+            session = await self._sessions.load(sid, key)
+            await self._sessions.delete(sid)
+            self._unsaved.pop(sid, None)
+        finally:
+            if locked:
+                await self._release(sid, owner)
+        return session
+
+    async def expire(self, session: Session, detail: str) -> ReloginRequired:
+        """End a session that passed a time limit; the error to answer with."""
+        await self._sessions.delete(session.sid)
+        return ReloginRequired(Reason.session_expired, detail)
+
+    async def touch(self, session: Session, key: bytes) -> Session:
+        """Write down that the session was used now (for the idle timeout); at most once a minute.
+
+        Under the refresh lock, so a touch never writes back tokens that a refresh replaced meanwhile;
+        when the lock is taken, a refresh holds it and writes ``last_seen`` itself. Best effort: a store
+        that fails here costs the request nothing."""
+        if session.sid in self._flights:
+            return session
+        owner = os.urandom(12).hex()
+        try:
+            if not await self._store.acquire(LOCK_PREFIX + session.sid, owner, lease=self._lease):
+                return session
+        except StoreUnavailable:
+            return session
+        try:
+            current = await self._sessions.load(session.sid, key)
+            if current is None:
+                raise ReloginRequired(Reason.session_expired, "session_gone")
+            if not self._sessions.lifetime.touch_due(current, self._clock()):
+                return current
+            touched = dataclasses.replace(current, last_seen=self._clock())
+            if not await self._sessions.replace(touched, key):
+                raise ReloginRequired(Reason.session_expired, "session_gone")
+            return touched
+        except StoreUnavailable:
+            return session
+        finally:
+            await self._release(session.sid, owner)
+
+    # -- refresh -----------------------------------------------------------------------------------
 
     async def refresh(self, session: Session, key: bytes, *, rejected_token: str | None = None) -> Session:
         """A session with a fresh access token. ``rejected_token``: the resource server refused this
@@ -102,6 +190,8 @@ class Refresher:
                 event = GuardEvent(
                     kind="refresh_failed", sub=sub, reason=failure.reason, detail=failure.detail
                 )
+            elif isinstance(failure, ClientRefused):
+                event = GuardEvent(kind="refresh_failed", sub=sub, detail=failure.error)
             else:
                 event = GuardEvent(kind="refresh_failed", sub=sub, detail="provider_unavailable")
             await emit(self._on_event, event)
@@ -120,25 +210,56 @@ class Refresher:
             return current.tokens.access_token == rejected_token
         return self.due(current)
 
+    async def _take_lock(
+        self,
+        sid: str,
+        owner: str,
+        done: Callable[[], Awaitable[bool]] | None = None,
+        *,
+        within: float | None = None,
+    ) -> bool:
+        """Take the session's refresh lock, polling while another process holds it. ``done`` is called
+        between polls and ends the wait (``False``) when it returns true; ``within`` bounds it (raising
+        ``TimeoutError``); without it the caller bounds the wait."""
+        deadline = None if within is None else time.monotonic() + within
+        pause = 0.01
+        while not await self._store.acquire(LOCK_PREFIX + sid, owner, lease=self._lease):
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+            if done is not None and await done():
+                return False
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError
+        return True
+
+    async def _release(self, sid: str, owner: str) -> None:
+        try:
+            await self._store.release(LOCK_PREFIX + sid, owner)
+        except StoreUnavailable:
+            logger.warning("could not release a refresh lock; its lease will expire")
+
     async def _refresh_locked(
         self, seen: Session, key: bytes, rejected_token: str | None
     ) -> tuple[Session, bool]:
         """The session with a fresh token, and whether this call got it from the provider."""
-        lock = LOCK_PREFIX + seen.sid
         owner = os.urandom(12).hex()
-        deadline = time.monotonic() + self._wait
-        pause = 0.01
-        while not await self._store.acquire(lock, owner, lease=self._lease):
+        found: list[Session] = []
+
+        async def done_elsewhere() -> bool:
             # Another process holds the lock: wait for its result rather than refreshing beside it.
-            await anyio.sleep(pause)
-            pause = min(pause * 2, 0.25)
             current = await self._sessions.load(seen.sid, key)
             if current is None:
                 raise ReloginRequired(Reason.session_expired, "session_gone")
             if not self._still_needed(current, seen, rejected_token):
-                return current, False
-            if time.monotonic() > deadline:
-                raise ProviderUnavailable("another worker holds this session's refresh lock")
+                found.append(current)
+                return True
+            return False
+
+        try:
+            if not await self._take_lock(seen.sid, owner, done_elsewhere, within=self._wait):
+                return found[0], False
+        except TimeoutError:
+            raise ProviderUnavailable("another worker holds this session's refresh lock") from None
         try:
             current = await self._sessions.load(seen.sid, key)
             unsaved = self._unsaved.pop(seen.sid, None)
@@ -154,29 +275,92 @@ class Refresher:
             assert current.tokens is not None
             if current.tokens.refresh_token is None:
                 raise ReloginRequired(Reason.session_expired, "no_refresh_token")
+            if refresh_token_expired(current, self._clock()):
+                raise await self.expire(current, "refresh_token_expired")
             try:
-                tokens = await self._client.refresh(current.tokens)
+                tokens = await self._spend(current, key)
             except TokenEndpointError as exc:
-                logger.warning(
-                    "the provider refused a refresh: %s", exc.describe(current.tokens.refresh_token)
-                )
                 await self._sessions.drop_tokens(current, key)
                 raise ReloginRequired(Reason.refresh_rejected, exc.error) from None
-            updated = dataclasses.replace(current, tokens=tokens, refreshes=current.refreshes + 1)
+            updated = dataclasses.replace(
+                current, tokens=tokens, refreshes=current.refreshes + 1, last_seen=self._clock()
+            )
             await self._save_refreshed(updated, key)
             return updated, True
         finally:
-            try:
-                await self._store.release(lock, owner)
-            except Exception:
-                logger.warning("could not release a refresh lock; its lease will expire")
+            await self._release(seen.sid, owner)
+
+    async def _spend(self, session: Session, key: bytes) -> TokenSet:
+        """Present the session's refresh token, once: new tokens, or the result of whoever spent it."""
+        assert session.tokens is not None
+        assert session.tokens.refresh_token is not None
+        spent = session.tokens.refresh_token
+        if not await self._results.claim(spent):
+            # Claimed already: this session was read from before a refresh, or a worker lost the lock.
+            result = await self._results.wait(spent, session.sid, key, within=self._wait)
+            if result is None:
+                raise ProviderUnavailable("another worker is spending this session's refresh token")
+            logger.info("reused the result of a refresh another worker made with the same refresh token")
+            return result
+        if not self.breaker.allow():
+            await self._unclaim(spent)
+            raise ClientRefused("paused")
+        try:
+            tokens = await self._client.refresh(session.tokens)
+        except TokenEndpointError as exc:
+            await self._unclaim(spent)
+            if grant_refused(exc):
+                self.breaker.answered()
+                logger.warning("the provider refused a refresh: %s", exc.describe(spent))
+                raise
+            self.breaker.refused()
+            logger.error(
+                "the provider refused a refresh with %s: %s. Every session is kept; refreshes pause for "
+                "%.0f s, then one is tried at a time until one succeeds",
+                exc.describe(spent),
+                misconfiguration_fix(exc.error),
+                CLIENT_REFUSAL_COOLDOWN,
+            )
+            raise ClientRefused(exc.error) from None
+        except ProviderUnavailable:
+            self.breaker.inconclusive()
+            await self._unclaim(spent)
+            raise
+        self.breaker.answered()
+        # If the store fails here, the save below fails too, and keeps the tokens in this process.
+        with contextlib.suppress(StoreUnavailable):
+            await self._results.record(spent, session.sid, key, tokens)
+        return tokens
+
+    async def _unclaim(self, refresh_token: str) -> None:
+        try:
+            await self._results.unclaim(refresh_token)
+        except StoreUnavailable:
+            logger.warning("could not release a refresh token's claim; refreshes wait for its expiry")
 
     async def _save_refreshed(self, session: Session, key: bytes) -> None:
-        """Save a refreshed session; if the store fails, keep it in this process until it can be saved."""
+        """Save a refreshed session; if the store fails, keep it in this process until it can be saved.
+        If the session ended meanwhile (signed out), never re-create it: revoke what the refresh got."""
         try:
-            await self._sessions.save(session, key)
+            saved = await self._sessions.replace(session, key)
         except StoreUnavailable:
             if session.sid not in self._unsaved and len(self._unsaved) >= MAX_UNSAVED:
                 self._unsaved.pop(next(iter(self._unsaved)))
             self._unsaved[session.sid] = session
             raise
+        if not saved:
+            assert session.tokens is not None
+            await revoke(self._client, session.tokens)
+            raise ReloginRequired(Reason.session_expired, "ended_during_refresh")
+
+
+async def revoke(client: OAuthClient, tokens: TokenSet) -> None:
+    """Revoke a session's grant at the provider (RFC 7009), best effort: the refresh token when there is
+    one (which ends the grant at most providers), else the access token."""
+    try:
+        if tokens.refresh_token is not None:
+            await client.revoke(tokens.refresh_token, "refresh_token")
+        else:
+            await client.revoke(tokens.access_token, "access_token")
+    except (ProviderUnavailable, TokenEndpointError) as exc:
+        logger.warning("token revocation failed: %s", type(exc).__name__)

@@ -54,13 +54,22 @@ class Outcome:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Session:
-    """A signed-in user: their tokens (``None`` once the provider refused them) and ID-token claims."""
+    """A signed-in user: their tokens (``None`` once the provider refused them) and ID-token claims.
+
+    ``created_at`` is the sign-in (the absolute age counts from it; refreshes never move it);
+    ``last_seen`` is the last request that was written down (at most once a minute), for the idle timeout.
+    """
 
     sid: str
     tokens: TokenSet | None
     claims: dict[str, Any]
     created_at: float
     refreshes: int = 0
+    last_seen: float | None = None
+
+    @property
+    def seen_at(self) -> float:
+        return self.created_at if self.last_seen is None else self.last_seen
 
     def dumps(self) -> bytes:
         data = dataclasses.asdict(self)

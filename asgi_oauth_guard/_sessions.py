@@ -2,14 +2,20 @@
 
 A decrypted session is remembered next to the exact ciphertext it came from; when the store returns the
 same bytes again (the usual case), the hot path skips decryption and JSON entirely.
+
+A new session is written with ``create``; every later write is a ``replace`` (set only if it still
+exists), so a refresh or a touch that finishes after the session ended (signed out, expired) never
+brings it back.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 
 from ._crypto import seal, unseal
+from ._lifetime import Lifetime
 from ._session import Session
 from ._store import Store
 
@@ -17,9 +23,12 @@ SESSION_PREFIX = "s:"
 
 
 class Sessions:
-    def __init__(self, store: Store, *, ttl: float, cache_size: int = 10_000) -> None:
+    def __init__(
+        self, store: Store, *, lifetime: Lifetime, clock: Callable[[], float], cache_size: int = 10_000
+    ) -> None:
         self._store = store
-        self._ttl = ttl
+        self.lifetime = lifetime
+        self._clock = clock
         self._cache: dict[str, tuple[bytes, bytes, Session]] = {}
         self._cache_size = cache_size
 
@@ -42,14 +51,26 @@ class Sessions:
         return session
 
     async def save(self, session: Session, key: bytes) -> None:
+        """Write a new session (a sign-in)."""
         blob = seal(key, session.sid.encode(), session.dumps())
-        await self._store.set(SESSION_PREFIX + session.sid, blob, ttl=self._ttl)
+        ttl = self.lifetime.ttl(session, self._clock())
+        await self._store.set(SESSION_PREFIX + session.sid, blob, ttl=ttl)
         self._remember(session.sid, blob, key, session)
+
+    async def replace(self, session: Session, key: bytes) -> bool:
+        """Write an existing session; ``False`` (and nothing written) when it has ended meanwhile."""
+        blob = seal(key, session.sid.encode(), session.dumps())
+        ttl = self.lifetime.ttl(session, self._clock())
+        if not await self._store.replace(SESSION_PREFIX + session.sid, blob, ttl=ttl):
+            self._cache.pop(session.sid, None)
+            return False
+        self._remember(session.sid, blob, key, session)
+        return True
 
     async def drop_tokens(self, session: Session, key: bytes) -> Session:
         """Forget the tokens the provider refused; the session stays so later answers say why."""
         emptied = dataclasses.replace(session, tokens=None)
-        await self.save(emptied, key)
+        await self.replace(emptied, key)
         return emptied
 
     async def delete(self, sid: str) -> None:

@@ -9,6 +9,7 @@ import pytest
 from starlette.responses import PlainTextResponse
 
 import asgi_oauth_guard
+from asgi_oauth_guard._lifetime import Lifetime
 from asgi_oauth_guard import ConfigurationError, OAuthGuard, Provider
 
 GOOD: dict[str, Any] = {
@@ -59,7 +60,9 @@ def build(**changes: Any) -> OAuthGuard:
         ({"callback_path": "//evil/cb"}, "callback_path= must be a path"),
         ({"logout_path": "/auth/login"}, "must differ"),
         ({"transaction_ttl": 0}, "transaction_ttl= must be positive"),
-        ({"session_ttl": -1}, "session_ttl= must be positive"),
+        ({"session_max_age": -1}, "session_max_age= must be positive"),
+        ({"session_idle_timeout": 30}, "session_idle_timeout= must be at least 120 seconds"),
+        ({"session_ttl": 60, "session_max_age": 60}, "give session_max_age= only"),
         ({"http_timeout": 0}, "http_timeout= must be positive"),
         ({"refresh_leeway": -5}, "refresh_leeway= must be zero or more"),
         ({"max_transactions_per_browser": 0}, "max_transactions_per_browser="),
@@ -77,6 +80,13 @@ def build(**changes: Any) -> OAuthGuard:
 def test_bad_settings_say_what_to_fix(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build(**changes)
+
+
+def test_session_ttl_is_the_deprecated_name_of_session_max_age() -> None:
+    with pytest.warns(DeprecationWarning, match="use session_max_age="):
+        guard = build(session_ttl=3600)
+    assert guard._sessions.lifetime.max_age == 3600
+    assert build()._sessions.lifetime == Lifetime(max_age=12 * 3600, idle_timeout=8 * 3600)
 
 
 def test_provider_endpoints_are_checked() -> None:

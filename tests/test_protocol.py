@@ -11,6 +11,7 @@ from asgi_oauth_guard import ProviderUnavailable, Reason, TokenEndpointError, To
 from asgi_oauth_guard._protocol import (
     authorize_url,
     classify_code_error,
+    grant_refused,
     is_authorization_misconfiguration,
     is_client_misconfiguration,
     is_prefetch,
@@ -101,10 +102,8 @@ def test_parse_success_keeps_the_previous_refresh_token_when_none_comes() -> Non
     [
         (400, {"error": "invalid_grant", "error_description": "grant request is invalid"}, "invalid_grant"),
         (401, {"error": "invalid_client"}, "invalid_client"),
-        (400, "not json", "invalid_request"),
-        (400, {}, "invalid_request"),
         (200, {"error": "invalid_grant"}, "invalid_grant"),
-        (200, {"token_type": "Bearer"}, "invalid_response"),
+        (200, {"error": "bad_refresh_token"}, "bad_refresh_token"),  # GitHub's 200 with an error body
     ],
 )
 def test_parse_errors_carry_the_rfc_code(status: int, body: object, error: str) -> None:
@@ -115,7 +114,20 @@ def test_parse_errors_carry_the_rfc_code(status: int, body: object, error: str) 
 
 @pytest.mark.parametrize(
     ("status", "body"),
-    [(500, {"error": "server_error"}), (503, None), (400, {"error": "temporarily_unavailable"}), (200, None)],
+    [
+        (500, {"error": "server_error"}),
+        (503, None),
+        (400, {"error": "temporarily_unavailable"}),
+        (200, None),
+        # Answers that are neither tokens nor an OAuth error: the provider's (or a proxy's) fault, so
+        # nobody's session may end over them.
+        (400, "not json"),
+        (400, {}),
+        (401, {"error": 42}),
+        (200, {"token_type": "Bearer"}),
+        (200, {"access_token": 12345}),
+        (200, [{"access_token": "a"}]),
+    ],
 )
 def test_parse_outages_are_unavailable(status: int, body: object) -> None:
     with pytest.raises(ProviderUnavailable):
@@ -128,6 +140,29 @@ def test_expires_in_is_read_defensively() -> None:
     assert (
         parse_token_response(200, {"access_token": "a", "expires_in": float("nan")}, now=0).expires_at is None
     )
+    for odd in (1e308, -5, 0, "abc", 10**30, "1" * 40, [60], None):
+        tokens = parse_token_response(200, {"access_token": "a", "expires_in": odd}, now=0)
+        assert tokens.expires_at is None and tokens.token_type == "Bearer", odd
+
+
+def test_keycloak_refresh_expiry_is_kept_and_carried_over() -> None:
+    first = parse_token_response(
+        200, {"access_token": "a", "refresh_token": "r", "refresh_expires_in": 1800}, now=100
+    )
+    assert first.refresh_expires_at == 1900
+    again = parse_token_response(200, {"access_token": "b"}, now=200, previous=first)
+    assert again.refresh_token == "r" and again.refresh_expires_at == 1900  # the same refresh token
+    offline = parse_token_response(
+        200, {"access_token": "c", "refresh_token": "o", "refresh_expires_in": 0}, now=0
+    )
+    assert offline.refresh_expires_at is None  # Keycloak's offline tokens: no expiry
+
+
+def test_only_the_users_grant_errors_end_a_session() -> None:
+    for error in ("invalid_grant", "bad_refresh_token", "invalid_refresh_token"):
+        assert grant_refused(TokenEndpointError(error))
+    for error in ("invalid_client", "unauthorized_client", "invalid_request", "unsupported_grant_type"):
+        assert not grant_refused(TokenEndpointError(error))
 
 
 def test_code_errors_are_classified_from_the_guards_own_records() -> None:

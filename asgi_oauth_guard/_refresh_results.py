@@ -1,0 +1,90 @@
+"""What each refresh token was spent on, kept for a short while under a hash of that token.
+
+A rotating refresh token presented twice makes real providers revoke the grant. The refresh lock keeps
+two workers from refreshing one session at once, but a lock can be lost (its lease ran out on a slow
+provider, a process paused, a store failed over), and a worker can read a session from before the last
+refresh. So before presenting a refresh token a worker *claims* it here (an atomic add); the claim
+becomes the sealed result once the provider answers. A worker that finds the token claimed never sends
+it: it waits for the result and uses it, or answers 503 when none comes.
+
+Results are sealed with the session's key (from the cookie), like the session itself; the key name is a
+SHA-256 of the token, so the store never sees the token in the clear.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import time
+
+import anyio
+
+from ._crypto import seal, unseal
+from ._protocol import TokenSet
+from ._store import Store
+
+RESULT_PREFIX = "rt:"
+_PENDING = b"pending"
+
+
+class Spent(enum.Enum):
+    """A refresh token another caller has claimed, and whose result is not known (yet)."""
+
+    pending = "pending"
+
+
+class RefreshResults:
+    def __init__(self, store: Store, *, ttl: float) -> None:
+        self._store = store
+        self._ttl = ttl
+
+    @staticmethod
+    def _key(refresh_token: str) -> str:
+        return RESULT_PREFIX + hashlib.sha256(refresh_token.encode()).hexdigest()
+
+    async def claim(self, refresh_token: str) -> bool:
+        """``True`` for the one caller that may present this refresh token to the provider."""
+        return await self._store.add(self._key(refresh_token), _PENDING, ttl=self._ttl)
+
+    async def record(self, refresh_token: str, sid: str, key: bytes, tokens: TokenSet) -> None:
+        """The provider's answer to this refresh token, for whoever finds it claimed."""
+        blob = seal(key, _aad(sid, refresh_token), json.dumps(dataclasses.asdict(tokens)).encode())
+        await self._store.set(self._key(refresh_token), blob, ttl=self._ttl)
+
+    async def unclaim(self, refresh_token: str) -> None:
+        """The provider did not take the token (an outage, a refusal of this client): it may be sent again."""
+        await self._store.delete(self._key(refresh_token))
+
+    async def result(self, refresh_token: str, sid: str, key: bytes) -> TokenSet | Spent | None:
+        """What this refresh token got: tokens, ``Spent.pending`` while claimed, ``None`` if unknown."""
+        blob = await self._store.get(self._key(refresh_token))
+        if blob is None:
+            return None
+        if blob == _PENDING:
+            return Spent.pending
+        plain = unseal(key, _aad(sid, refresh_token), blob)
+        if plain is None:
+            return Spent.pending  # not this session's: never present the token, never trust the blob
+        try:
+            return TokenSet(**json.loads(plain))
+        except (ValueError, TypeError):
+            return Spent.pending
+
+    async def wait(self, refresh_token: str, sid: str, key: bytes, *, within: float) -> TokenSet | None:
+        """The result of a claimed token, waited for up to ``within`` seconds; ``None`` if none came."""
+        deadline = time.monotonic() + within
+        pause = 0.01
+        while True:
+            found = await self.result(refresh_token, sid, key)
+            if isinstance(found, TokenSet):
+                return found
+            if found is None or time.monotonic() >= deadline:
+                return None
+            await anyio.sleep(pause)  # the claimant is in another process
+            pause = min(pause * 2, 0.25)
+
+
+def _aad(sid: str, refresh_token: str) -> bytes:
+    return b"refresh-result:" + sid.encode() + b":" + hashlib.sha256(refresh_token.encode()).digest()
