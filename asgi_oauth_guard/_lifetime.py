@@ -31,12 +31,13 @@ class Lifetime:
         return None
 
     def ttl(self, session: Session, now: float) -> float:
-        """Seconds the store keeps the session from ``now``: until it would end by age or by idleness.
+        """Seconds the store keeps the session from ``now``: until it would end by age or by idleness, and
+        a minute more, so that a request in that minute learns why it ended (the reason in its event).
         Never less than a second: a session that has ended is deleted, not saved."""
         end = session.created_at + self.max_age
         if self.idle_timeout is not None:
             end = min(end, session.seen_at + self.idle_timeout)
-        return max(1.0, end - now)
+        return max(1.0, end - now + TOUCH_INTERVAL)
 
     def touch_due(self, session: Session, now: float) -> bool:
         """Whether this request should write ``last_seen`` down (at most once a minute per session)."""

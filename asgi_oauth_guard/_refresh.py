@@ -302,27 +302,15 @@ class Refresher:
                 raise ProviderUnavailable("another worker is spending this session's refresh token")
             logger.info("reused the result of a refresh another worker made with the same refresh token")
             return result
-        if not self.breaker.allow():
+        if not await self.breaker.allow():
             await self._unclaim(spent)
             raise ClientRefused("paused")
         try:
             tokens = await self._client.refresh(session.tokens)
         except TokenEndpointError as exc:
             await self._unclaim(spent)
-            if grant_refused(exc):
-                self.breaker.answered()
-                logger.warning("the provider refused a refresh: %s", exc.describe(spent))
-                raise
-            self.breaker.refused()
-            logger.error(
-                "the provider refused a refresh with %s: %s. Every session is kept; refreshes pause for "
-                "%.0f s, then one is tried at a time until one succeeds",
-                exc.describe(spent),
-                misconfiguration_fix(exc.error),
-                CLIENT_REFUSAL_COOLDOWN,
-            )
-            raise ClientRefused(exc.error) from None
-        except ProviderUnavailable:
+            raise self._refused(exc, spent) from None
+        except BaseException:
             self.breaker.inconclusive()
             await self._unclaim(spent)
             raise
@@ -331,6 +319,23 @@ class Refresher:
         with contextlib.suppress(StoreUnavailable):
             await self._results.record(spent, session.sid, key, tokens)
         return tokens
+
+    def _refused(self, exc: TokenEndpointError, spent: str) -> TokenEndpointError | ClientRefused:
+        """What a refusal means: the user's grant (``invalid_grant``: their session's tokens go), or this
+        client (every session is kept, refreshes pause, and the log says what to fix)."""
+        if grant_refused(exc):
+            self.breaker.answered()
+            logger.warning("the provider refused a refresh: %s", exc.describe(spent))
+            return exc
+        self.breaker.refused()
+        logger.error(
+            "the provider refused a refresh with %s: %s. Every session is kept; refreshes pause for "
+            "%.0f s, then one is tried at a time until one succeeds",
+            exc.describe(spent),
+            misconfiguration_fix(exc.error),
+            CLIENT_REFUSAL_COOLDOWN,
+        )
+        return ClientRefused(exc.error)
 
     async def _unclaim(self, refresh_token: str) -> None:
         try:

@@ -9,8 +9,8 @@ import pytest
 from starlette.responses import PlainTextResponse
 
 import asgi_oauth_guard
-from asgi_oauth_guard._lifetime import Lifetime
 from asgi_oauth_guard import ConfigurationError, OAuthGuard, Provider
+from asgi_oauth_guard._lifetime import Lifetime
 
 GOOD: dict[str, Any] = {
     "issuer": "https://idp.example.test",

@@ -322,6 +322,13 @@ class OAuthTestProvider:
 
     # faults
 
+    def set_client_secret(self, secret: str) -> None:
+        """Accept only `secret` from now on, as a provider whose client secret was rotated (or an app
+        deployed with the wrong one): every token and revocation call with another answers invalid_client."""
+        if not secret:
+            raise ValueError("secret must not be empty")
+        self._server.settings = dataclasses.replace(self._server.settings, client_secret=secret)
+
     def revoke_grants(self, sub: str) -> None:
         """Kill every grant of `sub`, with its unused codes and its tokens, as a password change would."""
         count = self._server.revoke_grants(sub)

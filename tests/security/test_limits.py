@@ -13,8 +13,8 @@ import pytest
 from asgi_oauth_guard import MemoryStore, OAuthGuard, TokenSet
 from asgi_oauth_guard._crypto import Keyring
 from asgi_oauth_guard._flows import MAX_WAITING_DUPLICATES
-from asgi_oauth_guard._session import Session
 from asgi_oauth_guard._lifetime import Lifetime
+from asgi_oauth_guard._session import Session
 from asgi_oauth_guard._sessions import Sessions
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
@@ -190,9 +190,7 @@ def test_the_verified_cookie_cache_is_bounded() -> None:
 
 async def test_the_decrypted_session_cache_is_bounded(clock: FakeClock) -> None:
     store = MemoryStore(clock=clock)
-    sessions = Sessions(
-        store, lifetime=Lifetime(max_age=60, idle_timeout=None), clock=clock, cache_size=3
-    )
+    sessions = Sessions(store, lifetime=Lifetime(max_age=60, idle_timeout=None), clock=clock, cache_size=3)
     keyring = Keyring([SECRET_KEY])
     made = []
     for i in range(10):
