@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import anyio
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.types import ASGIApp, Scope
+from starlette.types import ASGIApp, Receive, Scope
 
 from ._client import OAuthClient, UserinfoTransport
 from ._crypto import Keyring, b64e, seal, unseal
@@ -31,6 +31,7 @@ from ._store import Store
 
 if TYPE_CHECKING:
     from ._cookies import CookieJar
+    from ._signout import SignOutGate
 
 logger = logging.getLogger("asgi_oauth_guard")
 
@@ -58,6 +59,7 @@ class Flows:
         keyring: Keyring,
         cookies: CookieJar,
         relogin: Relogin,
+        sign_out: SignOutGate,
         scope: str,
         authorize_params: Mapping[str, str],
         redirect_uri: str | None,
@@ -84,6 +86,7 @@ class Flows:
         self._keys = keyring
         self._cookies = cookies
         self._relogin = relogin
+        self._sign_out = sign_out
         self._scope = scope
         self._openid = "openid" in scope.split()
         self._authorize_params = dict(authorize_params)
@@ -466,11 +469,14 @@ class Flows:
 
     # -- logout --------------------------------------------------------------------------------------
 
-    async def logout(self, scope: Scope) -> ASGIApp:
-        if scope["method"] not in ("GET", "POST"):
+    async def logout(self, scope: Scope, receive: Receive) -> ASGIApp:
+        if scope["method"] not in ("GET", "HEAD", "POST"):
             return _method_not_allowed("GET, POST")
         value = cookie(scope, self._cookies.session_name)
         opened = self._keys.open_session_cookie(value) if value else None
+        refusal = await self._sign_out.refusal(scope, receive, opened[0] if opened is not None else None)
+        if refusal is not None:
+            return refusal  # a GET, or a POST not proven to come from this app: nothing changes
         # Ended under the session's refresh lock: a refresh in flight finishes first, so the refresh token
         # revoked below is the newest; one that finishes later finds the session gone and revokes its own.
         session = await self._refresher.end(*opened) if opened is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -23,12 +23,14 @@ from ._flows import Flows
 from ._headers import own, private_send
 from ._http import BadRequest, ForwardedTrust, cookie
 from ._lifetime import TOUCH_INTERVAL, Lifetime
+from ._origins import OwnOrigins, normal_origin
 from ._paths import PathRules, Prefixes, route_path
 from ._reasons import Reason
 from ._refresh import Refresher
 from ._relogin import Relogin, ReloginHandler, ReloginMode, bad_request, unavailable
 from ._session import Session
 from ._sessions import Sessions
+from ._signout import SignOutGate
 from ._store import CheckedStore, MemoryStore, Store
 
 logger = logging.getLogger("asgi_oauth_guard")
@@ -85,11 +87,16 @@ class OAuthGuard:
             started from.
         public_url: The app's public base URL, such as ``"https://app.example.com"``; the redirect URI is
             this plus ``callback_path``.
+        allowed_origins: More origins (``"https://admin.example.com"``) besides the app's own whose pages may
+            open its WebSockets and post its sign-out form. The app's own: that of ``public_url`` or
+            ``redirect_uri`` when set, else the request's (its Host, or forwarded headers from
+            ``trusted_proxies``).
         trusted_proxies: Addresses or networks (``"10.0.0.0/8"``, or ``"*"`` for any) of reverse proxies
             whose ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` the guard believes when it builds URLs.
         login_path: The guard's sign-in route; takes ``?next=/path``.
         callback_path: The guard's callback route, where the provider sends the browser back.
-        logout_path: The guard's sign-out route (GET or POST).
+        logout_path: The guard's sign-out route: a POST from one of the app's own origins signs out; a GET
+            shows a confirm page with the POST form (so another site cannot sign users out).
         require_login: ``True``: every path needs a signed-in user; a list of path prefixes: those paths do;
             ``False``: none (guard single routes with the integrations instead). Prefixes match whole
             segments (``"/admin"`` covers ``/admin`` and ``/admin/...``, not ``/administrator``) on every
@@ -163,6 +170,7 @@ class OAuthGuard:
         redirect_uri: str | None = None,
         public_url: str | None = None,
         trusted_proxies: Sequence[str] = (),
+        allowed_origins: Sequence[str] = (),
         login_path: str = "/auth/login",
         callback_path: str = "/auth/callback",
         logout_path: str = "/auth/logout",
@@ -309,6 +317,11 @@ class OAuthGuard:
             raise ConfigurationError(
                 f"trusted_proxies= has an entry that is not an IP network: {exc}"
             ) from None
+        if isinstance(allowed_origins, str) or any(normal_origin(o) is None for o in allowed_origins):
+            raise ConfigurationError(
+                "allowed_origins= must be a list of origins such as ['https://admin.example.com'] "
+                "(a scheme and a host, no path)"
+            )
         if relogin not in ("auto", "redirect", "page", "json") and not callable(relogin):
             raise ConfigurationError("relogin= must be 'auto', 'redirect', 'page', 'json' or a callable")
 
@@ -368,6 +381,8 @@ class OAuthGuard:
             public=public_paths,
         )
         self._relogin = Relogin(mode=relogin, login_path=login_path, api_prefixes=self._api_prefixes)
+        origins = OwnOrigins(public_url=redirect_uri, allowed=allowed_origins, trust=trust)
+        self._origins = origins
         self._flows = Flows(
             client=self.client,
             store=checked,
@@ -376,6 +391,7 @@ class OAuthGuard:
             keyring=self._keyring,
             cookies=self._cookies,
             relogin=self._relogin,
+            sign_out=SignOutGate(origins=origins, keyring=self._keyring, logout_path=logout_path),
             scope=" ".join(scope_list),
             authorize_params=authorize_params or {},
             redirect_uri=redirect_uri,
@@ -394,9 +410,9 @@ class OAuthGuard:
             clock=clock,
             on_event=on_event,
         )
-        self._routes = {
-            login_path: self._flows.login,
-            callback_path: self._flows.callback,
+        self._routes: dict[str, Route] = {
+            login_path: _without_body(self._flows.login),
+            callback_path: _without_body(self._flows.callback),
             logout_path: self._flows.logout,
         }
         self.scopes: tuple[str, ...] = tuple(scope_list)
@@ -510,12 +526,10 @@ class OAuthGuard:
         finally:
             _state.reset(token)
 
-    async def _serve_own(
-        self, route: Callable[[Scope], object], scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def _serve_own(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)
         try:
-            response = await route(scope)  # type: ignore[misc]
+            response = await route(scope, receive)
         except BadRequest as exc:
             response = bad_request(str(exc))
         except (ProviderUnavailable, StoreUnavailable, ConfigurationError) as exc:
@@ -577,6 +591,16 @@ class OAuthGuard:
             return message
 
         return receive_closing
+
+
+Route = Callable[[Scope, Receive], Awaitable[ASGIApp]]
+
+
+def _without_body(route: Callable[[Scope], Awaitable[ASGIApp]]) -> Route:
+    async def serve(scope: Scope, receive: Receive) -> ASGIApp:
+        return await route(scope)
+
+    return serve
 
 
 def _absolute_url(name: str, value: str) -> str:

@@ -102,6 +102,21 @@ text-decoration:none}}</style></head>
     return HTMLResponse(body, status_code=status, headers=NO_STORE)
 
 
+def sign_out_page(action: str, token: str | None, *, status: int = 200) -> Response:
+    """The sign-out confirm page: a POST form (no script), so that a link or an image from another site
+    signs no one out. ``status`` 403 when the request that got it came from another site."""
+    hidden = f'<input type="hidden" name="confirm" value="{html.escape(token)}">' if token else ""
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Sign out</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}}
+button{{padding:.6rem 1.2rem;background:#2456d6;color:#fff;border:0;border-radius:.4rem;font:inherit}}</style>
+</head><body><h1>Sign out</h1><p>Do you want to sign out?</p>
+<form method="post" action="{html.escape(action)}">{hidden}<button id="sign-out">Sign out</button></form>
+</body></html>"""
+    return HTMLResponse(body, status_code=status, headers=NO_STORE)
+
+
 def unavailable(request: Request, message: str, *, retry_after: int, api_prefixes: Prefixes) -> Response:
     """503 with ``Retry-After``: the provider or the store is down. The session is kept."""
     headers = {**NO_STORE, "Retry-After": str(retry_after)}

@@ -118,6 +118,7 @@ class Soak:
         self.config = config
         self.provider_url = provider_url
         self.worker_urls = worker_urls
+        self.origin = PUBLIC_URL.rstrip("/")  # the workers' public_url: their pages' origin
         self.redis_url = redis_url
         self.prefix = prefix
         self.rng = random.Random(config.seed)  # noqa: S311 - a simulation, not cryptography
@@ -157,6 +158,8 @@ class Soak:
     ) -> httpx.Response | None:
         url = self.rng.choice(self.worker_urls) + path
         headers = {"accept": accept}
+        if method == "POST":
+            headers["origin"] = self.origin  # a form on the app's own page, as a browser posts it
         if user.cookies:
             headers["cookie"] = user.cookie_header()
         started = time.time()

@@ -98,6 +98,13 @@ async def guard_factory(provider: OAuthTestProvider, clock: FakeClock) -> AsyncI
         await http.aclose()
 
 
+async def send_origin_like_a_browser(request: httpx.Request) -> None:
+    """An httpx request hook: a POST (any non-GET) carries the ``Origin`` of the page that sent it, as
+    browsers do, here the request's own origin (a same-origin form). Set ``origin`` to act as another site."""
+    if request.method not in ("GET", "HEAD") and "origin" not in request.headers:
+        request.headers["origin"] = f"{request.url.scheme}://{request.url.netloc.decode('ascii')}"
+
+
 class BrowserFactory:
     """Makes test browsers (httpx clients with a cookie jar) for an app; remembers them for checks."""
 
@@ -106,7 +113,10 @@ class BrowserFactory:
 
     def __call__(self, app: OAuthGuard, base_url: str = APP_URL) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url=base_url, headers={"accept": "text/html"}
+            transport=httpx.ASGITransport(app),
+            base_url=base_url,
+            headers={"accept": "text/html"},
+            event_hooks={"request": [send_origin_like_a_browser]},
         )
         self.clients.append(client)
         return client

@@ -242,7 +242,7 @@ async def test_rp_initiated_logout_redirects_to_the_end_session_endpoint(
     guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
 ) -> None:
     browser, _ = await signed_in(guard_factory(rp_initiated_logout=True), browser_factory, provider)
-    out = await browser.get("/auth/logout")
+    out = await browser.post("/auth/logout")
     location = out.headers["location"]
     assert location.startswith(f"{ISSUER}/end_session?")
     params = query(location)

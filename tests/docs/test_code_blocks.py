@@ -194,7 +194,7 @@ async def test_python_block(
                         body = answer.json()
                         if isinstance(body, dict) and "sub" in body:
                             assert body["sub"] == "alice", body
-            signed_out = await browser.get(guard_path(block.code, "logout_path", "/auth/logout"))
+            signed_out = await browser.post(guard_path(block.code, "logout_path", "/auth/logout"))
             assert signed_out.status_code == 303
 
 

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 from examples._settings import Settings
 
-from ..conftest import SECRET_KEY
+from ..conftest import SECRET_KEY, send_origin_like_a_browser
 
 APP = "http://app.test"
 EXAMPLES = ("starlette", "fastapi", "flask", "django")
@@ -68,7 +68,10 @@ async def client(
     async with (
         lifespan(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url=APP, headers={"accept": "text/html"}
+            transport=httpx.ASGITransport(app),
+            base_url=APP,
+            headers={"accept": "text/html"},
+            event_hooks={"request": [send_origin_like_a_browser]},
         ) as browser,
     ):
         yield browser

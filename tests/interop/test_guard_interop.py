@@ -311,7 +311,7 @@ async def test_logout_revokes_the_refresh_token_at_the_provider(
     assert exchange["grant_id"] == grant["grant_id"]
 
     mark = await journal.mark()
-    answer = await browser.client.post(app.url("/auth/logout"))
+    answer = await browser.client.post(app.url("/auth/logout"), headers={"origin": app.url("")})
     assert answer.status_code == 303 and answer.headers["location"] == "/"
     assert session_cookie(answer) == ""  # cleared
 
