@@ -317,7 +317,8 @@ class OAuthGuard:
             raise ConfigurationError(
                 f"trusted_proxies= has an entry that is not an IP network: {exc}"
             ) from None
-        if isinstance(allowed_origins, str) or any(normal_origin(o) is None for o in allowed_origins):
+        allowed_origins = _strings("allowed_origins", allowed_origins)
+        if any(normal_origin(o) is None for o in allowed_origins):
             raise ConfigurationError(
                 "allowed_origins= must be a list of origins such as ['https://admin.example.com'] "
                 "(a scheme and a host, no path)"

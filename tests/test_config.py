@@ -125,7 +125,12 @@ def _sequence_settings() -> list[str]:
     return [name for name, p in signature.parameters.items() if "Sequence[" in str(p.annotation)]
 
 
-EXAMPLE_ITEM = {"scopes": "openid", "trusted_proxies": "10.0.0.0/8", "secret_key": "k" * 32}
+EXAMPLE_ITEM = {
+    "scopes": "openid",
+    "trusted_proxies": "10.0.0.0/8",
+    "secret_key": "k" * 32,
+    "allowed_origins": "https://admin.example.com",
+}
 
 
 def test_the_sequence_settings_are_found() -> None:

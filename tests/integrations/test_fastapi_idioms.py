@@ -81,7 +81,7 @@ async def test_add_middleware_puts_the_guard_in_front_of_the_routes(
     assert anonymous.status_code == 401 and anonymous.json()["error"] == "login_required"
     await login(browser, provider)  # the guard's own login and callback routes answer
     assert (await browser.get("/api/me", headers=API)).json() == {"sub": "alice"}
-    assert (await browser.get("/auth/logout")).status_code == 303
+    assert (await browser.post("/auth/logout")).status_code == 303
     assert (await browser.get("/api/me", headers=API)).status_code == 401
 
 
