@@ -180,7 +180,30 @@ class OAuthClient:
         status, data = await self._post(
             provider.token_endpoint, body, "token", audience=provider.token_endpoint
         )
-        return parse_token_response(status, data, now=self._clock(), previous=tokens)
+        fresh = parse_token_response(status, data, now=self._clock(), previous=tokens)
+        if fresh.id_token is None or fresh.id_token == tokens.id_token:
+            # OIDC Core 12.2: the answer may leave the ID token out; the login's one stays the session's
+            # (RP-initiated logout sends it as id_token_hint).
+            return dataclasses.replace(fresh, id_token=tokens.id_token)
+        try:
+            await self._check_refreshed_id_token(fresh, previous=tokens.id_token)
+        except (IDTokenError, ProviderUnavailable, ConfigurationError) as exc:
+            # The access token is good (the token endpoint sent it); only the identity assertion is not.
+            # The session's identity never changes on refresh, so the login's ID token is kept.
+            logger.warning("refresh: the new ID token is not used: %s", exc)
+            return dataclasses.replace(fresh, id_token=tokens.id_token)
+        return fresh
+
+    async def _check_refreshed_id_token(self, fresh: TokenSet, *, previous: str | None) -> None:
+        """OIDC Core 12.2: a refreshed ID token passes the usual checks (no nonce) and has the login's
+        ``iss``, ``sub`` and ``aud``."""
+        assert fresh.id_token is not None
+        claims = await self.validate_id_token(fresh.id_token, nonce=None, access_token=fresh.access_token)
+        if previous is not None:
+            before = _id_token.unverified_claims(previous)
+            for name in ("iss", "sub", "aud"):
+                if claims.get(name) != before.get(name):
+                    raise IDTokenError(f"the refreshed ID token has another {name} than the login's")
 
     async def revoke(self, token: str, hint: Literal["refresh_token", "access_token"]) -> bool:
         """RFC 7009. ``False`` when the provider has no revocation endpoint or did not accept."""

@@ -60,6 +60,12 @@ const DEFAULT_ACCOUNT = process.env.DEFAULT_ACCOUNT || 'alice';
 // (an ID token whose aud is not the guard's). Off unless SECOND_CLIENT_ID is set.
 const SECOND_CLIENT_ID = process.env.SECOND_CLIENT_ID || '';
 const SECOND_CLIENT_SECRET = process.env.SECOND_CLIENT_SECRET || crypto.randomBytes(24).toString('base64url');
+// The main client's registered ID-token signing algorithm: RS256, ES256 (an EC key is published beside the
+// RSA one) or HS256 (signed with the client secret; oidc-provider enables it only when asked).
+const ID_TOKEN_ALG = process.env.ID_TOKEN_ALG || 'RS256';
+if (!['RS256', 'ES256', 'HS256'].includes(ID_TOKEN_ALG)) {
+  throw new Error(`ID_TOKEN_ALG must be RS256, ES256 or HS256, got ${JSON.stringify(ID_TOKEN_ALG)}`);
+}
 const LOG_EVENTS = process.env.LOG_EVENTS === '1';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -309,10 +315,17 @@ function pageShell(title, body) {
 // The signing keys, newest first: oidc-provider signs with the first one of the alg. POST
 // /admin/rotate-signing-key puts a new one in front (the old one stays published, as providers do).
 const signingKeys = [signingKey()];
+if (ID_TOKEN_ALG === 'ES256') {
+  const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  signingKeys.push({
+    ...privateKey.export({ format: 'jwk' }), kid: `es256-${crypto.randomBytes(6).toString('hex')}`, use: 'sig', alg: 'ES256',
+  });
+}
 const COOKIE_KEYS = [crypto.randomBytes(32).toString('base64url')];
 
-function clientConfig(clientId, clientSecret) {
+function clientConfig(clientId, clientSecret, idTokenAlg = 'RS256') {
   return {
+    id_token_signed_response_alg: idTokenAlg,
     client_id: clientId,
     client_secret: clientSecret,
     application_type: 'native',
@@ -329,13 +342,16 @@ function createProvider(issuer) {
   const configuration = {
     adapter: LoopbackAdapter,
     clients: [
-      clientConfig(CLIENT_ID, CLIENT_SECRET),
+      clientConfig(CLIENT_ID, CLIENT_SECRET, ID_TOKEN_ALG),
       ...(SECOND_CLIENT_ID ? [clientConfig(SECOND_CLIENT_ID, SECOND_CLIENT_SECRET)] : []),
     ],
     jwks: { keys: [...signingKeys] },
     // kept across rotations (the provider object is rebuilt), so sessions and interactions survive
     cookies: { keys: COOKIE_KEYS },
     clockTolerance: CLOCK_TOLERANCE,
+    enabledJWA: {
+      idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', ...(ID_TOKEN_ALG === 'HS256' ? ['HS256'] : [])],
+    },
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
     // the token request must name the redirect_uri it used, even with one registered URI
     allowOmittingSingleRegisteredRedirectUri: false,

@@ -180,6 +180,20 @@ MUTATIONS = [
         "if False:",
         own("test_sign_ins_racing_after_a_rotation_share_one_refetch"),
     ),
+    Mutation(
+        "a refreshed ID token has the login's iss, sub and aud (OIDC Core 12.2)",
+        CLIENT,
+        "if claims.get(name) != before.get(name):",
+        "if False:",
+        own("test_a_refreshed_id_token_about_someone_else_is_not_used[another-sub]"),
+    ),
+    Mutation(
+        "a refresh without an ID token keeps the login's",
+        CLIENT,
+        "return dataclasses.replace(fresh, id_token=tokens.id_token)\n        try:",
+        "return fresh\n        try:",
+        own("test_a_refresh_without_an_id_token_keeps_the_logins_for_logout"),
+    ),
 ]
 
 

@@ -49,6 +49,10 @@ class Conformance:
     """ID-token claims to leave out (``iat``, ``sub``, ``aud``...)."""
     claims: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
     """ID-token claims to replace (``{"aud": "another-client"}``)."""
+    refreshed_claims: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    """Claims replaced in ID tokens from refresh only (``{"sub": "someone-else"}``: OIDC Core 12.2)."""
+    refresh_id_token: bool = True
+    """False: refresh answers carry no ID token (OIDC Core 12.2 lets a provider leave it out)."""
     nonce: Literal["sent", "wrong", "list"] = "sent"
     """The ID token's nonce: the one sent, another one, or the one sent inside a list."""
     at_hash: Literal["right", "wrong", "absent"] = "right"
@@ -144,7 +148,7 @@ class IDTokenSigner:
             return {"keys": [k.as_dict(private=False) for k in self._published if k is not self._key]}
         return {"keys": [k.as_dict(private=False) for k in self._published]}
 
-    def sign(self, claims: dict[str, Any], access_token: str | None) -> str:
+    def sign(self, claims: dict[str, Any], access_token: str | None, *, refreshed: bool = False) -> str:
         c = self.conformance
         claims = dict(claims)
         if c.rotate_key_after is not None and self._issued == c.rotate_key_after:
@@ -163,6 +167,8 @@ class IDTokenSigner:
             for name in ("email", "email_verified", "name", "preferred_username"):
                 claims.pop(name, None)
         claims.update(c.claims)
+        if refreshed:
+            claims.update(c.refreshed_claims)
         for name in c.omit_claims:
             claims.pop(name, None)
         header: dict[str, Any] = {"alg": c.id_token_alg}

@@ -498,8 +498,8 @@ class AuthorizationServer:
             raise self._invalid_grant("the user is disabled")
         if self.settings.rotate_refresh_tokens:
             token.consumed = True
-            return self._issue(token.grant, user, nonce=None, refresh_token=None)
-        return self._issue(token.grant, user, nonce=None, refresh_token=value)
+            return self._issue(token.grant, user, nonce=None, refresh_token=None, refreshed=True)
+        return self._issue(token.grant, user, nonce=None, refresh_token=value, refreshed=True)
 
     def _revoke(self, grant: _Grant, why: str) -> None:
         if grant.alive:
@@ -508,7 +508,13 @@ class AuthorizationServer:
         self._grants = [g for g in self._grants if g.alive]
 
     def _issue(
-        self, grant: _Grant, user: User, *, nonce: str | None, refresh_token: str | None
+        self,
+        grant: _Grant,
+        user: User,
+        *,
+        nonce: str | None,
+        refresh_token: str | None,
+        refreshed: bool = False,
     ) -> dict[str, Any]:
         s = self.settings
         now = s.clock()
@@ -529,7 +535,7 @@ class AuthorizationServer:
                 )
             body["refresh_token"] = refresh_token
         scopes = set(grant.scope.split())
-        if "openid" in scopes:
+        if "openid" in scopes and (s.conformance.refresh_id_token or not refreshed):
             claims: dict[str, Any] = {
                 "iss": s.issuer,
                 "sub": user.sub,
@@ -542,7 +548,7 @@ class AuthorizationServer:
             if nonce is not None:
                 claims["nonce"] = nonce
             claims.update(_scope_claims(user, scopes))
-            body["id_token"] = self.signer.sign(claims, access_token)
+            body["id_token"] = self.signer.sign(claims, access_token, refreshed=refreshed)
             self._issued.append(body["id_token"])
         return body
 

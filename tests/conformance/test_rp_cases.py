@@ -26,7 +26,8 @@ from starlette.routing import Route
 
 from asgi_oauth_guard import IDTokenError, MemoryStore, OAuthGuard, current_identity
 from asgi_oauth_guard._client import JWKS_REFETCH_INTERVAL
-from asgi_oauth_guard.testing import CONFORMANCE_CASES, FakeClock, OAuthTestProvider
+from asgi_oauth_guard._id_token import unverified_claims
+from asgi_oauth_guard.testing import CONFORMANCE_CASES, Conformance, FakeClock, OAuthTestProvider
 from asgi_oauth_guard.testing._keys import rsa_key
 
 pytestmark = pytest.mark.anyio
@@ -389,3 +390,61 @@ async def test_private_key_jwt_assertions_follow_rfc_7523(world: World) -> None:
         assert token.claims["aud"] == provider.metadata["token_endpoint"]
         assert 0 < token.claims["exp"] - token.claims["iat"] <= 60
     assert len({t.claims["jti"] for t in tokens}) == 2
+
+
+# -- refreshed ID tokens (OIDC Core 12.2) ---------------------------------------------------------------
+
+
+async def _signed_in_then_refreshed(world: World, conformance: Conformance) -> httpx.AsyncClient:
+    provider = OAuthTestProvider(
+        issuer="https://idp.example.test/refresh",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        clock=world.clock,
+        conformance=conformance,
+        post_logout_redirect_uris=[APP_URL + "/"],
+    )
+    browser = world.browser(world.guard(provider, rp_initiated_logout=True))
+    assert_signed_in(await sign_in(browser, provider))
+    world.clock.advance(3600)  # the access token is due
+    me = await browser.get("/me")
+    assert me.status_code == 200 and me.json()["user"] == "alice"
+    assert provider.count("token", grant_type="refresh_token") == 1
+    return browser
+
+
+async def _id_token_hint(browser: httpx.AsyncClient) -> dict[str, Any]:
+    logout = await browser.post("/auth/logout", headers={"origin": APP_URL})
+    assert logout.status_code == 303
+    return unverified_claims(query(logout.headers["location"])["id_token_hint"])
+
+
+async def test_a_valid_refreshed_id_token_replaces_the_logins(world: World) -> None:
+    browser = await _signed_in_then_refreshed(world, Conformance())
+    hint = await _id_token_hint(browser)
+    assert hint["iat"] == int(world.clock())  # the refreshed one
+    assert "nonce" not in hint
+
+
+async def test_a_refresh_without_an_id_token_keeps_the_logins_for_logout(world: World) -> None:
+    """RP-initiated logout after a refresh still sends an id_token_hint."""
+    browser = await _signed_in_then_refreshed(world, Conformance(refresh_id_token=False))
+    hint = await _id_token_hint(browser)
+    assert hint["iat"] == int(world.clock()) - 3600 and hint["sub"] == "alice"  # the login's
+
+
+@pytest.mark.parametrize(
+    "refreshed_claims",
+    [{"sub": "mallory"}, {"iss": "https://other-idp.example.test"}, {"aud": "another-client"}, {"exp": 1}],
+    ids=["another-sub", "another-iss", "another-aud", "expired"],
+)
+async def test_a_refreshed_id_token_about_someone_else_is_not_used(
+    world: World, refreshed_claims: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """12.2: the refreshed ID token must have the login's iss, sub and aud (and pass the usual checks).
+    One that does not is dropped: the session keeps its user and the login's ID token, never a 500."""
+    browser = await _signed_in_then_refreshed(world, Conformance(refreshed_claims=refreshed_claims))
+    assert "refresh: the new ID token is not used" in caplog.text
+    assert (await browser.get("/me")).json()["user"] == "alice"
+    hint = await _id_token_hint(browser)
+    assert hint["sub"] == "alice" and hint["iat"] == int(world.clock()) - 3600

@@ -51,7 +51,10 @@ async def whoami(request: Request) -> JSONResponse:
 
 
 def build_guard(
-    idp: InteropProvider, made: list[httpx.AsyncClient], transport: httpx.AsyncBaseTransport | None = None
+    idp: InteropProvider,
+    made: list[httpx.AsyncClient],
+    transport: httpx.AsyncBaseTransport | None = None,
+    **settings: Any,
 ) -> OAuthGuard:
     http = httpx.AsyncClient(transport=transport or httpx.AsyncHTTPTransport(), timeout=10)
     made.append(http)
@@ -65,6 +68,7 @@ def build_guard(
         scopes=["openid", "email"],
         require_login=["/me"],
         http_client=http,
+        **settings,
     )
 
 
@@ -192,3 +196,26 @@ async def test_rp_id_token_aud_through_a_second_client(
     me = await browser.get("/me")
     assert me.status_code == 303 and "reason=login_required" in me.headers["location"]
     assert transport.id_token is None  # the substitution happened
+
+
+@pytest.mark.parametrize(
+    ("alg", "settings"),
+    [("ES256", {}), ("HS256", {"id_token_signed_response_alg": "HS256"})],
+    ids=["rp-id_token-sig-es256", "rp-id_token-sig-hs256"],
+)
+async def test_id_tokens_signed_with_es256_and_hs256_by_oidc_provider(
+    alg: str, settings: dict[str, Any], clients: list[httpx.AsyncClient]
+) -> None:
+    """The client registered for ES256 (a published EC key) or HS256 (its secret): the guard signs in.
+    HS256 without id_token_signed_response_alg is refused."""
+    with running_oidc_provider(extra_env={"ID_TOKEN_ALG": alg}) as idp:
+        guard = build_guard(idp, clients, **settings)
+        browser, idp_browser = browsers(guard, clients)
+        done = await sign_in(browser, idp_browser, unique_user(alg.lower()))
+        assert done.status_code == 303 and done.headers["location"] == "/me", done.text
+        assert (await browser.get("/me")).json()["user"].startswith(alg.lower())
+        if alg == "HS256":
+            unregistered = build_guard(idp, clients)
+            browser, idp_browser = browsers(unregistered, clients)
+            done = await sign_in(browser, idp_browser, unique_user("hs"))
+            assert done.status_code == 303 and "reason=access_denied" in done.headers["location"]
