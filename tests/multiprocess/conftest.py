@@ -100,7 +100,7 @@ class Server:
 
 
 class Cluster:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, workers: int = WORKERS, http_timeout: float = HTTP_TIMEOUT) -> None:
         logs = root / "logs"
         logs.mkdir()
         self.redis = RedisServer(root / "redis")
@@ -128,12 +128,12 @@ class Cluster:
             "GUARD_REDIS_URL": self.redis.url,
             "GUARD_KEY_PREFIX": self.key_prefix,
             "GUARD_PUBLIC_URL": PUBLIC_URL,
-            "GUARD_HTTP_TIMEOUT": str(HTTP_TIMEOUT),
+            "GUARD_HTTP_TIMEOUT": str(http_timeout),
             "GUARD_REFRESH_LEEWAY": "60",
         }
         self.workers = [
             Server(f"worker{i}", "tests.multiprocess.worker_app:app", worker_env, logs, "/ready", free_port())
-            for i in range(WORKERS)
+            for i in range(workers)
         ]
 
     @property
