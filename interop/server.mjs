@@ -504,6 +504,9 @@ let provider;
 let providerCallback;
 let issuer;
 
+// POST /admin/hold-token?n=N holds the next N token requests (a slow provider) until POST /admin/release-token
+const tokenHold = { armed: 0, held: 0, released: Promise.resolve(), release: () => {} };
+
 async function route(req, res) {
   const url = new URL(req.url, 'http://loopback.invalid');
 
@@ -523,8 +526,34 @@ async function route(req, res) {
     journalAdd({ event: 'request', path: url.pathname });
   }
 
+  if (req.method === 'POST' && url.pathname === '/token' && tokenHold.armed > 0) {
+    // a slow provider, on demand: held before oidc-provider reads the request, until /admin/release-token
+    tokenHold.armed -= 1;
+    tokenHold.held += 1;
+    await tokenHold.released;
+  }
+
   if (url.pathname.startsWith('/admin/')) {
     if (!isLoopback(req.socket.remoteAddress)) return sendJson(res, 403, { error: 'forbidden' });
+    if (url.pathname === '/admin/hold-token' && req.method === 'POST') {
+      const n = Number(url.searchParams.get('n') ?? 1);
+      if (!Number.isInteger(n) || n < 1) {
+        return sendJson(res, 400, { error: 'invalid_request', error_description: 'n must be an integer >= 1' });
+      }
+      tokenHold.armed += n;
+      tokenHold.released = new Promise((resolve) => {
+        tokenHold.release = resolve;
+      });
+      return sendJson(res, 200, { armed: tokenHold.armed, held: tokenHold.held });
+    }
+    if (url.pathname === '/admin/hold-token' && req.method === 'GET') {
+      return sendJson(res, 200, { armed: tokenHold.armed, held: tokenHold.held });
+    }
+    if (url.pathname === '/admin/release-token' && req.method === 'POST') {
+      tokenHold.armed = 0;
+      tokenHold.release();
+      return sendJson(res, 200, { armed: 0, held: tokenHold.held });
+    }
     if (url.pathname === '/admin/rotate-signing-key' && req.method === 'POST') {
       // a new signing key after discovery (rp-key-rotation-op-sign-key): the provider is rebuilt with it in
       // front; grants, sessions and tokens live in the module-level adapter and survive
