@@ -269,7 +269,9 @@ class OAuthClient:
         2.1, 2.2); ``IDTokenError`` when its ``sub`` is not the ID token's (5.3.2: token substitution)."""
         provider = await self.provider()
         if provider.userinfo_endpoint is None:
-            raise ConfigurationError("fetch_userinfo= is on but the provider has no userinfo_endpoint")
+            # Found out mid-sign-in (discovery came late): answered like an outage, so the sign-in's
+            # outcome is recorded; the log says what to change.
+            raise ProviderUnavailable("fetch_userinfo= is on but the provider has no userinfo_endpoint")
         url = provider.userinfo_endpoint
         headers = {"Accept": "application/json"}
         try:

@@ -229,6 +229,8 @@ class OAuthGuard:
             )
         if fetch_userinfo not in (True, False, "body"):
             raise ConfigurationError("fetch_userinfo= must be True, False or 'body'")
+        if fetch_userinfo and provider is not None and provider.userinfo_endpoint is None:
+            raise ConfigurationError("fetch_userinfo= needs Provider(userinfo_endpoint=...)")
         keys = [secret_key] if isinstance(secret_key, str) else list(secret_key)
         if not keys or any(not isinstance(k, str) or len(k) < 32 for k in keys):
             raise ConfigurationError(

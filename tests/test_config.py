@@ -52,6 +52,18 @@ def build(**changes: Any) -> OAuthGuard:
         ({"client_key": "-----BEGIN PRIVATE KEY-----"}, "client_key= is only used"),
         ({"id_token_signed_response_alg": "none"}, "is not a JWS algorithm"),
         ({"fetch_userinfo": "header"}, "fetch_userinfo= must be"),
+        (
+            {
+                "issuer": ...,
+                "fetch_userinfo": True,
+                "provider": Provider(
+                    issuer="https://a.test",
+                    authorization_endpoint="https://a.test/a",
+                    token_endpoint="https://a.test/t",
+                ),
+            },
+            "fetch_userinfo= needs Provider(userinfo_endpoint=...)",
+        ),
         ({"secret_key": "short"}, "secret_key= must be at least 32 characters"),
         ({"secret_key": []}, "secret_key= must be at least 32 characters"),
         ({"scopes": "openid email"}, "scopes= must be a list"),

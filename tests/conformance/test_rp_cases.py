@@ -448,3 +448,22 @@ async def test_a_refreshed_id_token_about_someone_else_is_not_used(
     assert (await browser.get("/me")).json()["user"] == "alice"
     hint = await _id_token_hint(browser)
     assert hint["sub"] == "alice" and hint["iat"] == int(world.clock()) - 3600
+
+
+async def test_userinfo_gives_the_identity_without_openid(world: World) -> None:
+    """A plain OAuth 2.0 sign-in (no ID token) with fetch_userinfo: the user is userinfo's sub."""
+    provider = world.provider("rp-userinfo-bearer-header")
+    guard = world.guard(provider, scopes=["email"], fetch_userinfo=True)
+    body = assert_signed_in(await sign_in(world.browser(guard), provider))
+    assert body["claims"] == {"sub": "alice", "email": "alice@example.test", "email_verified": True}
+
+
+async def test_a_userinfo_failure_at_sign_in_is_a_503_or_a_refusal_never_a_500(world: World) -> None:
+    provider = world.provider("rp-userinfo-bearer-header")
+    guard = world.guard(provider, fetch_userinfo=True)
+    provider.fail_next(1, 503, endpoint="userinfo")
+    result = await sign_in(world.browser(guard), provider)
+    assert result.callback is not None and result.callback.status_code == 503
+    assert "retry-after" in result.callback.headers
+    provider.fail_next(1, 401, endpoint="userinfo")
+    assert_refused(await sign_in(world.browser(guard), provider))
