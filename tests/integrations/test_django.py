@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar, copy_context
 from typing import Any
 
 import anyio
@@ -173,3 +174,23 @@ def test_under_runserver_a_view_that_reads_the_user_says_to_serve_it_with_uvicor
     with pytest.raises(RuntimeError, match="runserver") as raised:
         client.get(path_)
     assert "uvicorn project.asgi:application --reload" in str(raised.value)
+
+
+_leaked: ContextVar[str | None] = ContextVar("leaked", default=None)
+
+
+def context_names(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"leaked": _leaked.get(), "names": sorted(var.name for var in copy_context())})
+
+
+async def test_each_request_runs_in_a_clean_context(guard: OAuthGuard, browser: httpx.AsyncClient) -> None:
+    """A server task may inherit the previous request's context (cpython#140947); the view never sees it."""
+    urlpatterns.append(path("context", context_names))
+    try:
+        _leaked.set("the previous request's value")
+        seen = (await browser.get("/context")).json()
+    finally:
+        urlpatterns.pop()
+    assert (
+        seen["leaked"] is None and "leaked" not in seen["names"] and "asgi_oauth_guard_state" in seen["names"]
+    )
