@@ -12,11 +12,12 @@ import hashlib
 import hmac
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey
 
 from ._errors import IDTokenError
@@ -39,7 +40,7 @@ Key = RSAKey | ECKey | OKPKey | OctKey
 # Signatures a provider makes with a key it publishes. "none" is never accepted, whatever a provider
 # advertises: an unsigned token proves nothing, even from the token endpoint over TLS.
 ASYMMETRIC = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"}
 )
 # Signed with the client secret (OIDC Core 10.1): accepted only when the client registered for it, or
 # anyone who learns the provider's public key could forge tokens by "HMAC-signing" with it.
@@ -116,7 +117,10 @@ def verify(token: str, keys: Sequence[Key], alg: str) -> tuple[dict[str, Any], d
     """The header and claims of ``token`` if one of ``keys`` verifies it with ``alg``, else IDTokenError."""
     for key in keys:
         try:
-            decoded = jwt.decode(token, key, algorithms=[alg])
+            with warnings.catch_warnings():
+                # joserfc warns on "EdDSA" (superseded by "Ed25519"): the provider's choice, not the app's
+                warnings.simplefilter("ignore", SecurityWarning)
+                decoded = jwt.decode(token, key, algorithms=[alg])
         except (JoseError, ValueError, TypeError):
             continue
         return dict(decoded.header), dict(decoded.claims)
@@ -125,7 +129,7 @@ def verify(token: str, keys: Sequence[Key], alg: str) -> tuple[dict[str, Any], d
 
 def at_hash(access_token: str, alg: str) -> str:
     """OIDC Core 3.1.3.6: the left half of the access token's hash by the hash of the ID token's alg."""
-    digest = _HASHES.get(alg[-3:], hashlib.sha512 if alg == "EdDSA" else hashlib.sha256)(
+    digest = _HASHES.get(alg[-3:], hashlib.sha512 if alg in ("EdDSA", "Ed25519") else hashlib.sha256)(
         access_token.encode("ascii", "replace")
     ).digest()
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")

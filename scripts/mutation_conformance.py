@@ -141,8 +141,8 @@ MUTATIONS = [
     Mutation(
         "without a kid, every key of the type is tried",
         ID_TOKEN,
-        "for key in keys:\n        try:\n            decoded",
-        "for key in keys[:1]:\n        try:\n            decoded",
+        "for key in keys:\n        try:\n            with warnings",
+        "for key in keys[:1]:\n        try:\n            with warnings",
         sign_in("rp-id_token-kid-absent-multiple-jwks"),
     ),
     Mutation(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import warnings
 from typing import Any
 
 import httpx
 import pytest
 from joserfc import jwt
-from joserfc.jwk import KeySet
+from joserfc.errors import SecurityWarning
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from asgi_oauth_guard import IDTokenError, OAuthGuard
 from asgi_oauth_guard._id_token import (
@@ -19,6 +21,7 @@ from asgi_oauth_guard._id_token import (
     check_header,
     header_of,
     unverified_claims,
+    verify,
 )
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 from asgi_oauth_guard.testing._keys import ec_key, rsa_key
@@ -95,7 +98,7 @@ def test_at_hash_uses_the_algs_hash() -> None:
     assert len(at_hash(token, "RS256")) == 22  # 16 bytes
     assert len(at_hash(token, "ES384")) == 32  # 24 bytes
     assert len(at_hash(token, "PS512")) == 43  # 32 bytes
-    assert at_hash(token, "EdDSA") == at_hash(token, "RS512")
+    assert at_hash(token, "EdDSA") == at_hash(token, "Ed25519") == at_hash(token, "RS512")
     assert at_hash(token, "RS256") == at_hash(token, "ES256") == at_hash(token, "HS256")
 
 
@@ -147,3 +150,26 @@ async def test_a_jwks_entry_the_client_cannot_read_does_not_hide_the_others(anyi
         claims = {"iss": ISSUER, "aud": "c", "sub": "alice", "iat": now, "exp": now + 60}
         token = jwt.encode({"alg": "RS256", "kid": rsa_key().kid}, claims, rsa_key())
         assert (await guard.client.validate_id_token(token, nonce=None))["sub"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("alg", "key"),
+    [
+        ("PS256", RSAKey.generate_key(2048, auto_kid=True)),
+        ("ES384", ECKey.generate_key("P-384", auto_kid=True)),
+        ("EdDSA", OKPKey.generate_key("Ed25519", auto_kid=True)),
+        ("Ed25519", OKPKey.generate_key("Ed25519", auto_kid=True)),
+    ],
+)
+def test_other_asymmetric_algorithms_verify(alg: str, key: RSAKey | ECKey | OKPKey) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)  # joserfc on EdDSA; the guard's side must not warn
+        token = jwt.encode({"alg": alg, "kid": key.kid}, {"sub": "alice"}, key, algorithms=[alg])
+    header = header_of(token)
+    check_header(header, allowed_algorithms((alg,), None))
+    keys = KeySet.import_key_set({"keys": [key.as_dict(private=False)]})
+    assert verify(token, candidate_keys(keys, header), alg)[1] == {"sub": "alice"}
+    with pytest.raises(IDTokenError):
+        verify(
+            token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"), candidate_keys(keys, header), alg
+        )
