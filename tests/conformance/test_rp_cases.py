@@ -28,7 +28,7 @@ from asgi_oauth_guard import IDTokenError, MemoryStore, OAuthGuard, current_iden
 from asgi_oauth_guard._client import JWKS_REFETCH_INTERVAL
 from asgi_oauth_guard._id_token import unverified_claims
 from asgi_oauth_guard.testing import CONFORMANCE_CASES, Conformance, FakeClock, OAuthTestProvider
-from asgi_oauth_guard.testing._keys import rsa_key
+from asgi_oauth_guard.testing._keys import ec_key, rsa_key
 
 pytestmark = pytest.mark.anyio
 
@@ -374,22 +374,44 @@ async def test_rp_init_logout(world: World) -> None:
     assert me.status_code == 303 and query(me.headers["location"])["reason"] == "login_required"
 
 
-async def test_private_key_jwt_assertions_follow_rfc_7523(world: World) -> None:
+@pytest.mark.parametrize("form", ["rsa-pem", "rsa-jwk", "ec-jwk"])
+async def test_private_key_jwt_assertions_follow_rfc_7523(world: World, form: str) -> None:
     """kid sent, iss = sub = client_id, aud = the token endpoint, a short exp, a new jti each time
-    (the provider refuses a replayed jti: two sign-ins passing shows the jtis differ)."""
-    provider = world.provider("rp-token_endpoint-private_key_jwt")
-    guard = world.guard(provider, **_client_key_settings())
+    (the provider refuses a replayed jti: two sign-ins passing shows the jtis differ); the key given as
+    PEM or as a JWK, RSA (RS256) or EC (ES256)."""
+    key = ec_key("client") if form.startswith("ec") else rsa_key("client")
+    client_key: Any = key.as_pem(private=True).decode() if form == "rsa-pem" else key.as_dict(private=True)
+    provider = world.provider(
+        "rp-token_endpoint-private_key_jwt", client_jwks={"keys": [key.as_dict(private=False)]}
+    )
+    guard = world.guard(provider, client_auth="private_key_jwt", client_key=client_key)
     for _ in range(2):
         assert_signed_in(await sign_in(world.browser(guard), provider))
     calls = [c for c in provider.calls if c.endpoint == "token"]
-    public = KeySet.import_key_set({"keys": [rsa_key("client").as_dict(private=False)]})
+    public = KeySet.import_key_set({"keys": [key.as_dict(private=False)]})
     tokens = [jwt.decode(c.params["client_assertion"], public) for c in calls]
     for token in tokens:
-        assert token.header["kid"] == rsa_key("client").kid
+        assert token.header["kid"] == key.kid
+        assert token.header["alg"] == ("ES256" if form.startswith("ec") else "RS256")
         assert token.claims["iss"] == token.claims["sub"] == CLIENT_ID
         assert token.claims["aud"] == provider.metadata["token_endpoint"]
         assert 0 < token.claims["exp"] - token.claims["iat"] <= 60
     assert len({t.claims["jti"] for t in tokens}) == 2
+
+
+async def test_a_replayed_client_assertion_is_refused_by_the_provider(world: World) -> None:
+    """The provider side of private_key_jwt, which the test above relies on: a jti seen before is refused."""
+    provider = world.provider("rp-token_endpoint-private_key_jwt")
+    guard = world.guard(provider, **_client_key_settings())
+    assert_signed_in(await sign_in(world.browser(guard), provider))
+    used = next(c for c in provider.calls if c.endpoint == "token").params
+    async with httpx.AsyncClient(transport=provider.transport()) as http:
+        again = await http.post(
+            provider.metadata["token_endpoint"],
+            data={k: used[k] for k in ("client_id", "client_assertion_type", "client_assertion")}
+            | {"grant_type": "refresh_token", "refresh_token": "x"},
+        )
+    assert again.status_code == 401 and again.json()["error"] == "invalid_client"
 
 
 # -- refreshed ID tokens (OIDC Core 12.2) ---------------------------------------------------------------
