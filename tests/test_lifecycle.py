@@ -516,3 +516,45 @@ async def test_an_odd_token_answer_at_refresh_is_answered_never_a_500(
         assert transport.seen["refresh_token"] == 3  # one try per request, none answered by the provider
     else:
         assert transport.seen["refresh_token"] == 2  # and then the provider refused the spent token
+
+
+# -- refreshes that survive a lost lock --------------------------------------------------------------
+
+
+async def test_a_worker_that_finds_no_lock_reuses_the_result_instead_of_spending_the_token_again(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    clock: FakeClock,
+    held: tuple[HeldAnswers, httpx.AsyncClient],
+) -> None:
+    """Worker one's refresh answer is on its way when its lock lease runs out; worker two takes the lock,
+    reads the session (still with the old refresh token), finds that token claimed, and waits for worker
+    one's result rather than presenting the token a second time (which revokes the grant)."""
+    transport, held_http = held
+    store = MemoryStore(clock=clock)
+    first = browser_factory(guard_factory(http_client=held_http, store=store))
+    await login(first, provider)
+    second = browser_factory(guard_factory(store=store))
+    second.cookies.set("guard_session", first.cookies["guard_session"])
+    clock.advance(3600 - 30)
+    answers: dict[str, httpx.Response] = {}
+
+    async def call(name: str, browser: httpx.AsyncClient) -> None:
+        answers[name] = await browser.get("/api/me", headers=JSON)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, "first", first)
+        await transport.entered.wait()
+        clock.advance(LEASE + 1)  # the lease ran out
+        tg.start_soon(call, "second", second)
+        await anyio.wait_all_tasks_blocked()  # the second worker waits for the claimed token's result
+        assert "second" not in answers
+        transport.go.set()
+
+    assert answers["first"].status_code == answers["second"].status_code == 200
+    assert answers["first"].json()["access_token"] == answers["second"].json()["access_token"]
+    sent = refresh_tokens_sent(provider)
+    assert len(sent) == 1 == len(set(sent))
+    assert provider.grant_alive(answers["first"].json()["access_token"])
+    assert provider.count(endpoint="token", error="invalid_grant") == 0

@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.redis]
 __all__ = ["http", "idp", "redis"]  # fixtures shared with test_workers
 
 # Long enough that a refresh answer held at the provider is not cut by the worker's own timeout while the
-# test signs out in the other worker; the lease is 2 * 5 + 5 = 15 s.
-HTTP_TIMEOUT = 5.0
+# test signs out in the other worker, even on a loaded machine; the lease is 2 * 10 + 5 = 25 s.
+HTTP_TIMEOUT = 10.0
 
 
 @pytest.fixture(scope="module")
