@@ -7,8 +7,10 @@ Starts a redis-server, the test provider and ``--workers`` app worker processes 
 process helpers of the multiprocess tests (``tests/multiprocess``, ``tests/redis_server.py``). Every
 simulated user signs in on the provider's page, double-clicks the callback now and then, presses back onto
 it, and has several tabs calling the app's API and pages at once while its access token lives a few seconds,
-each request through a random worker. Meanwhile faults are injected at the provider: 5xx answers, timeouts
-(stalled, unprocessed), slow answers, outages, and an admin revoking users' grants.
+each request through a random worker; now and then one tab signs out while the others are mid-request (and
+their refreshes mid-flight), and the session cookie it had is kept, as a thief would. Meanwhile faults are
+injected at the provider: 5xx answers, timeouts (stalled, unprocessed), slow answers, outages, and an admin
+revoking users' grants.
 
 Invariants checked and reported:
 
@@ -17,6 +19,10 @@ Invariants checked and reported:
   (on the first request whose refresh the provider refuses), and never served once its token has expired;
 - every authorization code sent to the provider exactly once;
 - no refresh token presented twice to the provider;
+- no session back after its sign-out: the copied cookie gets the re-login response from every worker, at
+  once and at the end (after any refresh that was in flight has finished);
+- no session lost that no rule ended (a user told to sign in again is one whose grant was revoked, or who
+  signed out);
 - at the end: no request waiting or refresh in flight in any worker, every in-process cache within its cap,
   every Redis key with a TTL and no lock left, the number of keys bounded by the sign-ins, not the requests.
 
@@ -80,6 +86,7 @@ class User:
     revoked_at: float | None = None  # an admin revoked this user's grants; no re-login response seen yet
     revoking: anyio.Event | None = None  # set once a revocation picked during this visit has taken effect
     signed_out: bool = False  # told to sign in again (only ever after a revocation)
+    logged_out: bool = False  # signed out in one tab during this visit; the others stop
     history: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (callback, next) signed in
     next_path: str = "/"
 
@@ -134,6 +141,7 @@ class Soak:
         self.codes: list[tuple[str, str]] = []  # (user, code digest)
         self.revocations: list[tuple[str, float]] = []
         self.relogin_delays: list[float] = []
+        self.signed_out_cookies: list[tuple[str, str]] = []  # (user, the session cookie it signed out)
         self.deadline = 0.0
         limits = httpx.Limits(
             max_connections=config.users * (config.tabs + 2) + 20, max_keepalive_connections=100
@@ -192,6 +200,9 @@ class Soak:
         return None
 
     def told_to_sign_in(self, user: User, what: str, reason: str) -> None:
+        if user.logged_out and reason in ("session_expired", "login_required"):
+            self.counts["relogins after sign-out"] += 1
+            return
         if user.revoked_at is None:
             self.violation(f"{user.sub} {what}: told to sign in again ({reason}) without a revocation")
             user.signed_out = True  # it signs in again, as a person would
@@ -209,6 +220,12 @@ class Soak:
             if await self.login(user):
                 user.active = True
                 await self.browse(user, user.rng.uniform(2, 6))
+                if user.logged_out:
+                    if user.revoking is not None:
+                        await user.revoking.wait()
+                    user.active = user.logged_out = user.signed_out = False
+                    user.revoked_at = None
+                    continue
                 if user.revoking is not None:
                     # The visit ends only once a revocation picked during it has reached the provider:
                     # a login started meanwhile could get a new grant before the old one is revoked.
@@ -319,14 +336,16 @@ class Soak:
 
     async def tab(self, user: User, until: float) -> None:
         rng = user.rng
-        while time.monotonic() < until and not user.signed_out:
+        while time.monotonic() < until and not user.signed_out and not user.logged_out:
             roll = rng.random()
             if roll < 0.65:
                 await self.api_call(user)
             elif roll < 0.92:
                 await self.page(user)
-            else:
+            elif roll < 0.99:
                 await self.back_to_callback(user)
+            else:
+                await self.sign_out_racing(user)
             await anyio.sleep(rng.uniform(0.02, 0.25))  # the user's think time
 
     def served(self, user: User, what: str, started: float) -> None:
@@ -392,6 +411,38 @@ class Soak:
             self.violation(f"{user.sub} logout: the session cookie was not cleared")
         self.counts["logouts"] += 1
 
+    async def sign_out_racing(self, user: User) -> None:
+        """Sign out in this tab while the others go on (their refreshes may be in flight); keep the cookie."""
+        cookie = user.cookies.get("guard_session")
+        if cookie is None or user.revoked_at is not None:
+            return
+        user.logged_out = True  # the other tabs stop after their current request
+        response = await self.send(user, "sign-out racing", "POST", "/auth/logout", accept=HTML)
+        if response is None or response.status_code != 303:
+            if response is not None and response.status_code != 503:
+                self.violation(f"{user.sub} sign-out: {response.status_code}")
+            user.logged_out = False
+            return
+        user.absorb(response)
+        self.signed_out_cookies.append((user.sub, cookie))
+        await self.check_signed_out(user.sub, cookie, "at once")
+
+    async def check_signed_out(self, sub: str, cookie: str, when: str) -> None:
+        """The cookie of a session signed out opens nothing, in any worker."""
+        for url in self.worker_urls:
+            try:
+                response = await self.http.get(
+                    url + "/api/me", headers={"accept": JSON, "cookie": f"guard_session={cookie}"}
+                )
+            except httpx.HTTPError as exc:
+                self.violation(f"{sub} signed-out cookie: no answer ({type(exc).__name__})")
+                continue
+            self.counts["signed-out cookie checks"] += 1
+            if response.status_code == 200:
+                self.violation(f"{sub}: its session came back after sign-out ({when})")
+            elif response.status_code not in (401, 503):
+                self.violation(f"{sub} signed-out cookie ({when}): {response.status_code}")
+
     # -- chaos -----------------------------------------------------------------------------------------
 
     async def chaos(self) -> None:
@@ -447,11 +498,15 @@ class Soak:
         elapsed = time.monotonic() - began
         await self.control("POST", "fault", {"kind": "down", "on": False})
         await anyio.sleep(cfg.http_timeout + 1)  # stalled (timed-out) provider calls finish and are recorded
+        for sub, cookie in self.signed_out_cookies:  # any refresh in flight at the sign-out is over now
+            await self.check_signed_out(sub, cookie, "at the end")
         records: list[dict[str, Any]] = await self.control("GET", "records")
         self.check_codes(records)
         self.check_refreshes(records)
         self.check_unavailable(records)
-        store = await self.check_store()
+        store = await self.check_store(
+            refreshes=sum(1 for r in records if r["grant_type"] == "refresh_token" and not r["fault"])
+        )
         end_stats = await self.worker_stats()
         self.check_workers(start_stats, end_stats)
         provider_stats = await self.control("GET", "stats")
@@ -525,7 +580,7 @@ class Soak:
             ):
                 self.violation(f"{item.what}: a 503 with no injected fault in play")
 
-    async def check_store(self) -> dict[str, Any]:
+    async def check_store(self, *, refreshes: int) -> dict[str, Any]:
         redis = Redis.from_url(self.redis_url)
         try:
             kinds: collections.Counter[str] = collections.Counter()
@@ -540,8 +595,9 @@ class Soak:
             await redis.aclose()
         total = sum(kinds.values())
         # Per login: its claim, outcome, code mark and session; per browser: its binding list and at most
-        # five transactions of logins started but never called back (the provider was down).
-        bound = 4 * self.counts["codes issued"] + 6 * len(self.users) + 16
+        # five transactions of logins started but never called back (the provider was down); per refresh
+        # its result, for twice the lock's lease.
+        bound = 4 * self.counts["codes issued"] + 6 * len(self.users) + refreshes + 16
         if forever:
             self.violation(f"{forever} Redis key(s) without a TTL")
         if kinds["lock"]:
