@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import _id_token
+from . import _websocket as websocket
 from ._client import ClientAuthMethod, OAuthClient, Provider
 from ._context import SCOPE_KEY, GuardState, Identity, _state
 from ._cookies import CookieJar, SameSite, check_cookie_prefix, default_cookie_name
@@ -21,13 +22,13 @@ from ._errors import ConfigurationError, ProviderUnavailable, ReloginRequired, S
 from ._events import EventHook, GuardEvent, emit
 from ._flows import Flows
 from ._headers import own, private_send
-from ._http import BadRequest, ForwardedTrust, cookie
+from ._http import BadRequest, ForwardedTrust, cookie, root_path
 from ._lifetime import TOUCH_INTERVAL, Lifetime
 from ._origins import OwnOrigins, normal_origin
 from ._paths import PathRules, Prefixes, route_path
 from ._reasons import Reason
 from ._refresh import Refresher
-from ._relogin import Relogin, ReloginHandler, ReloginMode, bad_request, unavailable
+from ._relogin import Relogin, ReloginHandler, ReloginMode, bad_request, login_url, unavailable
 from ._session import Session
 from ._sessions import Sessions
 from ._signout import SignOutGate
@@ -424,14 +425,19 @@ class OAuthGuard:
         self._published: dict[str, tuple[Session, GuardState]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             if scope["type"] == "lifespan" and self._owns_http:
                 receive = self._closing_on_shutdown(receive)
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
         route = self._routes.get(path)
-        if route is not None:
+        if scope["type"] == "websocket":
+            refused = self._foreign_websocket(scope, route is not None)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
+        elif route is not None:
             await self._serve_own(route, scope, receive, send)
             return
         value = cookie(scope, self._cookies.session_name)
@@ -447,7 +453,11 @@ class OAuthGuard:
             if session is not None:
                 session = await self._keep(session, opened[1])
         except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
-            await (await self.response_for(Request(scope), exc))(scope, receive, send)
+            if scope["type"] == "websocket":
+                answer = await self._websocket_error(scope, exc)
+            else:
+                answer = await self.response_for(Request(scope), exc)
+            await answer(scope, receive, send)
             return
         if session is None:
             await self._pass(scope, receive, send, path, self._anonymous, Reason.session_expired)
@@ -512,7 +522,10 @@ class OAuthGuard:
     ) -> None:
         if state.identity is None and self._paths.requires_login(path):
             assert reason is not None
-            response = await self.relogin_response(Request(scope), reason)
+            if scope["type"] == "websocket":
+                response = self.websocket_refusal(scope, reason)
+            else:
+                response = await self.relogin_response(Request(scope), reason)
             await response(scope, receive, send)
             return
         if state.identity is not None and self._private:
@@ -544,6 +557,53 @@ class OAuthGuard:
                 api_prefixes=self._api_prefixes,
             )
         await own(response)(scope, receive, send)
+
+    def _foreign_websocket(self, scope: Scope, own_route: bool) -> ASGIApp | None:
+        """A refusal for a handshake that comes from another site's page (cross-site WebSocket hijacking:
+        the browser sends the user's cookies along), or that asks for one of the guard's own routes.
+
+        A handshake without ``Origin`` passes: every browser sends one (RFC 6455 requires it of them), so
+        it comes from no browser, which no other site drives; its cookie, if any, is its own."""
+        if own_route:
+            return websocket.refusal(
+                status=404, body={"error": "not_found"}, close_code=websocket.CLOSE_POLICY
+            )
+        if self._origins.verdict(scope) == "cross":
+            logger.warning("refused a WebSocket handshake from another origin on %s", scope["path"])
+            return websocket.refusal(
+                status=403, body={"error": "forbidden_origin"}, close_code=websocket.CLOSE_POLICY
+            )
+        return None
+
+    def websocket_refusal(
+        self,
+        scope: Scope,
+        error: Reason | ReloginRequired | ProviderUnavailable | StoreUnavailable = Reason.login_required,
+    ) -> ASGIApp:
+        """The refusal of a WebSocket handshake, before the app accepts it: for a missing or ended sign-in
+        a 401 JSON like an API call's (where the server supports denial responses), else a close with code
+        1008 and the reason; for a provider or store outage a 503 with ``Retry-After``, else close code
+        1013 (the session is kept). Integrations answer websocket endpoints with this."""
+        if isinstance(error, (ProviderUnavailable, StoreUnavailable)):
+            return websocket.refusal(
+                status=503,
+                body={"error": "temporarily_unavailable"},
+                close_code=websocket.CLOSE_TRY_AGAIN,
+                headers={"Retry-After": "5"},
+            )
+        reason = error.reason if isinstance(error, ReloginRequired) else error
+        url = login_url(root_path(scope), self.login_path, next_path="/", reason=reason)
+        body = {"error": "login_required", "reason": reason.value, "login_url": url}
+        return websocket.refusal(status=401, body=body, close_code=websocket.CLOSE_POLICY)
+
+    async def _websocket_error(
+        self, scope: Scope, error: ReloginRequired | ProviderUnavailable | StoreUnavailable
+    ) -> ASGIApp:
+        if isinstance(error, ReloginRequired):
+            await emit(self._on_event, GuardEvent(kind="relogin", reason=error.reason, detail=error.detail))
+        else:
+            logger.warning("refusing a WebSocket handshake with 503: %s", error)
+        return self.websocket_refusal(scope, error)
 
     async def relogin_response(self, request: Request, reason: Reason = Reason.login_required) -> ASGIApp:
         """The configured re-login response for ``request``: what integrations answer for anonymous users."""

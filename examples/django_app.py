@@ -20,6 +20,7 @@ from django.core.asgi import get_asgi_application
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
+from starlette.routing import Router, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_oauth_guard import current_state
@@ -28,6 +29,7 @@ from asgi_oauth_guard.testing import OAuthTestProvider
 
 from ._pages import home_page, me_json, public_page
 from ._settings import Settings, Setup, setup
+from ._socket import whoami_socket
 
 if not django_settings.configured:
     django_settings.configure(
@@ -122,7 +124,9 @@ def create_app(
         finally:
             _example.reset(token)
 
-    return env.serve(wrap(this_example, **env.guard_options()))
+    # Django's ASGI app has no WebSockets: /ws is a Starlette endpoint next to it, behind the same guard.
+    websockets = Router([WebSocketRoute("/ws", whoami_socket)])
+    return env.serve(wrap(this_example, websockets=websockets, **env.guard_options()))
 
 
 app = create_app()

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.types import ASGIApp
 
@@ -45,6 +45,17 @@ def create_app(
         return me_json(user, now=clock(), show_token=demo)
 
     api.include_router(router)
+
+    @api.websocket("/ws")
+    async def whoami_socket(websocket: WebSocket, user: guard.CurrentUser) -> None:
+        """The signed-in user's sub first, then an echo; anonymous handshakes are refused (close 1008)."""
+        await websocket.accept()
+        await websocket.send_text(user.sub)
+        try:
+            while True:
+                await websocket.send_text(await websocket.receive_text())
+        except WebSocketDisconnect:
+            pass
 
     if demo:
 

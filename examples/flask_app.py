@@ -12,6 +12,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from flask import Flask, redirect
+from starlette.routing import Router, WebSocketRoute
 from starlette.types import ASGIApp
 from werkzeug.wrappers import Response
 
@@ -21,6 +22,7 @@ from asgi_oauth_guard.testing import OAuthTestProvider
 
 from ._pages import home_page, me_json, public_page
 from ._settings import Settings, setup
+from ._socket import whoami_socket
 
 
 def create_app(
@@ -66,7 +68,9 @@ def create_app(
             async_to_sync(env.revoke_grant)(user.sub)
             return redirect("/", code=303)
 
-    return env.serve(wrap(flask_app, **env.guard_options()))
+    # WSGI has no WebSockets: /ws is a Starlette endpoint next to Flask, behind the same guard.
+    websockets = Router([WebSocketRoute("/ws", whoami_socket)])
+    return env.serve(wrap(flask_app, websockets=websockets, **env.guard_options()))
 
 
 app = create_app()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp
 
 from asgi_oauth_guard import OAuthGuard
@@ -17,6 +17,7 @@ from asgi_oauth_guard.testing import OAuthTestProvider
 
 from ._pages import home_page, me_json, public_page
 from ._settings import Settings, setup
+from ._socket import whoami_socket
 
 
 def create_app(
@@ -53,7 +54,12 @@ def create_app(
         await env.revoke_grant(identity.sub)
         return RedirectResponse("/", status_code=303)
 
-    routes = [Route("/", home), Route("/api/me", me), Route("/public", public)]
+    routes = [
+        Route("/", home),
+        Route("/api/me", me),
+        Route("/public", public),
+        WebSocketRoute("/ws", whoami_socket),
+    ]
     if env.idp is not None:
         routes += [
             Route("/demo/expire", expire_token, methods=["POST"]),

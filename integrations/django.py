@@ -67,21 +67,29 @@ class _DjangoApp:
     variables, and a server task may start with the previous request's (cpython#140947).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, websockets: ASGIApp | None) -> None:
         self.app = app
+        self._websockets = websockets
         self._baseline = contextvars.copy_context()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await answer_lifespan(receive, send)
             return
+        if scope["type"] == "websocket":
+            if self._websockets is not None:
+                await self._websockets(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1000})  # Django's ASGI app has none
+            return
         await run_in(request_context(self._baseline, scope.get(SCOPE_KEY)), self.app(scope, receive, send))
 
 
-def wrap(django_app: ASGIApp, **guard_settings: Any) -> OAuthGuard:
+def wrap(django_app: ASGIApp, *, websockets: ASGIApp | None = None, **guard_settings: Any) -> OAuthGuard:
     """Django's ASGI application (``get_asgi_application()``) behind :class:`~asgi_oauth_guard.OAuthGuard`
-    (same keyword settings)."""
-    return OAuthGuard(_DjangoApp(django_app), **guard_settings)
+    (same keyword settings). Django's ASGI app serves no WebSockets: give ``websockets`` an ASGI app to
+    serve them behind the same guard (Channels, or a Starlette ``Router`` of ``WebSocketRoute``)."""
+    return OAuthGuard(_DjangoApp(django_app, websockets), **guard_settings)
 
 
 def get_identity(request: HttpRequest) -> Identity | None:

@@ -20,8 +20,9 @@ JSON for API calls) and marks the route as secured by the guard's session cookie
 import json
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi import Depends, FastAPI, HTTPException, Request, Security, WebSocket, WebSocketException
 from fastapi.security import APIKeyCookie
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
@@ -71,19 +72,32 @@ class LoginRequired(starlette.LoginRequired):
                 self.detail = json.loads(bytes(response.body))
 
 
-async def optional_user(request: Request) -> Identity | None:
+class _WebSocketLoginRequired(WebSocketException):
+    """An anonymous handshake on a websocket route: refused with close code 1008 (and, with
+    :func:`install`, with the guard's refusal: a 401 JSON where the server supports denial responses)."""
+
+    def __init__(self, reason: Reason) -> None:
+        self.login_reason = reason
+        super().__init__(code=1008, reason=reason.value)
+
+
+async def optional_user(conn: HTTPConnection) -> Identity | None:
     """The signed-in user, or ``None``."""
-    return get_state(request).identity
+    return get_state(conn).identity
 
 
 async def current_user(
-    request: Request, _cookie: Annotated[str | None, Security(session_cookie)] = None
+    conn: HTTPConnection, _cookie: Annotated[str | None, Security(session_cookie)] = None
 ) -> Identity:
-    """The signed-in user; anonymous requests get the guard's re-login response (:class:`LoginRequired`)."""
-    state = get_state(request)
+    """The signed-in user; anonymous requests get the guard's re-login response (:class:`LoginRequired`),
+    and anonymous handshakes on websocket routes are refused before they are accepted."""
+    state = get_state(conn)
     if state.identity is None:
         reason = state.reason if isinstance(state.reason, Reason) else Reason.login_required
-        raise LoginRequired(await state.guard.relogin_response(request, reason), reason)
+        if isinstance(conn, WebSocket):
+            raise _WebSocketLoginRequired(reason)
+        assert isinstance(conn, Request)
+        raise LoginRequired(await state.guard.relogin_response(conn, reason), reason)
     return state.identity
 
 
@@ -132,5 +146,13 @@ class RequireScopes:
 def install(app: FastAPI) -> None:
     """Answer :class:`LoginRequired` with the guard's own response, and a
     :class:`~asgi_oauth_guard.ReloginRequired` raised in a route (by ``GuardAuth``) with the re-login
-    response for its reason; a provider or store outage raised there gets the guard's 503."""
+    response for its reason; a provider or store outage raised there gets the guard's 503. An anonymous
+    handshake on a websocket route gets the guard's refusal."""
     starlette.install(app)
+    app.add_exception_handler(_WebSocketLoginRequired, _refuse_websocket)
+
+
+async def _refuse_websocket(websocket: WebSocket, exc: Exception) -> None:
+    assert isinstance(exc, _WebSocketLoginRequired)
+    refusal = get_state(websocket).guard.websocket_refusal(websocket.scope, exc.login_reason)
+    await refusal(websocket.scope, websocket.receive, websocket.send)

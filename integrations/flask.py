@@ -63,26 +63,33 @@ class _FlaskApp:
     the next request submits its view to an executor that has quit, and answers 500.
     """
 
-    def __init__(self, wsgi_app: flask.Flask) -> None:
+    def __init__(self, wsgi_app: flask.Flask, websockets: ASGIApp | None) -> None:
         self.wsgi_app = wsgi_app
         self._asgi: ASGIApp = WsgiToAsgi(wsgi_app)  # type: ignore[no-untyped-call]
+        self._websockets = websockets
         self._baseline = contextvars.copy_context()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await answer_lifespan(receive, send)
             return
+        if scope["type"] == "websocket" and self._websockets is not None:
+            await self._websockets(scope, receive, send)
+            return
         if scope["type"] != "http":
-            await send({"type": "websocket.close", "code": 1000})
+            await send({"type": "websocket.close", "code": 1000})  # WSGI has no WebSockets
             return
         context = request_context(self._baseline, scope.get(SCOPE_KEY))
         context.run(_scope.set, scope)
         await run_in(context, self._asgi(scope, receive, send))
 
 
-def wrap(flask_app: flask.Flask, **guard_settings: Any) -> OAuthGuard:
-    """The Flask app as an ASGI app behind :class:`~asgi_oauth_guard.OAuthGuard` (same keyword settings)."""
-    return OAuthGuard(_FlaskApp(flask_app), **guard_settings)
+def wrap(flask_app: flask.Flask, *, websockets: ASGIApp | None = None, **guard_settings: Any) -> OAuthGuard:
+    """The Flask app as an ASGI app behind :class:`~asgi_oauth_guard.OAuthGuard` (same keyword settings).
+
+    WSGI has no WebSockets: give ``websockets`` an ASGI app to serve them next to Flask, behind the same
+    guard, such as ``Router([WebSocketRoute("/ws", endpoint)])`` with Starlette's ``requires_login``."""
+    return OAuthGuard(_FlaskApp(flask_app, websockets), **guard_settings)
 
 
 def current_user() -> Identity | None:

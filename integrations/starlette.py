@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
+from starlette.websockets import WebSocket
 
 from asgi_oauth_guard import (
     SCOPE_KEY,
@@ -47,7 +48,7 @@ __all__ = [
     "requires_login",
 ]
 
-Endpoint = TypeVar("Endpoint", bound=Callable[[Request], Awaitable[Any]])
+Endpoint = TypeVar("Endpoint", bound=Callable[[Any], Awaitable[Any]])
 
 
 class LoginRequired(HTTPException):
@@ -101,17 +102,25 @@ def requires_login(endpoint: Endpoint) -> Endpoint:
     ``login_required``. A :class:`~asgi_oauth_guard.ReloginRequired` raised inside the endpoint (from
     :class:`~asgi_oauth_guard.GuardAuth`) gets the same answer with its reason; a provider or store
     outage raised there gets the guard's 503, not a 500.
+
+    On a WebSocket endpoint (``WebSocketRoute``), an anonymous handshake is refused before it is accepted
+    (:meth:`~asgi_oauth_guard.OAuthGuard.websocket_refusal`: a 401, or close code 1008).
     """
 
     @functools.wraps(endpoint)
-    async def guarded(request: Request) -> Any:
-        state = get_state(request)
+    async def guarded(conn: Any) -> Any:
+        state = get_state(conn)
+        if isinstance(conn, WebSocket):
+            if state.identity is None:
+                await _refuse(conn, _reason(state))
+                return None
+            return await endpoint(conn)
         if state.identity is None:
-            return await state.guard.relogin_response(request, _reason(state))
+            return await state.guard.relogin_response(conn, _reason(state))
         try:
-            return await endpoint(request)
+            return await endpoint(conn)
         except (LoginRequired, ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
-            return await _answer(request, exc)
+            return await _answer(conn, exc)
 
     return guarded  # type: ignore[return-value]
 
@@ -119,9 +128,10 @@ def requires_login(endpoint: Endpoint) -> Endpoint:
 def install(app: Starlette) -> None:
     """Answer :class:`LoginRequired` with the guard's re-login response, a
     :class:`~asgi_oauth_guard.ReloginRequired` raised in an endpoint (by ``GuardAuth``) with the re-login
-    response for its reason, and a provider or store outage raised there with the guard's 503."""
+    response for its reason, and a provider or store outage raised there with the guard's 503. In a
+    WebSocket endpoint that has not accepted yet, these refuse the handshake instead."""
     for error in (LoginRequired, ReloginRequired, ProviderUnavailable, StoreUnavailable):
-        app.add_exception_handler(error, _handler)
+        app.add_exception_handler(error, _handler)  # type: ignore[arg-type]  # it takes both kinds
 
 
 def _reason(state: GuardState) -> Reason:
@@ -140,6 +150,18 @@ async def _answer(
 # Starlette sends whatever ASGI app a handler returns; the guard's answer may be a custom one.
 
 
-async def _handler(request: Request, exc: Exception) -> Response:
+async def _handler(conn: HTTPConnection, exc: Exception) -> Response | None:
     assert isinstance(exc, (LoginRequired, ReloginRequired, ProviderUnavailable, StoreUnavailable))
-    return await _answer(request, exc)  # type: ignore[return-value]
+    if isinstance(conn, WebSocket):
+        await _refuse(conn, exc.reason if isinstance(exc, LoginRequired) else exc)
+        return None
+    assert isinstance(conn, Request)
+    return await _answer(conn, exc)  # type: ignore[return-value]
+
+
+async def _refuse(
+    websocket: WebSocket, error: Reason | ReloginRequired | ProviderUnavailable | StoreUnavailable
+) -> None:
+    """Refuse a handshake the endpoint has not accepted yet (after that, close it yourself)."""
+    refusal = get_state(websocket).guard.websocket_refusal(websocket.scope, error)
+    await refusal(websocket.scope, websocket.receive, websocket.send)
