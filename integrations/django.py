@@ -67,7 +67,7 @@ class _DjangoApp:
     variables, and a server task may start with the previous request's (cpython#140947).
     """
 
-    def __init__(self, app: ASGIApp, websockets: ASGIApp | None) -> None:
+    def __init__(self, app: ASGIApp, websockets: ASGIApp | None = None) -> None:
         self.app = app
         self._websockets = websockets
         self._baseline = contextvars.copy_context()

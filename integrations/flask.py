@@ -63,7 +63,7 @@ class _FlaskApp:
     the next request submits its view to an executor that has quit, and answers 500.
     """
 
-    def __init__(self, wsgi_app: flask.Flask, websockets: ASGIApp | None) -> None:
+    def __init__(self, wsgi_app: flask.Flask, websockets: ASGIApp | None = None) -> None:
         self.wsgi_app = wsgi_app
         self._asgi: ASGIApp = WsgiToAsgi(wsgi_app)  # type: ignore[no-untyped-call]
         self._websockets = websockets
