@@ -63,6 +63,9 @@ const SECOND_CLIENT_SECRET = process.env.SECOND_CLIENT_SECRET || crypto.randomBy
 // The main client's registered ID-token signing algorithm: RS256, ES256 (an EC key is published beside the
 // RSA one) or HS256 (signed with the client secret; oidc-provider enables it only when asked).
 const ID_TOKEN_ALG = process.env.ID_TOKEN_ALG || 'RS256';
+// CLIENT_JWKS (a JSON JWK set of public keys): the main client authenticates with private_key_jwt
+// (RFC 7523) with those keys instead of its secret.
+const CLIENT_JWKS = process.env.CLIENT_JWKS ? JSON.parse(process.env.CLIENT_JWKS) : undefined;
 if (!['RS256', 'ES256', 'HS256'].includes(ID_TOKEN_ALG)) {
   throw new Error(`ID_TOKEN_ALG must be RS256, ES256 or HS256, got ${JSON.stringify(ID_TOKEN_ALG)}`);
 }
@@ -323,7 +326,8 @@ if (ID_TOKEN_ALG === 'ES256') {
 }
 const COOKIE_KEYS = [crypto.randomBytes(32).toString('base64url')];
 
-function clientConfig(clientId, clientSecret, idTokenAlg = 'RS256') {
+function clientConfig(clientId, clientSecret, idTokenAlg = 'RS256', jwks = undefined) {
+  const keyAuth = jwks ? { token_endpoint_auth_method: 'private_key_jwt', jwks } : {};
   return {
     id_token_signed_response_alg: idTokenAlg,
     client_id: clientId,
@@ -335,6 +339,7 @@ function clientConfig(clientId, clientSecret, idTokenAlg = 'RS256') {
     response_types: ['code'],
     // client_secret_post is accepted too: oidc-provider takes either secret method for this client
     token_endpoint_auth_method: 'client_secret_basic',
+    ...keyAuth,
   };
 }
 
@@ -342,7 +347,7 @@ function createProvider(issuer) {
   const configuration = {
     adapter: LoopbackAdapter,
     clients: [
-      clientConfig(CLIENT_ID, CLIENT_SECRET, ID_TOKEN_ALG),
+      clientConfig(CLIENT_ID, CLIENT_SECRET, ID_TOKEN_ALG, CLIENT_JWKS),
       ...(SECOND_CLIENT_ID ? [clientConfig(SECOND_CLIENT_ID, SECOND_CLIENT_SECRET)] : []),
     ],
     jwks: { keys: [...signingKeys] },
@@ -352,7 +357,7 @@ function createProvider(issuer) {
     enabledJWA: {
       idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', ...(ID_TOKEN_ALG === 'HS256' ? ['HS256'] : [])],
     },
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
     // the token request must name the redirect_uri it used, even with one registered URI
     allowOmittingSingleRegisteredRedirectUri: false,
     responseTypes: ['code'],

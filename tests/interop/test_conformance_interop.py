@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_oauth_guard import OAuthGuard, current_identity
+from asgi_oauth_guard.testing._keys import ec_key, rsa_key
 
 from .conftest import InteropProvider, authorize, running_oidc_provider, unique_user
 
@@ -219,3 +220,43 @@ async def test_id_tokens_signed_with_es256_and_hs256_by_oidc_provider(
             browser, idp_browser = browsers(unregistered, clients)
             done = await sign_in(browser, idp_browser, unique_user("hs"))
             assert done.status_code == 303 and "reason=access_denied" in done.headers["location"]
+
+
+@pytest.mark.parametrize("kind", ["RSA", "EC"])
+async def test_rp_token_endpoint_private_key_jwt_against_oidc_provider(
+    kind: str, clients: list[httpx.AsyncClient]
+) -> None:
+    """oidc-provider verifies the guard's RFC 7523 assertions (its own checks: signature, iss, sub, aud,
+    exp, jti replay) at the token and revocation endpoints."""
+    key = rsa_key("client") if kind == "RSA" else ec_key("client")
+    public = json.dumps({"keys": [key.as_dict(private=False)]})
+    with running_oidc_provider(extra_env={"CLIENT_JWKS": public}) as idp:
+        settings = {"client_auth": "private_key_jwt", "client_key": key.as_dict(private=True)}
+        guard = OAuthGuard(
+            Starlette(routes=[Route("/me", whoami)]),
+            issuer=idp.issuer,
+            client_id=idp.client_id,
+            secret_key=SECRET_KEY,
+            redirect_uri=REDIRECT_URI,
+            scopes=["openid", "offline_access"],
+            authorize_params={"prompt": "consent"},
+            require_login=["/me"],
+            http_client=(http := httpx.AsyncClient(timeout=10)),
+            **settings,
+        )
+        clients.append(http)
+        for _ in range(2):  # two assertions: a new jti each time, or the second is refused
+            browser, idp_browser = browsers(guard, clients)
+            done = await sign_in(browser, idp_browser, unique_user("pkj"))
+            assert done.status_code == 303 and done.headers["location"] == "/me", done.text
+            assert (await browser.get("/me")).json()["user"].startswith("pkj-")
+        logout = await browser.post("/auth/logout", headers={"origin": APP})
+        assert logout.status_code == 303
+        async with httpx.AsyncClient(timeout=5) as admin:
+            events = (await admin.get(idp.url("/admin/events"))).json()["events"]
+        assert [e["grant_type"] for e in events if e["event"] == "grant.success"] == [
+            "authorization_code",
+            "authorization_code",
+        ]
+        assert not [e for e in events if e["event"] == "grant.error"]
+        assert [e for e in events if e["event"] == "grant.revoked"]  # RFC 7009, authenticated the same way
