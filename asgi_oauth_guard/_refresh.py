@@ -99,13 +99,14 @@ class Refresher:
     async def end(self, sid: str, key: bytes) -> Session | None:
         """End a session now (sign-out): the newest version of it, to revoke its tokens, or ``None``.
 
-        Taken under the session's refresh lock (waited for at most one lease), so a refresh in flight
-        finishes first and its new refresh token is the one revoked. Without the lock the session ends all
-        the same: a refresh finishing later finds it gone and revokes what it got.
+        Taken under the session's refresh lock, so a refresh in flight finishes first and its new refresh
+        token is the one revoked. The wait is half a lease (``http_timeout + 2.5`` s), as long as a live
+        token request can take: waiting longer would only outwait a holder that died. Without the lock the
+        session ends all the same: a refresh finishing later finds it gone and revokes what it got.
         """
         owner = os.urandom(12).hex()
         locked = False
-        with anyio.move_on_after(self._lease):
+        with anyio.move_on_after(self._lease / 2):
             flight = self._flights.get(sid)
             if flight is not None:
                 await flight.done.wait()
