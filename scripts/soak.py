@@ -660,7 +660,7 @@ class Cluster:
             "GUARD_CLIENT_ID": CLIENT_ID,
             "GUARD_CLIENT_SECRET": CLIENT_SECRET,
             "GUARD_SECRET_KEY": SECRET_KEY,
-            "GUARD_REDIS_URL": self.redis.url,
+            "GUARD_STORE": self.redis.url,
             "GUARD_KEY_PREFIX": self.prefix,
             "GUARD_PUBLIC_URL": PUBLIC_URL,
             "GUARD_HTTP_TIMEOUT": str(config.http_timeout),

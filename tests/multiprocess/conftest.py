@@ -1,4 +1,7 @@
-"""Real processes: the test provider and four app workers under uvicorn, all on one redis-server."""
+"""Real processes: the test provider and four app workers under uvicorn, all on one store.
+
+The store is a parameter (``engine``): a redis-server of its own, or the shared Redis Cluster, Sentinel
+set-up or PostgreSQL of ``tests/engines.py``. ``Inspector`` looks into each one the same way."""
 
 from __future__ import annotations
 
@@ -8,14 +11,19 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.sentinel import Sentinel
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET, SECRET_KEY
+from ..engines import Engines
 from ..redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,12 +107,38 @@ class Server:
             return "(no log)"
 
 
+ENGINES = ["redis", "redis-cluster", "redis-sentinel", "postgres"]
+
+
 class Cluster:
-    def __init__(self, root: Path, *, workers: int = WORKERS, http_timeout: float = HTTP_TIMEOUT) -> None:
+    """The provider and the workers on one store (``engine``: a Redis of its own by default)."""
+
+    def __init__(
+        self,
+        root: Path,
+        engine: str = "redis",
+        engines: Engines | None = None,
+        *,
+        workers: int = WORKERS,
+        http_timeout: float = HTTP_TIMEOUT,
+    ) -> None:
         logs = root / "logs"
         logs.mkdir()
+        self.engine = engine
+        self.engines = engines
         self.redis = RedisServer(root / "redis")
-        self.key_prefix = f"mp:{uuid.uuid4().hex[:8]}:"
+        if engine == "postgres":
+            self.key_prefix = f"mp_{uuid.uuid4().hex[:8]}"  # the table
+        else:
+            self.key_prefix = f"mp:{uuid.uuid4().hex[:8]}:"
+        if engines is None:
+            self.store_url = self.redis.url
+        else:
+            self.store_url = {
+                "redis-cluster": engines.cluster.url,
+                "redis-sentinel": engines.sentinel.url,
+                "postgres": engines.postgres.url,
+            }[engine]
         port = free_port()
         issuer = f"http://127.0.0.1:{port}"
         self.provider = Server(
@@ -125,7 +159,7 @@ class Cluster:
             "GUARD_CLIENT_ID": CLIENT_ID,
             "GUARD_CLIENT_SECRET": CLIENT_SECRET,
             "GUARD_SECRET_KEY": SECRET_KEY,
-            "GUARD_REDIS_URL": self.redis.url,
+            "GUARD_STORE": self.store_url,
             "GUARD_KEY_PREFIX": self.key_prefix,
             "GUARD_PUBLIC_URL": PUBLIC_URL,
             "GUARD_HTTP_TIMEOUT": str(http_timeout),
@@ -141,7 +175,8 @@ class Cluster:
         return [self.provider, *self.workers]
 
     def start(self) -> None:
-        self.redis.start()
+        if self.engine == "redis":
+            self.redis.start()
         for server in self.servers:
             server.start()
         for server in self.servers:
@@ -149,7 +184,7 @@ class Cluster:
 
     def ensure_running(self) -> None:
         """Start again whatever a previous test killed (same port), and Redis if it was stopped."""
-        if not self.redis.running:
+        if self.engine == "redis" and not self.redis.running:
             self.redis.start()
         dead = [server for server in self.servers if not server.alive]
         for server in dead:
@@ -168,9 +203,12 @@ class Cluster:
         return "\n".join(f"--- {s.name}\n{s.log_tail()}" for s in self.servers)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
+@pytest.fixture(scope="package", params=ENGINES)
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Workers on the store ``request.param``; shared by this folder's modules (starting them is slow)."""
+    engine = str(request.param)
+    engines = None if engine == "redis" else request.getfixturevalue("engines")
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"), engine, engines)
     try:
         cluster.start()
         yield cluster
@@ -192,3 +230,126 @@ def anyio_backend() -> str:
 def no_cookies() -> CookieJar:
     """A jar that keeps nothing: each request carries exactly the cookies the test gives it."""
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+class Inspector:
+    """Reads the workers' store directly, whatever the engine: which refresh locks exist, their lease."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self._redis: Any = None
+        self._sentinels: list[Any] = []
+        self._postgres: Any = None
+
+    async def __aenter__(self) -> Inspector:
+        cluster = self._cluster
+        if cluster.engine == "redis":
+            self._redis = Redis.from_url(cluster.redis.url)
+        elif cluster.engine == "redis-cluster":
+            assert cluster.engines is not None
+            self._redis = RedisCluster(host="127.0.0.1", port=cluster.engines.cluster.nodes[0].port)
+        elif cluster.engine == "redis-sentinel":
+            assert cluster.engines is not None
+            sentinel = Sentinel(cluster.engines.sentinel.sentinel_addresses)
+            self._sentinels = sentinel.sentinels
+            self._redis = sentinel.master_for("guard")
+        else:
+            assert cluster.engines is not None
+            self._postgres = await psycopg.AsyncConnection.connect(
+                cluster.engines.postgres.url, autocommit=True
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for client in [self._redis, *self._sentinels]:
+            if client is not None:
+                await client.aclose()
+        if self._postgres is not None:
+            await self._postgres.close()
+
+    async def lock_keys(self) -> list[str]:
+        """The live refresh locks' keys (the guard's keys, without the prefix)."""
+        prefix = self._cluster.key_prefix
+        if self._postgres is not None:
+            rows = await (
+                await self._postgres.execute(
+                    f"SELECT key FROM {prefix} WHERE key LIKE 'lock:refresh:%%' AND expires_at > now()"
+                )
+            ).fetchall()
+            return [bytes(row[0]).decode() for row in rows]
+        keys = [key async for key in self._redis.scan_iter(match=prefix + "lock:refresh:*")]
+        return [key.decode().removeprefix(prefix) for key in keys]
+
+    async def lease_left(self, key: str) -> float:
+        """Seconds until the lock at ``key`` expires; 0 when it is gone."""
+        if self._postgres is not None:
+            row = await (
+                await self._postgres.execute(
+                    f"SELECT extract(epoch FROM expires_at - now()) FROM {self._cluster.key_prefix} "
+                    "WHERE key = %s AND expires_at > now()",
+                    (key.encode(),),
+                )
+            ).fetchone()
+            return float(row[0]) if row else 0.0
+        left = await self._redis.pttl(self._cluster.key_prefix + key)
+        return max(0.0, left / 1000)
+
+
+@pytest.fixture
+async def inspector(running: Cluster) -> AsyncIterator[Inspector]:
+    async with Inspector(running) as inspector:
+        yield inspector
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    async with httpx.AsyncClient(cookies=no_cookies(), timeout=30, limits=limits) as client:
+        yield client
+
+
+class Idp:
+    """The provider process's records and fault controls, over HTTP."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
+        self._http = http
+        self._url = url + "/__test__"
+
+    async def reset(self) -> None:
+        (await self._http.post(self._url + "/reset")).raise_for_status()
+
+    async def count(self, *, grant_type: str | None = None, error: str | None = None) -> int:
+        calls: list[dict[str, Any]] = (await self._http.get(self._url + "/calls")).json()
+        return sum(
+            1
+            for call in calls
+            if call["endpoint"] == "token"
+            and (grant_type is None or call["grant_type"] == grant_type)
+            and (error is None or call["error"] == error)
+        )
+
+    async def slow_next_token_call(self, seconds: float) -> None:
+        (await self._http.post(self._url + "/slow", params={"seconds": seconds})).raise_for_status()
+
+    async def stall_next_token_call(self) -> None:
+        (await self._http.post(self._url + "/stall")).raise_for_status()
+
+    async def stalls(self) -> dict[str, int]:
+        stalls: dict[str, int] = (await self._http.get(self._url + "/stall")).json()
+        return stalls
+
+
+@pytest.fixture
+async def idp(running: Cluster, http: httpx.AsyncClient) -> Idp:
+    idp = Idp(http, running.provider.url)
+    await idp.reset()
+    return idp
+
+
+@pytest.fixture
+async def redis(running: Cluster) -> AsyncIterator[Redis]:
+    """A client on the workers' own redis-server (the ``redis`` engine)."""
+    assert running.engine == "redis"
+    client = Redis.from_url(running.redis.url)
+    yield client
+    await client.aclose()

@@ -12,12 +12,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from .conftest import PUBLIC_URL, Cluster
-from .test_workers import HTML, Idp, eventually, http, idp, login, me, redis, until_refresh_is_due
+from .conftest import PUBLIC_URL, Cluster, Idp
+from .test_workers import HTML, eventually, login, me, until_refresh_is_due
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.redis]
-
-__all__ = ["http", "idp", "redis"]  # fixtures shared with test_workers
 
 # Long enough that a refresh answer held at the provider is not cut by the worker's own timeout while the
 # test signs out in the other worker, even on a loaded machine; the lease is 2 * 10 + 5 = 25 s.

@@ -1,76 +1,24 @@
-"""Four worker processes on one Redis: exactly-once exchange and one refresh across processes, a worker
-killed inside the refresh lock, and a Redis restart. Real sockets, real processes, real Redis."""
+"""Four worker processes on one store: exactly-once exchange and one refresh across processes, a worker
+killed inside the refresh lock, and a Redis restart. Real sockets, real processes, real servers: each test
+runs on a Redis, a Redis Cluster, a Sentinel-managed Redis and PostgreSQL (the restart on Redis only)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
 import httpx
 import pytest
-from redis.asyncio import Redis
 
-from .conftest import ACCESS_TOKEN_TTL, PUBLIC_URL, Cluster, no_cookies
+from .conftest import ACCESS_TOKEN_TTL, PUBLIC_URL, Cluster, Idp, Inspector
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.redis]
 
 T = TypeVar("T")
 HTML = {"accept": "text/html"}
 JSON = {"accept": "application/json"}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    async with httpx.AsyncClient(cookies=no_cookies(), timeout=30, limits=limits) as client:
-        yield client
-
-
-@pytest.fixture
-async def redis(running: Cluster) -> AsyncIterator[Redis]:
-    client = Redis.from_url(running.redis.url)
-    yield client
-    await client.aclose()
-
-
-class Idp:
-    """The provider process's records and fault controls, over HTTP."""
-
-    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
-        self._http = http
-        self._url = url + "/__test__"
-
-    async def reset(self) -> None:
-        (await self._http.post(self._url + "/reset")).raise_for_status()
-
-    async def count(self, *, grant_type: str | None = None, error: str | None = None) -> int:
-        calls: list[dict[str, Any]] = (await self._http.get(self._url + "/calls")).json()
-        return sum(
-            1
-            for call in calls
-            if call["endpoint"] == "token"
-            and (grant_type is None or call["grant_type"] == grant_type)
-            and (error is None or call["error"] == error)
-        )
-
-    async def slow_next_token_call(self, seconds: float) -> None:
-        (await self._http.post(self._url + "/slow", params={"seconds": seconds})).raise_for_status()
-
-    async def stall_next_token_call(self) -> None:
-        (await self._http.post(self._url + "/stall")).raise_for_status()
-
-    async def stalls(self) -> dict[str, int]:
-        stalls: dict[str, int] = (await self._http.get(self._url + "/stall")).json()
-        return stalls
-
-
-@pytest.fixture
-async def idp(running: Cluster, http: httpx.AsyncClient) -> Idp:
-    idp = Idp(http, running.provider.url)
-    await idp.reset()
-    return idp
 
 
 def set_cookie(response: httpx.Response, name: str) -> str | None:
@@ -173,7 +121,7 @@ async def test_100_requests_of_an_expiring_session_over_4_workers_refresh_once(
 
 
 async def test_a_worker_killed_inside_the_refresh_lock_delays_but_never_breaks_the_session(
-    running: Cluster, http: httpx.AsyncClient, idp: Idp, redis: Redis
+    running: Cluster, http: httpx.AsyncClient, idp: Idp, inspector: Inspector
 ) -> None:
     cookie = await login(http, running, worker=1)
     first = (await me(http, running.workers[1].url, cookie)).json()
@@ -188,8 +136,8 @@ async def test_a_worker_killed_inside_the_refresh_lock_delays_but_never_breaks_t
         except httpx.TransportError as exc:
             lost.append(exc)
 
-    async def lock_key() -> bytes | None:
-        keys = [key async for key in redis.scan_iter(match=running.key_prefix + "lock:refresh:*")]
+    async def lock_key() -> str | None:
+        keys = await inspector.lock_keys()
         return keys[0] if keys else None
 
     async def stalled() -> bool:
@@ -202,7 +150,7 @@ async def test_a_worker_killed_inside_the_refresh_lock_delays_but_never_breaks_t
         await eventually("the victim's token request reaches the provider", stalled)
         victim.kill()
     assert lost, "the killed worker's request should have been cut"
-    lease_left = await redis.pttl(lock) / 1000
+    lease_left = await inspector.lease_left(lock)
     assert lease_left > 1, "the lease should still be running"
 
     started = time.monotonic()
@@ -223,9 +171,10 @@ async def test_a_worker_killed_inside_the_refresh_lock_delays_but_never_breaks_t
     assert await idp.stalls() == {"armed": 0, "entered": 1, "dropped": 1}  # never reached the provider
     assert await idp.count(grant_type="refresh_token") == 1
     assert await idp.count(error="invalid_grant") == 0
-    assert await redis.exists(lock) == 0  # the new holder released it
+    assert await inspector.lease_left(lock) == 0  # the new holder released it
 
 
+@pytest.mark.parametrize("cluster", ["redis"], indirect=True)
 async def test_redis_restart_answers_503_and_kept_sessions_work_again(
     running: Cluster, http: httpx.AsyncClient
 ) -> None:

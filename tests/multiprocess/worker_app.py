@@ -1,8 +1,9 @@
-"""One app worker: the guard on a Redis store around a tiny Starlette app, as a deployment runs it.
+"""One app worker: the guard on a shared store around a tiny Starlette app, as a deployment runs it.
 
 Configured from the environment: ``GUARD_ISSUER``, ``GUARD_CLIENT_ID``, ``GUARD_CLIENT_SECRET``,
-``GUARD_SECRET_KEY``, ``GUARD_REDIS_URL``, ``GUARD_KEY_PREFIX``, ``GUARD_PUBLIC_URL`` (the same for every
-worker, so every worker sends the same redirect_uri), ``GUARD_HTTP_TIMEOUT``, ``GUARD_REFRESH_LEEWAY``.
+``GUARD_SECRET_KEY``, ``GUARD_STORE`` (a store URL: Redis, a Redis Cluster, Sentinel, PostgreSQL),
+``GUARD_KEY_PREFIX`` (for PostgreSQL: the table), ``GUARD_PUBLIC_URL`` (the same for every worker, so every
+worker sends the same redirect_uri), ``GUARD_HTTP_TIMEOUT``, ``GUARD_REFRESH_LEEWAY``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from asgi_oauth_guard import OAuthGuard, RedisStore, current_identity
+from asgi_oauth_guard import OAuthGuard, PostgresStore, Store, current_identity, store_from_url
 
-store = RedisStore.from_url(os.environ["GUARD_REDIS_URL"], key_prefix=os.environ["GUARD_KEY_PREFIX"])
+store: Store
+if os.environ["GUARD_STORE"].startswith("postgresql:"):
+    store = PostgresStore.from_url(os.environ["GUARD_STORE"], table=os.environ["GUARD_KEY_PREFIX"])
+else:
+    store = store_from_url(os.environ["GUARD_STORE"], key_prefix=os.environ["GUARD_KEY_PREFIX"])
 
 
 async def me(request: Request) -> JSONResponse:
@@ -48,7 +53,7 @@ async def ready(request: Request) -> PlainTextResponse:
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     yield
-    await store.aclose()
+    await store.aclose()  # type: ignore[attr-defined]
 
 
 app = OAuthGuard(
