@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from ._errors import ConfigurationError
-from ._http import ForwardedTrust, request_origin
+from ._http import ForwardedTrust, request_origin, root_path
 
 SameSite = Literal["lax", "strict", "none"]
 BASE_NAME = "guard_session"
@@ -40,12 +40,26 @@ def check_cookie_prefix(name: str, *, secure: bool | None, domain: str | None, p
         raise ConfigurationError(f"cookie_name={name!r}: a __Secure- or __Host- cookie needs cookie_secure")
 
 
+def cookie_path(configured: str | None, scope: Scope, *, name: str) -> str:
+    """The cookies' ``Path``, the one place it is decided: ``cookie_path`` when set; ``/`` for a ``__Host-``
+    cookie name (browsers drop one with any other Path); else where the app is mounted (the root path), so
+    an app under ``/app`` never sends its cookies to another app on the same host.
+
+    Under a sub-path, ``__Host-`` (the default name on https) therefore wins over scoping to the mount:
+    it stops sibling subdomains and plain-http pages from setting the cookie, which a Path never could."""
+    if configured is not None:
+        return configured
+    if name.startswith("__Host-"):
+        return "/"
+    return root_path(scope) or "/"
+
+
 class CookieJar:
     def __init__(
         self,
         *,
         session_name: str,
-        path: str,
+        path: str | None,
         domain: str | None,
         secure: bool | None,
         same_site: SameSite,
@@ -57,7 +71,9 @@ class CookieJar:
         self.binding_name = session_name + "_tx"
         self._secure = secure
         self._trust = trust
-        attrs = f"; Path={path}; HttpOnly"
+        self._path = path
+        self._path_attrs: dict[str, str] = {}
+        attrs = "; HttpOnly"
         if domain:
             attrs += f"; Domain={domain}"
         self._attrs = f"{attrs}; SameSite={same_site.capitalize()}"
@@ -67,25 +83,32 @@ class CookieJar:
         self._session_age = f"; Max-Age={session_max_age}" if session_max_age else ""
         self._binding_age = f"; Max-Age={binding_max_age}"
 
-    def _secure_for(self, scope: Scope) -> str:
+    def _scoped(self, scope: Scope) -> str:
+        """``; Path=...`` plus ``Secure`` for this request: one dictionary lookup for a known root path."""
+        path = cookie_path(self._path, scope, name=self.session_name)
+        attr = self._path_attrs.get(path)
+        if attr is None:
+            attr = f"; Path={path}"
+            if len(self._path_attrs) < 64:  # root paths come from the server's configuration: a handful
+                self._path_attrs[path] = attr
         secure = self._secure
         if secure is None:
             secure = request_origin(scope, self._trust).startswith("https:")
-        return "; Secure" if secure else ""
+        return attr + "; Secure" if secure else attr
 
     def set_session(self, response: Response, scope: Scope, value: str) -> None:
         response.headers.append(
             "set-cookie",
-            f"{self.session_name}={value}{self._attrs}{self._session_age}{self._secure_for(scope)}",
+            f"{self.session_name}={value}{self._scoped(scope)}{self._attrs}{self._session_age}",
         )
 
     def clear_session(self, response: Response, scope: Scope) -> None:
         response.headers.append(
-            "set-cookie", f"{self.session_name}=; Max-Age=0{self._attrs}{self._secure_for(scope)}"
+            "set-cookie", f"{self.session_name}=; Max-Age=0{self._scoped(scope)}{self._attrs}"
         )
 
     def set_binding(self, response: Response, scope: Scope, value: str) -> None:
         response.headers.append(
             "set-cookie",
-            f"{self.binding_name}={value}{self._binding_attrs}{self._binding_age}{self._secure_for(scope)}",
+            f"{self.binding_name}={value}{self._scoped(scope)}{self._binding_attrs}{self._binding_age}",
         )

@@ -63,6 +63,7 @@ class Flows:
         scope: str,
         authorize_params: Mapping[str, str],
         redirect_uri: str | None,
+        public_base: str | None = None,
         callback_path: str,
         login_path: str,
         trust: ForwardedTrust,
@@ -91,6 +92,7 @@ class Flows:
         self._openid = "openid" in scope.split()
         self._authorize_params = dict(authorize_params)
         self._redirect_uri = redirect_uri
+        self._public_base = public_base
         self._callback_path = callback_path
         self._login_path = login_path
         self._trust = trust
@@ -115,7 +117,7 @@ class Flows:
         if scope["method"] not in ("GET", "HEAD"):
             return _method_not_allowed("GET")
         params = query_params(scope)
-        next_path = safe_next(params.get("next"))
+        next_path = safe_next(params.get("next"), default=root_path(scope) + "/")
         reason = _reason(params.get("reason"))
         if reason in STOP_REASONS:
             return sign_in_page(reason, login_url(root_path(scope), self._login_path, next_path=next_path))
@@ -123,9 +125,7 @@ class Flows:
             return Response(status_code=204, headers={**NO_STORE, "Vary": "Sec-Purpose"})
         provider = await self._client.provider()
         browser_id, binding_cookie = self._browser(scope)
-        redirect_uri = (
-            self._redirect_uri or request_origin(scope, self._trust) + root_path(scope) + self._callback_path
-        )
+        redirect_uri = self._redirect_uri or self._absolute(scope, self._callback_path)
         state = new_state()
         verifier, challenge = new_pkce()
         nonce = new_state() if self._openid else None
@@ -199,7 +199,7 @@ class Flows:
                     api_prefixes=self._api_prefixes,
                 )
             await emit(self._on_event, GuardEvent(kind="relogin", reason=Reason.access_denied, detail=error))
-            return await self._relogin.response(request, Reason.access_denied, next_path="/")
+            return await self._relogin.response(request, Reason.access_denied, next_path=_home(scope))
         code = params.get("code", "")
         if not code or len(code) > MAX_CODE_LENGTH:
             return bad_request("The sign-in response has no valid 'code' parameter. Start the sign-in again.")
@@ -445,16 +445,16 @@ class Flows:
     async def _unknown_state(self, request: Request) -> ASGIApp:
         """Unknown or expired state: a late replay (back button) when the browser is signed in."""
         if await self._current_session(request.scope) is not None:
-            return RedirectResponse("/", status_code=303, headers=NO_STORE)
-        return await self._relogin.response(request, Reason.state_expired, next_path="/")
+            return RedirectResponse(_home(request.scope), status_code=303, headers=NO_STORE)
+        return await self._relogin.response(request, Reason.state_expired, next_path=_home(request.scope))
 
     async def _refuse(self, request: Request, state: str, detail: str) -> ASGIApp:
         """A callback for a login this browser did not start (login CSRF, a link opened in another
         browser, cookies blocked). Nothing is claimed, so the rightful browser can still finish."""
         if await self._current_session(request.scope) is not None:
-            return RedirectResponse("/", status_code=303, headers=NO_STORE)
+            return RedirectResponse(_home(request.scope), status_code=303, headers=NO_STORE)
         await emit(self._on_event, GuardEvent(kind="relogin", reason=Reason.state_expired, detail=detail))
-        return await self._relogin.response(request, Reason.state_expired, next_path="/")
+        return await self._relogin.response(request, Reason.state_expired, next_path=_home(request.scope))
 
     async def _current_session(self, scope: Scope) -> Session | None:
         return await self._working_session(cookie(scope, self._cookies.session_name))
@@ -477,17 +477,18 @@ class Flows:
         refusal = await self._sign_out.refusal(scope, receive, opened[0] if opened is not None else None)
         if refusal is not None:
             return refusal  # a GET, or a POST not proven to come from this app: nothing changes
+        # Read from the request before any side effect: a bad Host is a 400 with the session intact.
+        post_logout = self._absolute(scope, self._post_logout)
+        target = root_path(scope) + self._post_logout
         # Ended under the session's refresh lock: a refresh in flight finishes first, so the refresh token
         # revoked below is the newest; one that finishes later finds the session gone and revokes its own.
         session = await self._refresher.end(*opened) if opened is not None else None
-        target = self._post_logout
         if session is not None:
             tokens = session.tokens
             if tokens is not None:
                 await revoke(self._client, tokens)
                 provider = await self._client.provider()
                 if self._rp_logout and provider.end_session_endpoint and tokens.id_token:
-                    post_logout = request_origin(scope, self._trust) + root_path(scope) + self._post_logout
                     query = urlencode(
                         {
                             "id_token_hint": tokens.id_token,
@@ -502,6 +503,13 @@ class Flows:
         response = RedirectResponse(target, status_code=303, headers=NO_STORE)
         self._cookies.clear_session(response, scope)
         return response
+
+    def _absolute(self, scope: Scope, path: str) -> str:
+        """The absolute URL of ``path`` on this app: under ``public_url`` when set (never the ``Host``),
+        else the request's origin (forwarded headers from trusted proxies only) and root path."""
+        if self._public_base is not None:
+            return self._public_base + path
+        return request_origin(scope, self._trust) + root_path(scope) + path
 
 
 # RFC 6749 section 4.1.2.1 and OIDC Core 3.1.2.6; anything else is reported as "other".
@@ -520,6 +528,11 @@ _PROVIDER_ERRORS = frozenset(
         "consent_required",
     }
 )
+
+
+def _home(scope: Scope) -> str:
+    """The app's own root, under the root path it is mounted at."""
+    return root_path(scope) + "/"
 
 
 def _reason(value: str | None) -> Reason | None:

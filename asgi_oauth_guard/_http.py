@@ -90,17 +90,32 @@ class ForwardedTrust:
 
 
 def request_origin(scope: Scope, trust: ForwardedTrust) -> str:
-    """``scheme://host[:port]`` of the request as the browser saw it."""
-    headers = {k: v for k, v in scope["headers"] if k in (b"host", b"x-forwarded-proto", b"x-forwarded-host")}
+    """``scheme://host[:port]`` of the request as the browser saw it.
+
+    The scheme is the server's (uvicorn sets it from ``X-Forwarded-Proto`` for the peers in its
+    ``--forwarded-allow-ips``); from a peer in ``trusted_proxies``, ``X-Forwarded-Proto`` and
+    ``X-Forwarded-Host`` override the scheme and ``Host``. Of a header sent several times or with several
+    comma-separated values, the last one counts: the one the nearest proxy added, never the client's."""
+    host = ""
+    hosts = 0
+    proto = fhost = b""
+    for key, value in scope["headers"]:
+        if key == b"host":
+            host = value.decode("latin-1")
+            hosts += 1
+        elif key == b"x-forwarded-proto":
+            proto = value
+        elif key == b"x-forwarded-host":
+            fhost = value
+    if hosts > 1:
+        raise BadRequest("The request has more than one Host header.")
     scheme = scope.get("scheme", "http")
-    host = headers.get(b"host", b"").decode("latin-1")
-    if trust.trusts(scope):
-        proto = headers.get(b"x-forwarded-proto", b"").decode("latin-1").split(",")[0].strip().lower()
-        if proto in ("http", "https"):
-            scheme = proto
-        fhost = headers.get(b"x-forwarded-host", b"").decode("latin-1").split(",")[0].strip()
-        if fhost:
-            host = fhost
+    if (proto or fhost) and trust.trusts(scope):
+        forwarded = _nearest(proto).lower()
+        if forwarded in ("http", "https"):
+            scheme = forwarded
+        if _nearest(fhost):
+            host = _nearest(fhost)
     if not host:
         server = scope.get("server")
         if server:
@@ -110,6 +125,11 @@ def request_origin(scope: Scope, trust: ForwardedTrust) -> str:
     if not _valid_host(host):
         raise BadRequest("The Host header is not valid.")
     return f"{scheme}://{host}"
+
+
+def _nearest(value: bytes) -> str:
+    """The last of a header's comma-separated values: the one the nearest proxy added."""
+    return value.decode("latin-1").rsplit(",", 1)[-1].strip()
 
 
 def _valid_host(host: str) -> bool:

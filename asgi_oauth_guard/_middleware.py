@@ -22,7 +22,7 @@ from ._errors import ConfigurationError, ProviderUnavailable, ReloginRequired, S
 from ._events import EventHook, GuardEvent, emit
 from ._flows import Flows
 from ._headers import own, private_send
-from ._http import BadRequest, ForwardedTrust, cookie, root_path
+from ._http import BadRequest, ForwardedTrust, cookie, request_origin, root_path
 from ._lifetime import TOUCH_INTERVAL, Lifetime
 from ._origins import OwnOrigins, normal_origin
 from ._paths import PathRules, Prefixes, route_path
@@ -93,7 +93,9 @@ class OAuthGuard:
             ``redirect_uri`` when set, else the request's (its Host, or forwarded headers from
             ``trusted_proxies``).
         trusted_proxies: Addresses or networks (``"10.0.0.0/8"``, or ``"*"`` for any) of reverse proxies
-            whose ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` the guard believes when it builds URLs.
+            whose ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` the guard believes when it builds URLs
+            (the last value of each: the nearest proxy's). For servers whose own proxy handling is off;
+            ``public_url`` needs none of it.
         login_path: The guard's sign-in route; takes ``?next=/path``.
         callback_path: The guard's callback route, where the provider sends the browser back.
         logout_path: The guard's sign-out route: a POST from one of the app's own origins signs out; a GET
@@ -119,7 +121,8 @@ class OAuthGuard:
         cookie_secure: The cookies' ``Secure`` flag. ``None``: on when ``redirect_uri`` or ``public_url`` is
             https, else when the request came over https.
         cookie_domain: The cookies' ``Domain``. ``None``: host-only cookies.
-        cookie_path: The cookies' ``Path``.
+        cookie_path: The cookies' ``Path``. ``None``: where the app is mounted (``/app`` under
+            ``Mount("/app", ...)`` or ``--root-path /app``), else ``/``.
         cookie_same_site: The cookies' ``SameSite``: ``"lax"``, ``"strict"`` or ``"none"`` (needs ``Secure``).
             Sign-in with a provider on another site needs ``"lax"`` or ``"none"``.
         session_max_age: Seconds a session lasts from sign-in, however often it is used or refreshed
@@ -182,7 +185,7 @@ class OAuthGuard:
         cookie_name: str | None = None,
         cookie_secure: bool | None = None,
         cookie_domain: str | None = None,
-        cookie_path: str = "/",
+        cookie_path: str | None = None,
         cookie_same_site: SameSite = "lax",
         session_max_age: float | None = None,
         session_idle_timeout: float | None = 8 * 3600,
@@ -309,9 +312,13 @@ class OAuthGuard:
             if cookie_secure is None:
                 cookie_secure = redirect_uri.startswith("https:")
         if cookie_name is None:
-            cookie_name = default_cookie_name(secure=cookie_secure, domain=cookie_domain, path=cookie_path)
+            cookie_name = default_cookie_name(
+                secure=cookie_secure, domain=cookie_domain, path=cookie_path or "/"
+            )
         else:
-            check_cookie_prefix(cookie_name, secure=cookie_secure, domain=cookie_domain, path=cookie_path)
+            check_cookie_prefix(
+                cookie_name, secure=cookie_secure, domain=cookie_domain, path=cookie_path or "/"
+            )
         if not post_logout_redirect.startswith("/") or post_logout_redirect.startswith("//"):
             raise ConfigurationError("post_logout_redirect= must be a path on this site, such as '/'")
         try:
@@ -354,6 +361,8 @@ class OAuthGuard:
         )
         self._on_event = on_event
         self._private = private_cache_headers
+        self._trust = trust
+        self._host_matters = public_url is None
         self._refresher = Refresher(
             store=checked,
             sessions=self._sessions,
@@ -399,6 +408,7 @@ class OAuthGuard:
             scope=" ".join(scope_list),
             authorize_params=authorize_params or {},
             redirect_uri=redirect_uri,
+            public_base=public_url.rstrip("/") if public_url is not None else None,
             callback_path=callback_path,
             login_path=login_path,
             trust=trust,
@@ -545,6 +555,10 @@ class OAuthGuard:
     async def _serve_own(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)
         try:
+            # Without public_url the guard builds URLs from the Host: one it could not use is refused
+            # before the route does anything (no session deleted, no token revoked, no code spent).
+            if self._host_matters:
+                request_origin(scope, self._trust)
             response = await route(scope, receive)
         except BadRequest as exc:
             response = bad_request(str(exc))

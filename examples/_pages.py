@@ -37,7 +37,7 @@ function tick() {
   remaining.textContent = Math.max(0, Math.round(expiresAt - Date.now() / 1000)) + " s";
 }
 async function poll() {
-  const response = await fetch("/api/me", {headers: {accept: "application/json"}});
+  const response = await fetch("api/me", {headers: {accept: "application/json"}});
   if (response.status === 401) { location.reload(); return; }
   if (!response.ok) return;
   const me = await response.json();
@@ -64,9 +64,18 @@ def _remaining(identity: Identity, now: float) -> int | None:
 
 
 def home_page(
-    framework: str, identity: Identity | None, reason: Reason | None, *, now: float, demo: bool
+    framework: str,
+    identity: Identity | None,
+    reason: Reason | None,
+    *,
+    now: float,
+    demo: bool,
+    root: str = "",
 ) -> str:
-    """``/``: who is signed in, the access token's remaining lifetime and refreshes; or a sign-in link."""
+    """``/``: who is signed in, the access token's remaining lifetime and refreshes; or a sign-in link.
+
+    ``root``: the root path the app is mounted at (``/app``), which every link starts with."""
+    root = escape(root.rstrip("/"))
     title = f"asgi-oauth-guard: {framework} example"
     heading = f"<h1>{escape(title)}</h1>"
     if identity is None:
@@ -78,8 +87,9 @@ def home_page(
         return _page(
             title,
             f'{heading}{notice}<p id="status">You are not signed in.</p>'
-            '<div class="row"><a class="button" id="sign-in" href="/auth/login?next=/">Sign in</a>'
-            '<a class="button secondary" href="/public">A public page</a></div>',
+            '<div class="row"><a class="button" id="sign-in" '
+            f'href="{root}/auth/login?next={root}/">Sign in</a>'
+            f'<a class="button secondary" href="{root}/public">A public page</a></div>',
         )
     claims = identity.claims
     name = escape(str(claims.get("name") or identity.sub))
@@ -89,9 +99,9 @@ def home_page(
     buttons = ""
     if demo:
         buttons = (
-            '<form method="post" action="/demo/expire"><button id="expire" class="secondary">'
+            f'<form method="post" action="{root}/demo/expire"><button id="expire" class="secondary">'
             "Expire the access token</button></form>"
-            '<form method="post" action="/demo/revoke"><button id="revoke" class="secondary">'
+            f'<form method="post" action="{root}/demo/revoke"><button id="revoke" class="secondary">'
             "Revoke the grant</button></form>"
         )
     body = (
@@ -104,8 +114,9 @@ def home_page(
         f'<dt>Refreshes</dt><dd id="refreshes">{identity.refreshes}</dd>'
         "</dl>"
         f'<div class="row">{buttons}'
-        '<form method="post" action="/auth/logout"><button id="sign-out">Sign out</button></form></div>'
-        '<p><small><a href="/api/me">/api/me</a> · <a href="/public">/public</a>'
+        f'<form method="post" action="{root}/auth/logout">'
+        '<button id="sign-out">Sign out</button></form></div>'
+        f'<p><small><a href="{root}/api/me">/api/me</a> · <a href="{root}/public">/public</a>'
         + (
             " · The test provider issues short-lived tokens: the guard refreshes them before they expire."
             " Expire one and the next API call refreshes it; revoke the grant and the refresh is refused."
@@ -134,10 +145,10 @@ def me_json(identity: Identity, *, now: float, show_token: bool) -> dict[str, An
     return body
 
 
-def public_page(framework: str) -> str:
+def public_page(framework: str, *, root: str = "") -> str:
     """``/public``: served to everyone, signed in or not."""
     return _page(
         "Public",
         "<h1>A public page</h1><p>No sign-in needed here.</p>"
-        f'<p><a href="/">Back to the {escape(framework)} example</a></p>',
+        f'<p><a href="{escape(root.rstrip("/"))}/">Back to the {escape(framework)} example</a></p>',
     )

@@ -53,7 +53,14 @@ def home(request: HttpRequest) -> HttpResponse:
     env, clock = _example.get()
     state = current_state()  # the guard's ContextVar, seen in this sync view's thread
     assert state is not None
-    page = home_page("Django", get_identity(request), state.reason, now=clock(), demo=env.idp is not None)
+    page = home_page(
+        "Django",
+        get_identity(request),
+        state.reason,
+        now=clock(),
+        demo=env.idp is not None,
+        root=_root(request),
+    )
     return HttpResponse(page)
 
 
@@ -66,7 +73,12 @@ async def me(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def public(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(public_page("Django"))
+    return HttpResponse(public_page("Django", root=_root(request)))
+
+
+def _root(request: HttpRequest) -> str:
+    """Where the app is mounted (``SCRIPT_NAME``, from the ASGI root path): links start there."""
+    return str(request.META.get("SCRIPT_NAME", "")).rstrip("/")
 
 
 def demo_only(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
@@ -87,7 +99,7 @@ def demo_only(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequ
 def expire_token(request: HttpRequest) -> HttpResponse:
     env, _ = _example.get()
     async_to_sync(env.expire_token)()
-    return HttpResponseRedirect("/", status=303)
+    return HttpResponseRedirect(_root(request) + "/", status=303)
 
 
 @demo_only
@@ -96,7 +108,7 @@ def expire_token(request: HttpRequest) -> HttpResponse:
 def revoke_grant(request: HttpRequest) -> HttpResponse:
     env, _ = _example.get()
     async_to_sync(env.revoke_grant)(require_identity(request).sub)
-    return HttpResponseRedirect("/", status=303)
+    return HttpResponseRedirect(_root(request) + "/", status=303)
 
 
 urlpatterns = [

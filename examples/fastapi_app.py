@@ -32,11 +32,13 @@ def create_app(
 
     @api.get("/", response_class=HTMLResponse)
     async def home(request: Request, user: guard.OptionalUser) -> str:
-        return home_page("FastAPI", user, get_state(request).reason, now=clock(), demo=demo)
+        return home_page(
+            "FastAPI", user, get_state(request).reason, now=clock(), demo=demo, root=_root(request)
+        )
 
     @api.get("/public", response_class=HTMLResponse)
-    async def public() -> str:
-        return public_page("FastAPI")
+    async def public(request: Request) -> str:
+        return public_page("FastAPI", root=_root(request))
 
     router = APIRouter(prefix="/api", tags=["api"])
 
@@ -60,16 +62,21 @@ def create_app(
     if demo:
 
         @api.post("/demo/expire", include_in_schema=False)
-        async def expire_token(user: guard.CurrentUser) -> RedirectResponse:
+        async def expire_token(request: Request, user: guard.CurrentUser) -> RedirectResponse:
             await env.expire_token()
-            return RedirectResponse("/", status_code=303)
+            return RedirectResponse(_root(request) + "/", status_code=303)
 
         @api.post("/demo/revoke", include_in_schema=False)
-        async def revoke_grant(user: guard.CurrentUser) -> RedirectResponse:
+        async def revoke_grant(request: Request, user: guard.CurrentUser) -> RedirectResponse:
             await env.revoke_grant(user.sub)
-            return RedirectResponse("/", status_code=303)
+            return RedirectResponse(_root(request) + "/", status_code=303)
 
     return env.serve(OAuthGuard(api, **env.guard_options()))
+
+
+def _root(request: Request) -> str:
+    """Where the app is mounted (``Mount("/app", ...)``, ``uvicorn --root-path /app``): links start there."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
 
 
 app = create_app()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from flask import Flask, redirect
+from flask import Flask, redirect, request
 from starlette.routing import Router, WebSocketRoute
 from starlette.types import ASGIApp
 from werkzeug.wrappers import Response
@@ -39,7 +39,9 @@ def create_app(
     def home() -> str:
         state = current_state()
         assert state is not None
-        return home_page("Flask", state.identity, state.reason, now=clock(), demo=demo)
+        return home_page(
+            "Flask", state.identity, state.reason, now=clock(), demo=demo, root=request.script_root
+        )
 
     @flask_app.get("/api/me")
     @login_required
@@ -50,7 +52,7 @@ def create_app(
 
     @flask_app.get("/public")
     def public() -> str:
-        return public_page("Flask")
+        return public_page("Flask", root=request.script_root)
 
     if demo:
 
@@ -58,7 +60,7 @@ def create_app(
         @login_required
         def expire_token() -> Response:
             async_to_sync(env.expire_token)()
-            return redirect("/", code=303)
+            return redirect(request.script_root + "/", code=303)
 
         @flask_app.post("/demo/revoke")
         @login_required
@@ -66,7 +68,7 @@ def create_app(
             user = current_user()
             assert user is not None
             async_to_sync(env.revoke_grant)(user.sub)
-            return redirect("/", code=303)
+            return redirect(request.script_root + "/", code=303)
 
     # WSGI has no WebSockets: /ws is a Starlette endpoint next to Flask, behind the same guard.
     websockets = Router([WebSocketRoute("/ws", whoami_socket)])

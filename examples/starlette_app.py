@@ -30,7 +30,14 @@ def create_app(
 
     async def home(request: Request) -> HTMLResponse:
         state = get_state(request)
-        page = home_page("Starlette", state.identity, state.reason, now=clock(), demo=env.idp is not None)
+        page = home_page(
+            "Starlette",
+            state.identity,
+            state.reason,
+            now=clock(),
+            demo=env.idp is not None,
+            root=_root(request),
+        )
         return HTMLResponse(page)
 
     @requires_login
@@ -40,19 +47,19 @@ def create_app(
         return JSONResponse(me_json(identity, now=clock(), show_token=env.idp is not None))
 
     async def public(request: Request) -> HTMLResponse:
-        return HTMLResponse(public_page("Starlette"))
+        return HTMLResponse(public_page("Starlette", root=_root(request)))
 
     @requires_login
     async def expire_token(request: Request) -> RedirectResponse:
         await env.expire_token()
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse(_root(request) + "/", status_code=303)
 
     @requires_login
     async def revoke_grant(request: Request) -> RedirectResponse:
         identity = get_identity(request)
         assert identity is not None
         await env.revoke_grant(identity.sub)
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse(_root(request) + "/", status_code=303)
 
     routes = [
         Route("/", home),
@@ -66,6 +73,11 @@ def create_app(
             Route("/demo/revoke", revoke_grant, methods=["POST"]),
         ]
     return env.serve(OAuthGuard(Starlette(routes=routes), **env.guard_options()))
+
+
+def _root(request: Request) -> str:
+    """Where the app is mounted (``Mount("/app", ...)``, ``uvicorn --root-path /app``): links start there."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
 
 
 app = create_app()

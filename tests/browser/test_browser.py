@@ -89,7 +89,7 @@ def demo() -> Iterator[Demo]:
         auto_approve=False,
     )
     app = starlette_app.create_app(settings, idp=provider)
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", ws="none", loop="asyncio")
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", loop="asyncio")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -207,3 +207,34 @@ def test_revoking_the_grant_asks_to_sign_in_again(page: Page, demo: Demo) -> Non
     page.wait_for_url(f"{demo.base}/")
     expect(page.locator("#user")).to_have_text("Alice")
     assert demo.exchanges() == 2
+
+
+FIRST_MESSAGE = """url => new Promise(resolve => {
+  const socket = new WebSocket(url);
+  socket.onmessage = event => { resolve(event.data); socket.close(); };
+  socket.onclose = event => resolve("closed " + event.code);
+})"""
+
+
+def test_the_pages_socket_and_sign_out_button_work_and_another_origins_page_gets_neither(
+    page: Page, demo: Demo
+) -> None:
+    """Chromium sends Origin itself. http://localhost:port is the same server seen as another origin."""
+    sign_in(page, demo)
+    socket_url = demo.base.replace("http://", "ws://") + "/ws"
+    assert page.evaluate(FIRST_MESSAGE, socket_url) == "alice"
+    other = demo.base.replace("127.0.0.1", "localhost")
+    page.goto(f"{other}/public")
+    assert page.evaluate(FIRST_MESSAGE, socket_url) == "closed 1006"  # refused at the handshake
+    page.set_content(
+        f'<form method="post" action="{demo.base}/auth/logout"><button id="go">go</button></form>'
+    )
+    with page.expect_response(f"{demo.base}/auth/logout") as answer:
+        page.click("#go")
+    assert answer.value.status == 403
+    page.goto(f"{demo.base}/")
+    expect(page.locator("#user")).to_have_text("Alice")  # still signed in
+    page.click("#sign-out")
+    page.wait_for_url(f"{demo.base}/")
+    expect(page.locator("#status")).to_have_text("You are not signed in.")
+    assert demo.provider.count(endpoint="revoke") == 1
