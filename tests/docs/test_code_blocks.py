@@ -200,7 +200,18 @@ async def test_python_block(
 
 # -- Shell ----------------------------------------------------------------------------------------------
 
-KNOWN_COMMANDS = {"cd", "curl", "export", "gunicorn", "pip", "python", "python3", "redis-cli", "uvicorn"}
+KNOWN_COMMANDS = {
+    "cd",
+    "curl",
+    "export",
+    "fastapi",
+    "gunicorn",
+    "pip",
+    "python",
+    "python3",
+    "redis-cli",
+    "uvicorn",
+}
 
 
 def _commands(code: str) -> list[list[str]]:
@@ -253,7 +264,10 @@ def test_shell_block_commands_exist(block: Block) -> None:
                 assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), f"{block.id}: {target}"
         if command == "pip" and args[:1] == ["install"]:
             for requirement in args[1:]:
-                match = re.fullmatch(r"asgi-oauth-guard\[([\w,-]+)\]", requirement)
+                # from an index, a Git URL, or a checkout (".[fastapi]")
+                match = re.fullmatch(
+                    r"(?:asgi-oauth-guard|\.)\[([\w,-]+)\](?: @ git\+https://\S+)?", requirement
+                )
                 if match:
                     unknown = set(match.group(1).split(",")) - _extras()
                     assert not unknown, f"{block.id}: pyproject.toml has no extra {unknown}"
