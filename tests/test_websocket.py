@@ -23,6 +23,7 @@ from asgi_oauth_guard.integrations.starlette import get_identity, install, requi
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
 from .conftest import APP_URL, BrowserFactory, GuardFactory, login
+from .test_refresh import FlakyStore
 
 pytestmark = pytest.mark.anyio
 
@@ -311,3 +312,17 @@ async def test_starlette_require_identity_in_a_websocket_endpoint_refuses_with_i
     install(app)
     socket = await handshake(guard_factory(app=app, require_login=False))
     assert not socket.accepted and socket.denial[0] == 401
+
+
+async def test_a_store_outage_refuses_with_503_and_keeps_the_session(
+    make_guard: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider, clock: FakeClock
+) -> None:
+    store = FlakyStore(clock)
+    guard = make_guard(store=store)
+    cookie = await signed_in_cookie(guard, browser_factory, provider)
+    store.failing = {"get"}
+    socket = await handshake(guard, cookie=cookie)
+    assert not socket.accepted and socket.denial[0] == 503
+    assert (await handshake(guard, cookie=cookie, denial_responses=False)).close_code == 1013
+    store.failing = set()
+    assert (await handshake(guard, cookie=cookie)).texts[0] == "alice"
