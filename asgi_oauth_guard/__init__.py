@@ -17,6 +17,7 @@ from ._errors import (
     TokenEndpointError,
 )
 from ._events import EventHook, GuardEvent
+from ._index import SessionInfo
 from ._middleware import OAuthGuard
 from ._postgres import PostgresStore
 from ._protocol import TokenSet
@@ -49,6 +50,7 @@ __all__ = [
     "ReloginHandler",
     "ReloginMode",
     "ReloginRequired",
+    "SessionInfo",
     "Store",
     "StoreUnavailable",
     "TokenEndpointError",

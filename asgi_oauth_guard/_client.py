@@ -246,6 +246,23 @@ class OAuthClient:
         )
         return claims
 
+    async def verify_signed_jwt(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The header and claims of a JWT the provider signed as it signs ID tokens (the same algorithms
+        and keys, ``none`` never): a back-channel logout token. ``IDTokenError`` if it is not one."""
+        provider = await self.provider()
+        header = _id_token.header_of(token)
+        alg = header["alg"]
+        if alg not in _id_token.allowed_algorithms(provider.id_token_algorithms, self._id_token_alg):
+            raise IDTokenError(f"the token is signed with {alg!r}, not an algorithm this client accepts")
+        if "crit" in header:
+            raise IDTokenError("the token's header has critical extensions this client does not know")
+        if alg in _id_token.SYMMETRIC:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                keys: list[_id_token.Key] = [OctKey.import_key(self._secret)]
+            return header, _id_token.verify(token, keys, alg)[1]
+        return header, await self._verify_with_published_keys(provider, token, header)
+
     async def _verify_with_published_keys(
         self, provider: Provider, id_token: str, header: Mapping[str, Any]
     ) -> dict[str, Any]:

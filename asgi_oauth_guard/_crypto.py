@@ -70,6 +70,7 @@ class Keyring:
 
     def __init__(self, secret_keys: Sequence[str], *, cache_size: int = 10_000) -> None:
         self._newest = secret_keys[-1].encode()
+        self._all = [k.encode() for k in reversed(secret_keys)]
         self._session = Signer(
             list(secret_keys), salt="asgi-oauth-guard.session", digest_method=hashlib.sha256
         )
@@ -134,6 +135,12 @@ class Keyring:
         return Binding(
             current=current, previous=previous, previous_until=int(until) if until.isdigit() else 0
         )
+
+    def tags(self, purpose: str, *parts: str) -> tuple[str, ...]:
+        """Short HMAC tags of ``parts`` for store keys that must not name what they index (a user), one per
+        secret key, the newest first: written with the first, looked up with all (key rotation)."""
+        message = "\x00".join((purpose, *parts)).encode()
+        return tuple(b64e(hmac.new(key, message, hashlib.sha256).digest()[:18]) for key in self._all)
 
     def derive(self, purpose: str, browser_id: str) -> bytes:
         """A 32-byte key or tag for ``purpose``, bound to a browser: transactions are sealed with it,

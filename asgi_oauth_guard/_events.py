@@ -14,7 +14,7 @@ __all__ = ["EventHook", "GuardEvent"]
 
 logger = logging.getLogger("asgi_oauth_guard")
 
-EventKind = Literal["login", "refresh", "refresh_failed", "relogin", "logout"]
+EventKind = Literal["login", "refresh", "refresh_failed", "relogin", "logout", "session_ended"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -23,6 +23,9 @@ class GuardEvent:
 
     ``sub`` is the user's subject when known; ``reason`` says why for ``refresh_failed`` and ``relogin``;
     ``detail`` is a short machine-readable cause (``provider_unavailable``, ``invalid_grant``, ...).
+    ``logout`` is a sign-out at the logout route; ``session_ended`` a session ended otherwise, with the
+    cause as ``detail``: ``backchannel`` (the provider's back-channel logout), ``app``
+    (:meth:`OAuthGuard.end_sessions`) or ``user_limit`` (the user's oldest session beyond the cap).
     """
 
     kind: EventKind

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope
 
 from ._client import OAuthClient, UserinfoTransport
 from ._crypto import Keyring, b64e, seal, unseal
+from ._ending import SessionEnder
 from ._errors import IDTokenError, ProviderUnavailable, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
 from ._http import BadRequest, ForwardedTrust, cookie, headers_map, query_params, request_origin, root_path
@@ -79,7 +80,9 @@ class Flows:
         api_prefixes: Prefixes,
         clock: Callable[[], float],
         on_event: EventHook | None,
+        ender: SessionEnder | None = None,
     ) -> None:
+        self._ender = ender
         self._client = client
         self._store = store
         self._sessions = sessions
@@ -292,11 +295,15 @@ class Flows:
                     )
                     claims = self._client.merge_userinfo(claims, userinfo)
                 sid, key, cookie_value = self._keys.new_session_cookie()
-                await self._sessions.save(
-                    Session(sid=sid, tokens=tokens, claims=claims, created_at=self._clock()), key
+                provider = await self._client.provider()
+                session = Session(
+                    sid=sid, tokens=tokens, claims=claims, created_at=self._clock(), issuer=provider.issuer
                 )
+                await self._sessions.save(session, key)
                 outcome = Outcome(ok=True, next=tx.next, cookie=cookie_value, sid=sid)
-                await emit(self._on_event, GuardEvent(kind="login", sub=str(claims.get("sub") or "") or None))
+                await emit(self._on_event, GuardEvent(kind="login", sub=session.sub))
+                if self._ender is not None:
+                    await self._ender.after_sign_in(session.sub)
             except TokenEndpointError as exc:
                 logger.warning("the provider refused a code: %s", exc.describe(code, tx.verifier))
                 try:

@@ -14,15 +14,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import _id_token
 from . import _websocket as websocket
+from ._backchannel import BackchannelLogout
 from ._client import ClientAuthMethod, OAuthClient, Provider
 from ._context import SCOPE_KEY, GuardState, Identity, _state
 from ._cookies import CookieJar, SameSite, check_cookie_prefix, default_cookie_name
 from ._crypto import Keyring
+from ._ending import SessionEnder
 from ._errors import ConfigurationError, ProviderUnavailable, ReloginRequired, StoreUnavailable
 from ._events import EventHook, GuardEvent, emit
 from ._flows import Flows
 from ._headers import own, private_send
 from ._http import BadRequest, ForwardedTrust, cookie, request_origin, root_path
+from ._index import SessionIndex, SessionInfo
 from ._lifetime import TOUCH_INTERVAL, Lifetime
 from ._origins import OwnOrigins, normal_origin
 from ._paths import PathRules, Prefixes, route_path
@@ -100,6 +103,9 @@ class OAuthGuard:
         callback_path: The guard's callback route, where the provider sends the browser back.
         logout_path: The guard's sign-out route: a POST from one of the app's own origins signs out; a GET
             shows a confirm page with the POST form (so another site cannot sign users out).
+        backchannel_logout_path: The guard's OpenID Connect back-channel logout route (POST, from the
+            provider): register the app's URL of it at the provider as the client's
+            ``backchannel_logout_uri`` (docs/providers.md). ``None``: no such route.
         require_login: ``True``: every path needs a signed-in user; a list of path prefixes: those paths do;
             ``False``: none (guard single routes with the integrations instead). Prefixes match whole
             segments (``"/admin"`` covers ``/admin`` and ``/admin/...``, not ``/administrator``) on every
@@ -131,6 +137,8 @@ class OAuthGuard:
         session_idle_timeout: Seconds without a request after which a session ends (8 hours), counted to
             within a minute; ``None``: no idle timeout. ASVS level 2 asks for 30 minutes (``1800``).
         session_ttl: Deprecated: the old name of ``session_max_age``.
+        max_sessions_per_user: Sessions one user may have at once (browsers, devices); a sign-in beyond
+            this ends the user's oldest session (100).
         transaction_ttl: Seconds a sign-in may take, from the redirect to the provider to the callback
             (10 minutes); a callback loaded again within this time goes to the same ``next``.
         duplicate_window: Seconds after a sign-in completes during which a duplicate of its callback
@@ -178,6 +186,7 @@ class OAuthGuard:
         login_path: str = "/auth/login",
         callback_path: str = "/auth/callback",
         logout_path: str = "/auth/logout",
+        backchannel_logout_path: str | None = "/auth/backchannel-logout",
         require_login: bool | Sequence[str] = False,
         public_paths: Sequence[str] = (),
         api_prefixes: Sequence[str] = ("/api/",),
@@ -190,6 +199,7 @@ class OAuthGuard:
         session_max_age: float | None = None,
         session_idle_timeout: float | None = 8 * 3600,
         session_ttl: float | None = None,
+        max_sessions_per_user: int = 100,
         transaction_ttl: float = 600,
         duplicate_window: float = 30,
         max_transactions_per_browser: int = 5,
@@ -256,11 +266,15 @@ class OAuthGuard:
         if not scope_list or any(not s or " " in s for s in scope_list):
             raise ConfigurationError("scopes= must be a list of scope names, e.g. ['openid', 'email']")
         paths = {"login_path": login_path, "callback_path": callback_path, "logout_path": logout_path}
+        if backchannel_logout_path is not None:
+            paths["backchannel_logout_path"] = backchannel_logout_path
         for name, path in paths.items():
             if not path.startswith("/") or path.startswith("//") or "?" in path:
                 raise ConfigurationError(f"{name}= must be a path such as '/auth/login', got {path!r}")
-        if len(set(paths.values())) != 3:
-            raise ConfigurationError("login_path, callback_path and logout_path must differ")
+        if len(set(paths.values())) != len(paths):
+            raise ConfigurationError(f"{', '.join(paths)} must differ")
+        if max_sessions_per_user < 1:
+            raise ConfigurationError("max_sessions_per_user= must be at least 1")
         if session_ttl is not None:
             if session_max_age is not None:
                 raise ConfigurationError("give session_max_age= only: session_ttl= is its deprecated name")
@@ -354,10 +368,15 @@ class OAuthGuard:
             client_key=client_key,
             id_token_alg=id_token_signed_response_alg,
         )
+        self._index = SessionIndex(checked, self._keyring, clock=clock, max_per_user=max_sessions_per_user)
         self._sessions = Sessions(
             checked,
             lifetime=Lifetime(max_age=session_max_age, idle_timeout=session_idle_timeout),
             clock=clock,
+            index=self._index,
+        )
+        self._ender = SessionEnder(
+            sessions=self._sessions, index=self._index, client=self.client, on_event=on_event
         )
         self._on_event = on_event
         self._private = private_cache_headers
@@ -423,12 +442,17 @@ class OAuthGuard:
             api_prefixes=self._api_prefixes,
             clock=clock,
             on_event=on_event,
+            ender=self._ender,
         )
         self._routes: dict[str, Route] = {
             login_path: _without_body(self._flows.login),
             callback_path: _without_body(self._flows.callback),
             logout_path: self._flows.logout,
         }
+        if backchannel_logout_path is not None:
+            self._routes[backchannel_logout_path] = BackchannelLogout(
+                client=self.client, store=checked, ender=self._ender, clock=clock
+            ).serve
         self.scopes: tuple[str, ...] = tuple(scope_list)
         """The scopes the guard asks for."""
         self._anonymous = GuardState(guard=self, identity=None)
@@ -654,6 +678,23 @@ class OAuthGuard:
         published = self._publish(refreshed, state.handle).identity
         assert published is not None
         return published
+
+    async def end_sessions(self, *, sub: str | None = None, sid: str | None = None) -> int:
+        """End sessions, in every worker: all of user ``sub`` (a password change, a closed account, an
+        admin's action), or those of the provider's session ``sid`` (the ID token's ``sid`` claim; with
+        ``sub`` too, those of both). Returns how many ended. Their cookies get the re-login response;
+        the refresh tokens are not revoked at the provider (they are sealed with keys only the cookies hold).
+        """
+        if sid is not None:
+            return await self._ender.end_op_session(sid, sub=sub, cause="app")
+        if sub is None:
+            raise TypeError("end_sessions() needs sub= or sid=")
+        return await self._ender.end_user(sub, cause="app")
+
+    async def sessions_of(self, sub: str) -> list[SessionInfo]:
+        """The user's live sessions, oldest first: when each started, was last used, at which issuer.
+        Across workers (read from the store); no token is in them."""
+        return await self._ender.sessions_of(sub)
 
     async def aclose(self) -> None:
         """Close the HTTP client if the guard created it (the app's lifespan shutdown does this too)."""

@@ -58,6 +58,9 @@ class Session:
 
     ``created_at`` is the sign-in (the absolute age counts from it; refreshes never move it);
     ``last_seen`` is the last request that was written down (at most once a minute), for the idle timeout.
+    ``issuer`` is the provider's (records written before it existed have ``None``). The user's ``sub``,
+    the provider's session id (OIDC ``sid``, for back-channel logout) and ``auth_time`` are read from the
+    claims.
     """
 
     sid: str
@@ -67,9 +70,28 @@ class Session:
     refreshes: int = 0
     last_seen: float | None = None
 
+    issuer: str | None = None
+
     @property
     def seen_at(self) -> float:
         return self.created_at if self.last_seen is None else self.last_seen
+
+    @property
+    def sub(self) -> str | None:
+        sub = self.claims.get("sub")
+        return sub if isinstance(sub, str) and sub else None
+
+    @property
+    def oidc_sid(self) -> str | None:
+        sid = self.claims.get("sid")
+        return sid if isinstance(sid, str) and sid else None
+
+    @property
+    def auth_time(self) -> float | None:
+        value = self.claims.get("auth_time")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return None
 
     def dumps(self) -> bytes:
         data = dataclasses.asdict(self)

@@ -6,6 +6,10 @@ same bytes again (the usual case), the hot path skips decryption and JSON entire
 A new session is written with ``create``; every later write is a ``replace`` (set only if it still
 exists), so a refresh or a touch that finishes after the session ended (signed out, expired) never
 brings it back.
+
+With an index (``_index.SessionIndex``), a sign-in files the session under its user and provider session
+until its absolute age ends, each later write notes when it was last used, and a delete unfiles it, so
+sessions can be listed and ended by user.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import json
 from collections.abc import Callable
 
 from ._crypto import seal, unseal
-from ._lifetime import Lifetime
+from ._index import SessionIndex
+from ._lifetime import TOUCH_INTERVAL, Lifetime
 from ._session import Session
 from ._store import Store
 
@@ -24,9 +29,16 @@ SESSION_PREFIX = "s:"
 
 class Sessions:
     def __init__(
-        self, store: Store, *, lifetime: Lifetime, clock: Callable[[], float], cache_size: int = 10_000
+        self,
+        store: Store,
+        *,
+        lifetime: Lifetime,
+        clock: Callable[[], float],
+        cache_size: int = 10_000,
+        index: SessionIndex | None = None,
     ) -> None:
         self._store = store
+        self.index = index
         self.lifetime = lifetime
         self._clock = clock
         self._cache: dict[str, tuple[bytes, bytes, Session]] = {}
@@ -56,6 +68,8 @@ class Sessions:
         ttl = self.lifetime.ttl(session, self._clock())
         await self._store.set(SESSION_PREFIX + session.sid, blob, ttl=ttl)
         self._remember(session.sid, blob, key, session)
+        if self.index is not None:
+            await self.index.file(session, ttl=self._index_ttl(session))
 
     async def replace(self, session: Session, key: bytes) -> bool:
         """Write an existing session; ``False`` (and nothing written) when it has ended meanwhile."""
@@ -65,6 +79,8 @@ class Sessions:
             self._cache.pop(session.sid, None)
             return False
         self._remember(session.sid, blob, key, session)
+        if self.index is not None:
+            await self.index.touch(session, ttl=self._index_ttl(session))
         return True
 
     async def drop_tokens(self, session: Session, key: bytes) -> Session:
@@ -73,9 +89,19 @@ class Sessions:
         await self.replace(emptied, key)
         return emptied
 
+    async def exists(self, sid: str) -> bool:
+        """Whether the session is still stored (readable or not: its key is only in its cookie)."""
+        return await self._store.get(SESSION_PREFIX + sid) is not None
+
     async def delete(self, sid: str) -> None:
         self._cache.pop(sid, None)
         await self._store.delete(SESSION_PREFIX + sid)
+        if self.index is not None:
+            await self.index.unfile(sid)
+
+    def _index_ttl(self, session: Session) -> float:
+        # The index entries outlive nothing: no session lives past its absolute age (and a minute).
+        return max(1.0, session.created_at + self.lifetime.max_age - self._clock() + TOUCH_INTERVAL)
 
     def _remember(self, sid: str, blob: bytes, key: bytes, session: Session) -> None:
         if sid not in self._cache and len(self._cache) >= self._cache_size:

@@ -56,6 +56,9 @@ const REFRESH_TOKEN_TTL = intFromEnv('REFRESH_TOKEN_TTL', 3600, 1);
 // token really die after 5 s.
 const CLOCK_TOLERANCE = intFromEnv('CLOCK_TOLERANCE', 0);
 const DEFAULT_ACCOUNT = process.env.DEFAULT_ACCOUNT || 'alice';
+// OIDC Back-Channel Logout 1.0: where the provider POSTs logout tokens for the first client (none: not
+// registered)
+const BACKCHANNEL_LOGOUT_URI = process.env.BACKCHANNEL_LOGOUT_URI || '';
 // A second confidential client with the same redirect URIs, for tests of tokens issued to another client
 // (an ID token whose aud is not the guard's). Off unless SECOND_CLIENT_ID is set.
 const SECOND_CLIENT_ID = process.env.SECOND_CLIENT_ID || '';
@@ -292,6 +295,13 @@ function journalEvents(provider) {
       detail: err?.error_detail ?? null,
     });
   });
+  provider.on('backchannel.success', (_ctx, client, accountId, sid) => {
+    journalAdd({ event: 'backchannel.success', client_id: client.clientId, sub: accountId, sid });
+  });
+  provider.on('backchannel.error', (_ctx, err, client, accountId, sid) => {
+    const error = String(err?.message ?? err);
+    journalAdd({ event: 'backchannel.error', client_id: client.clientId, sub: accountId, sid, error });
+  });
   provider.on('grant.revoked', (ctx, grantId) => {
     journalAdd({
       event: 'grant.revoked',
@@ -340,6 +350,9 @@ function clientConfig(clientId, clientSecret, idTokenAlg = 'RS256', jwks = undef
     // client_secret_post is accepted too: oidc-provider takes either secret method for this client
     token_endpoint_auth_method: 'client_secret_basic',
     ...keyAuth,
+    ...(BACKCHANNEL_LOGOUT_URI && clientId === CLIENT_ID
+      ? { backchannel_logout_uri: BACKCHANNEL_LOGOUT_URI, backchannel_logout_session_required: true }
+      : {}),
   };
 }
 
@@ -356,6 +369,12 @@ function createProvider(issuer) {
     clockTolerance: CLOCK_TOLERANCE,
     enabledJWA: {
       idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', ...(ID_TOKEN_ALG === 'HS256' ? ['HS256'] : [])],
+    },
+    // oidc-provider refuses outgoing calls to special-use addresses (SSRF protection); here every client
+    // lives on loopback, so its back-channel logout calls go out without that dispatcher
+    fetch: (url, options) => {
+      const { dispatcher: _ssrfGuard, ...rest } = options;
+      return globalThis.fetch(url, rest);
     },
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
     // the token request must name the redirect_uri it used, even with one registered URI
@@ -400,6 +419,7 @@ function createProvider(issuer) {
         enabled: true,
         allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
       },
+      backchannelLogout: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,
         // auto-submitting confirmation, so a browser signs out without a click; headless clients post the
@@ -590,6 +610,32 @@ async function route(req, res) {
       const sub = url.searchParams.get('sub');
       if (!sub) return sendJson(res, 400, { error: 'invalid_request', error_description: 'sub is required' });
       return sendJson(res, 200, { sub, grants: grantsOf(sub) });
+    }
+    if (url.pathname === '/admin/backchannel-logout' && req.method === 'POST') {
+      // What the provider does when it ends a user's sessions: a back-channel logout of each of them, sent
+      // by oidc-provider itself. `age=N` issues the logout tokens as if N seconds ago (a stale token).
+      const sub = url.searchParams.get('sub');
+      const age = Number(url.searchParams.get('age') ?? 0);
+      if (!sub || !Number.isFinite(age) || age < 0) {
+        return sendJson(res, 400, { error: 'invalid_request', error_description: 'sub, and age >= 0' });
+      }
+      const client = await provider.Client.find(CLIENT_ID);
+      const results = [];
+      for (const [key, record] of [...records]) {
+        if (!key.startsWith('Session:') || record.payload.accountId !== sub || !liveRecord(key)) continue;
+        const sid = record.payload.authorizations?.[CLIENT_ID]?.sid;
+        if (!sid) continue;
+        clockOffsetMs -= age * 1000;
+        try {
+          await client.backchannelLogout(sub, sid);
+          results.push({ sid, delivered: true });
+        } catch (err) {
+          results.push({ sid, delivered: false, error: String(err?.message ?? err) });
+        } finally {
+          clockOffsetMs += age * 1000;
+        }
+      }
+      return sendJson(res, 200, { sub, results });
     }
     if (url.pathname === '/admin/revoke-grants' && req.method === 'POST') {
       const sub = url.searchParams.get('sub');

@@ -186,6 +186,12 @@ class IDTokenSigner:
             key = ec_key("forger") if c.id_token_alg == "ES256" else rsa_key("forger")
         return jwt.encode(header, claims, key)
 
+    def sign_logout(self, claims: dict[str, Any]) -> str:
+        """A back-channel logout token, signed with the key that signs ID tokens (asymmetric algs)."""
+        alg = "RS256" if self.conformance.id_token_alg in ("none", "HS256") else self.conformance.id_token_alg
+        key = self._key if alg == self.conformance.id_token_alg else rsa_key()
+        return jwt.encode({"alg": alg, "typ": "logout+jwt", "kid": key.kid}, claims, key)
+
     def decode(self, token: str) -> dict[str, Any] | None:
         """The claims of an ID token this provider signed (signature only, no expiry), else None."""
         c = self.conformance

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -319,6 +320,38 @@ class OAuthTestProvider:
     def enable_user(self, sub: str) -> None:
         """Undo `disable_user` (grants that were not revoked work again)."""
         self._server.user(sub).disabled = False
+
+    def session_ids(self, sub: str) -> list[str]:
+        """The provider's session ids (the ID tokens' ``sid``) of `sub`'s live sign-ins, oldest first."""
+        return [g.sid for g in self._server._grants if g.sub == sub and g.alive]
+
+    def logout_token(self, *, sub: str | None = None, sid: str | None = None, **overrides: Any) -> str:
+        """A signed back-channel logout token (OIDC Back-Channel Logout 1.0) for `sub` and/or `sid`.
+
+        ``overrides`` replace or add claims (``iat=...``, ``aud="other"``); a value of ``None`` removes one.
+        """
+        s = self._server.settings
+        now = int(s.clock())
+        claims: dict[str, Any] = {
+            "iss": s.issuer,
+            "aud": s.client_id,
+            "iat": now,
+            "exp": now + 120,
+            "jti": secrets.token_urlsafe(16),
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        }
+        if sub is not None:
+            claims["sub"] = sub
+        if sid is not None:
+            claims["sid"] = sid
+        for name, value in overrides.items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+        token = self._server.signer.sign_logout(claims)
+        self._server._issued.append(token)
+        return token
 
     # faults
 

@@ -117,6 +117,8 @@ class _Grant:
     scope: str
     auth_time: float
     alive: bool = True
+    # the provider's session (OIDC sid), one per sign-in, for back-channel logout
+    sid: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(12))
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -544,6 +546,7 @@ class AuthorizationServer:
                 "exp": int(now + s.id_token_ttl),
                 "auth_time": int(grant.auth_time),
                 "at_hash": at_hash(access_token),
+                "sid": grant.sid,
             }
             if nonce is not None:
                 claims["nonce"] = nonce
