@@ -154,6 +154,8 @@ class PathRules:
     def requires_login(self, path: str) -> bool:
         if not self._active:
             return False
+        if path.startswith("/") and _SUSPECT.search(path) is None:  # a plain path: its only reading
+            return not self._public.covers(path) and (self._all or self._require.covers(path))
         for spelling in spellings(path):
             if not self._public.covers(spelling) and (self._all or self._require.covers(spelling)):
                 return True

@@ -31,7 +31,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_oauth_guard import OAuthGuard, Provider
-from asgi_oauth_guard.integrations.flask import _FlaskApp
+from asgi_oauth_guard.integrations.flask import wrap
 
 from ..conftest import SECRET_KEY
 from .served import RawResponse, raw_request, serve
@@ -76,11 +76,11 @@ def fastapi_app() -> ASGIApp:
     return app
 
 
-def flask_app() -> ASGIApp:
+def flask_app() -> flask.Flask:
     app = flask.Flask(__name__)
     for name, path in ROUTES.items():
         app.add_url_rule(path.replace("{rest}", "<path:rest>"), name, _flask_view(name))
-    return _FlaskApp(app)
+    return app
 
 
 def _flask_view(name: str) -> Callable[..., str]:
@@ -90,33 +90,41 @@ def _flask_view(name: str) -> Callable[..., str]:
     return endpoint
 
 
-def by_host(inner: ASGIApp) -> ASGIApp:
+def by_host(inner: ASGIApp | flask.Flask) -> ASGIApp:
+    """The framework's app behind each configuration of the guard, chosen by Host; Flask through
+    ``integrations.flask.wrap``, as Flask apps are served."""
     provider = Provider(
         issuer="https://idp.example.test",
         authorization_endpoint="https://idp.example.test/authorize",
         token_endpoint="https://idp.example.test/token",
     )
-    guards = {
-        host: OAuthGuard(
-            inner,
-            provider=provider,
-            client_id="client",
-            client_secret="secret",
-            secret_key=SECRET_KEY,
-            scopes=["profile"],
-            **options,
-        )
+    settings: dict[str, Any] = {
+        "provider": provider,
+        "client_id": "client",
+        "client_secret": "secret",
+        "secret_key": SECRET_KEY,
+        "scopes": ["profile"],
+    }
+    guards: dict[str, OAuthGuard] = {
+        host: wrap(inner, **settings, **options)
+        if isinstance(inner, flask.Flask)
+        else OAuthGuard(inner, **settings, **options)
         for host, options in CONFIGS.items()
     }
+    bare = guards["all.test"].app  # the same app without a guard in front
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         host = dict(scope["headers"]).get(b"host", b"").decode()
-        await (inner if host == BARE else guards[host])(scope, receive, send)
+        await (bare if host == BARE else guards[host])(scope, receive, send)
 
     return app
 
 
-FRAMEWORKS = {"starlette": starlette_app, "fastapi": fastapi_app, "flask": flask_app}
+FRAMEWORKS: dict[str, Callable[[], ASGIApp | flask.Flask]] = {
+    "starlette": starlette_app,
+    "fastapi": fastapi_app,
+    "flask": flask_app,
+}
 
 
 @pytest.fixture(scope="module", params=list(FRAMEWORKS))
