@@ -122,8 +122,9 @@ class RequireScopes:
 
     ``Depends(RequireScopes("reports:read"))``, as a parameter or in ``dependencies=[...]``. Anonymous
     requests get the guard's re-login response; a user without the scopes gets 403 ``insufficient_scope``
-    (RFC 6750). The token's scopes are the ones the provider granted, or, when its token answer named none,
-    the ones the guard asked for (RFC 6749 section 5.1).
+    (RFC 6750), and a websocket handshake is closed with 1008. The token's scopes are the ones the
+    provider granted, or, when its token answer named none, the ones the guard asked for (RFC 6749
+    section 5.1).
     """
 
     def __init__(self, *scopes: str) -> None:
@@ -131,10 +132,12 @@ class RequireScopes:
             raise ValueError("RequireScopes needs one or more scope names, e.g. RequireScopes('read:x')")
         self.scopes = frozenset(scopes)
 
-    async def __call__(self, request: Request, user: CurrentUser) -> Identity:
-        _, auth = get_state(request).user_and_auth
+    async def __call__(self, conn: HTTPConnection, user: CurrentUser) -> Identity:
+        _, auth = get_state(conn).user_and_auth
         if not self.scopes <= set(auth.scopes):
             needed = " ".join(sorted(self.scopes))
+            if isinstance(conn, WebSocket):  # refused before it is accepted (RFC 6455: policy violation)
+                raise WebSocketException(code=1008, reason=f"insufficient_scope: {needed}")
             raise HTTPException(
                 status_code=403,
                 detail={"error": "insufficient_scope", "scope": needed},

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, WebSocket
 
 from asgi_oauth_guard import Identity, MemoryStore, OAuthGuard
 from asgi_oauth_guard.integrations import fastapi as guard
@@ -104,3 +104,74 @@ def test_require_scopes_needs_scope_names() -> None:
         guard.RequireScopes()
     with pytest.raises(ValueError, match="one or more scope names"):
         guard.RequireScopes("read write")
+
+
+async def test_require_scopes_on_a_websocket_route(provider: OAuthTestProvider, clock: FakeClock) -> None:
+    app = FastAPI()
+    guard.install(app)
+
+    @app.websocket("/ws/admin")
+    async def admin_socket(
+        websocket: WebSocket, user: Annotated[Identity, Depends(guard.RequireScopes("admin"))]
+    ) -> None:
+        await websocket.accept()  # never reached: alice's token has no "admin" scope
+        await websocket.send_text(user.sub)
+        await websocket.close()
+
+    @app.websocket("/ws/email")
+    async def email_socket(
+        websocket: WebSocket, user: Annotated[Identity, Depends(guard.RequireScopes("email"))]
+    ) -> None:
+        await websocket.accept()
+        await websocket.send_text(user.sub)
+        await websocket.close()
+
+    async with httpx.AsyncClient(transport=provider.transport()) as http:
+        guarded = OAuthGuard(
+            app,
+            issuer=ISSUER,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            secret_key=SECRET_KEY,
+            http_client=http,
+            clock=clock,
+            store=MemoryStore(clock=clock),
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(guarded), base_url="http://app.test"
+        ) as browser:
+            await login(browser, provider)
+            cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies.jar)
+        allowed = await handshake(guarded, "/ws/email", cookie)
+        assert [m["type"] for m in allowed[:2]] == ["websocket.accept", "websocket.send"]
+        assert allowed[1]["text"] == "alice"
+        refused = await handshake(guarded, "/ws/admin", cookie)
+        assert refused == [{"type": "websocket.close", "code": 1008, "reason": "insufficient_scope: admin"}]
+
+
+async def handshake(app: Any, path: str, cookie: str) -> list[dict[str, Any]]:
+    """A websocket handshake on ``app``, as a browser on the app's own origin makes it: what the app sent."""
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"app.test"), (b"origin", b"http://app.test"), (b"cookie", cookie.encode())],
+        "client": ("127.0.0.1", 5000),
+        "server": ("app.test", 80),
+        "subprotocols": [],
+    }
+    incoming = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
