@@ -151,6 +151,9 @@ class OAuthGuard:
             lifetime).
         http_timeout: Seconds for each call to the provider, from start to end. The refresh lock's lease is
             twice this plus 5 seconds.
+        max_concurrent_refreshes: Refreshes in flight at once in this process, at most. When every one is
+            taken (many sessions due at once, after an outage or a deploy), a session whose access token is
+            still valid is served with it and refreshes on a later request; an expired one waits its turn.
         post_logout_redirect: The path the browser goes to after signing out.
         rp_initiated_logout: Also end the user's session at the provider after signing out, when it has an
             ``end_session_endpoint``.
@@ -206,6 +209,7 @@ class OAuthGuard:
         code_lifetime: float = 60,
         refresh_leeway: float = 60,
         http_timeout: float = 10,
+        max_concurrent_refreshes: int = 32,
         post_logout_redirect: str = "/",
         rp_initiated_logout: bool = False,
         private_cache_headers: bool = True,
@@ -304,6 +308,8 @@ class OAuthGuard:
             raise ConfigurationError(f"refresh_leeway= must be zero or more, got {refresh_leeway!r}")
         if max_transactions_per_browser < 1:
             raise ConfigurationError("max_transactions_per_browser= must be at least 1")
+        if max_concurrent_refreshes < 1:
+            raise ConfigurationError("max_concurrent_refreshes= must be at least 1")
         if cookie_same_site not in ("lax", "strict", "none"):
             raise ConfigurationError("cookie_same_site= must be 'lax', 'strict' or 'none'")
         if cookie_same_site == "none" and cookie_secure is False:
@@ -391,6 +397,7 @@ class OAuthGuard:
             lease=http_timeout * 2 + 5,
             # A waiter outlasts the lease of a holder that died, then the next holder's token request.
             wait=(http_timeout * 2 + 5) + http_timeout + 1,
+            max_concurrent=max_concurrent_refreshes,
             on_event=on_event,
         )
         self._cookies = CookieJar(

@@ -34,6 +34,7 @@ from ._client import OAuthClient
 from ._errors import GuardError, ProviderUnavailable, ReloginRequired, StoreUnavailable, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
 from ._lifetime import refresh_token_expired
+from ._limiter import RefreshLimiter
 from ._protocol import TokenSet, grant_refused, misconfiguration_fix, refresh_due
 from ._reasons import Reason
 from ._refresh_results import RefreshResults
@@ -76,6 +77,7 @@ class Refresher:
         leeway: float,
         lease: float,
         wait: float,
+        max_concurrent: int = 32,
         on_event: EventHook | None = None,
     ) -> None:
         self._store = store
@@ -87,6 +89,7 @@ class Refresher:
         self._wait = wait
         self._on_event = on_event
         self._flights: dict[str, _Flight] = {}
+        self.limiter = RefreshLimiter(max_concurrent)
         self._unsaved: dict[str, Session] = {}
         self._results = RefreshResults(store, ttl=2 * lease)
         self.breaker = ClientBreaker(cooldown=CLIENT_REFUSAL_COOLDOWN, clock=clock)
@@ -168,12 +171,21 @@ class Refresher:
                 raise ProviderUnavailable("the refresh failed")
             assert flight.result is not None
             return flight.result
+        if self.limiter.full and rejected_token is None and self._still_valid(session):
+            # Every refresh slot is taken: this token is only due, not expired, so serve it now and
+            # refresh on a later request rather than queue behind the others.
+            self.limiter.served_while_full += 1
+            return session
         flight = _Flight(done=anyio.Event())
         self._flights[session.sid] = flight
         failure: ProviderUnavailable | ReloginRequired | None = None
         try:
-            with anyio.CancelScope(shield=True):
-                result, refreshed = await self._refresh_locked(session, key, rejected_token)
+            try:
+                async with self.limiter.slot(within=self._wait):
+                    with anyio.CancelScope(shield=True):
+                        result, refreshed = await self._refresh_locked(session, key, rejected_token)
+            except TimeoutError:
+                raise ProviderUnavailable("too many refreshes in flight in this process") from None
             flight.result = result
         except (ProviderUnavailable, ReloginRequired) as exc:
             flight.error = failure = exc
@@ -200,6 +212,10 @@ class Refresher:
         if refreshed:
             await emit(self._on_event, GuardEvent(kind="refresh", sub=sub))
         return result
+
+    def _still_valid(self, session: Session) -> bool:
+        tokens = session.tokens
+        return tokens is not None and tokens.expires_at is not None and tokens.expires_at > self._clock()
 
     def _still_needed(self, current: Session, seen: Session, rejected_token: str | None) -> bool:
         if current.tokens is None:
