@@ -49,6 +49,8 @@ LOCK_PREFIX = "lock:refresh:"
 MAX_UNSAVED = 10_000
 # After the provider refuses this client, no refresh for this long; then one probe.
 CLIENT_REFUSAL_COOLDOWN = 30.0
+# A refresh token whose claimant gave up is claimed again, a few times at most.
+MAX_CLAIM_TAKEOVERS = 3
 
 
 class ClientRefused(ProviderUnavailable):
@@ -91,7 +93,7 @@ class Refresher:
         self._flights: dict[str, _Flight] = {}
         self.limiter = RefreshLimiter(max_concurrent)
         self._unsaved: dict[str, Session] = {}
-        self._results = RefreshResults(store, ttl=2 * lease)
+        self._results = RefreshResults(store, claim_ttl=lease, ttl=2 * lease)
         self.breaker = ClientBreaker(cooldown=CLIENT_REFUSAL_COOLDOWN, clock=clock)
 
     def due(self, session: Session) -> bool:
@@ -312,13 +314,20 @@ class Refresher:
         assert session.tokens is not None
         assert session.tokens.refresh_token is not None
         spent = session.tokens.refresh_token
-        if not await self._results.claim(spent):
+        for _ in range(MAX_CLAIM_TAKEOVERS):
+            if await self._results.claim(spent):
+                break
             # Claimed already: this session was read from before a refresh, or a worker lost the lock.
             result = await self._results.wait(spent, session.sid, key, within=self._wait)
-            if result is None:
+            if isinstance(result, TokenSet):
+                logger.info("reused the result of a refresh another worker made with the same refresh token")
+                return result
+            if result is not None:
                 raise ProviderUnavailable("another worker is spending this session's refresh token")
-            logger.info("reused the result of a refresh another worker made with the same refresh token")
-            return result
+            # The claim ended with no result: its claimant died or gave up before the provider took the
+            # token (a claimant that got an answer records it first). Claim it again.
+        else:
+            raise ProviderUnavailable("this session's refresh token keeps being claimed and given up")
         if not await self.breaker.allow():
             await self._unclaim(spent)
             raise ClientRefused("paused")

@@ -36,8 +36,13 @@ class Spent(enum.Enum):
 
 
 class RefreshResults:
-    def __init__(self, store: Store, *, ttl: float) -> None:
+    """``claim_ttl``: as long as one token request can take (the refresh lock's lease), so the claim of a
+    worker that died mid-request ends with its lock, and the next holder may send the token; ``ttl``: how
+    long results are kept for workers that read a session from before the refresh."""
+
+    def __init__(self, store: Store, *, claim_ttl: float, ttl: float) -> None:
         self._store = store
+        self._claim_ttl = claim_ttl
         self._ttl = ttl
 
     @staticmethod
@@ -46,7 +51,7 @@ class RefreshResults:
 
     async def claim(self, refresh_token: str) -> bool:
         """``True`` for the one caller that may present this refresh token to the provider."""
-        return await self._store.add(self._key(refresh_token), _PENDING, ttl=self._ttl)
+        return await self._store.add(self._key(refresh_token), _PENDING, ttl=self._claim_ttl)
 
     async def record(self, refresh_token: str, sid: str, key: bytes, tokens: TokenSet) -> None:
         """The provider's answer to this refresh token, for whoever finds it claimed."""
@@ -72,16 +77,20 @@ class RefreshResults:
         except (ValueError, TypeError):
             return Spent.pending
 
-    async def wait(self, refresh_token: str, sid: str, key: bytes, *, within: float) -> TokenSet | None:
-        """The result of a claimed token, waited for up to ``within`` seconds; ``None`` if none came."""
+    async def wait(
+        self, refresh_token: str, sid: str, key: bytes, *, within: float
+    ) -> TokenSet | Spent | None:
+        """The result of a claimed token, waited for up to ``within`` seconds: the tokens; ``None`` when the
+        claim ended without a result (its claimant gave up or died: the token may be claimed again); or
+        ``Spent.pending`` when it is still claimed at the deadline."""
         deadline = time.monotonic() + within
         pause = 0.01
         while True:
             found = await self.result(refresh_token, sid, key)
-            if isinstance(found, TokenSet):
+            if found is None or isinstance(found, TokenSet):
                 return found
-            if found is None or time.monotonic() >= deadline:
-                return None
+            if time.monotonic() >= deadline:
+                return found
             await anyio.sleep(pause)  # the claimant is in another process
             pause = min(pause * 2, 0.25)
 
