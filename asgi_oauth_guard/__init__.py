@@ -19,6 +19,7 @@ from ._errors import (
 from ._events import EventHook, GuardEvent
 from ._index import SessionInfo
 from ._middleware import OAuthGuard
+from ._pages import DEFAULT_PAGE_TEXTS, Page, PageHook, PageKind
 from ._postgres import PostgresStore
 from ._protocol import TokenSet
 from ._reasons import Reason
@@ -30,6 +31,7 @@ from ._user import GuardUser
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_PAGE_TEXTS",
     "SCOPE_KEY",
     "ConfigurationError",
     "EventHook",
@@ -42,6 +44,9 @@ __all__ = [
     "Identity",
     "MemoryStore",
     "OAuthGuard",
+    "Page",
+    "PageHook",
+    "PageKind",
     "PostgresStore",
     "Provider",
     "ProviderUnavailable",

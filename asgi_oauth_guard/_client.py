@@ -73,8 +73,9 @@ class Provider:
             issuer = named
         if named != issuer:
             raise ConfigurationError(
-                f"the discovery document of {issuer!r} names issuer {metadata.get('issuer')!r}: "
-                "set issuer= to exactly the provider's issuer URL"
+                f"the discovery document of {issuer!r} names issuer {named!r}: set issuer= to exactly "
+                "the provider's issuer URL (the one its discovery document names, if that is the "
+                "provider you mean)"
             )
         algs = metadata.get("id_token_signing_alg_values_supported")
         try:
@@ -93,7 +94,10 @@ class Provider:
                 else ("RS256",),
             )
         except KeyError as exc:
-            raise ConfigurationError(f"the discovery document of {issuer!r} lacks {exc.args[0]!r}") from None
+            raise ConfigurationError(
+                f"the discovery document of {issuer!r} lacks {exc.args[0]!r}: this provider cannot be "
+                "discovered; write its endpoints out with provider=Provider(...)"
+            ) from None
 
 
 def _opt(metadata: Mapping[str, Any], name: str) -> str | None:
@@ -137,6 +141,9 @@ class OAuthClient:
         self._id_token_alg = id_token_alg
         self._discovery_lock = anyio.Lock()
         self._jwks_lock = anyio.Lock()
+        self._discovery_failure: ConfigurationError | ProviderUnavailable | None = None
+        self._discovery_failures = 0
+        self._retry_at = 0.0
         self._jwks: KeySet | None = None
         self._jwks_refetched_at: float | None = None
 
@@ -152,16 +159,52 @@ class OAuthClient:
         return previous
 
     async def provider(self) -> Provider:
-        """The provider's endpoints; discovery runs once, and again only after a failure."""
+        """The provider's endpoints; discovery runs once, and again only after a failure.
+
+        After a failure, requests fail at once with the same error until a backoff (1 s doubling to
+        30 s) has passed: a provider that is down is not asked once per request, and a request does
+        not wait out a connect timeout that the previous one just waited out.
+        """
         if self._provider is not None:
             return self._provider
+        failure = self._discovery_failure
+        if failure is not None and self._clock() < self._retry_at:
+            raise type(failure)(str(failure))
         async with self._discovery_lock:
             if self._provider is None:
-                assert self._issuer is not None
-                url = self._issuer.rstrip("/") + "/.well-known/openid-configuration"
-                metadata = await self._get_json(url, "discovery")
-                self._provider = Provider.from_metadata(metadata, issuer=self._issuer)
+                await self._discover()
+            assert self._provider is not None
             return self._provider
+
+    async def _discover(self) -> None:
+        assert self._issuer is not None
+        url = self._issuer.rstrip("/") + "/.well-known/openid-configuration"
+        try:
+            metadata = await self._get_json(url, "OIDC discovery", issuer=True)
+            self._provider = Provider.from_metadata(metadata, issuer=self._issuer)
+        except (ConfigurationError, ProviderUnavailable) as exc:
+            self._discovery_failures += 1
+            self._discovery_failure = exc
+            self._retry_at = self._clock() + min(30.0, 2.0 ** (self._discovery_failures - 1))
+            raise
+        self._discovery_failure = None
+        self._discovery_failures = 0
+
+    async def check(self) -> Provider:
+        """Discovery and the key set, fetched now (whatever the backoff says): for startup checks.
+
+        Raises :class:`ConfigurationError` for a mistake that cannot heal by itself (a wrong issuer, a
+        404, an answer that is not JSON) and :class:`ProviderUnavailable` for one that may (no answer,
+        a timeout, a 5xx)."""
+        async with self._discovery_lock:
+            if self._provider is None:
+                await self._discover()
+        provider = await self.provider()
+        if provider.jwks_uri is not None:
+            keys = await self._fetch_keys(provider)
+            async with self._jwks_lock:
+                self._jwks = keys
+        return provider
 
     async def exchange_code(self, *, code: str, redirect_uri: str, verifier: str) -> TokenSet:
         provider = await self.provider()
@@ -351,7 +394,7 @@ class OAuthClient:
     async def _fetch_keys(self, provider: Provider) -> KeySet:
         if provider.jwks_uri is None:
             raise ConfigurationError("the provider has no jwks_uri: ID tokens cannot be checked")
-        data = await self._get_json(provider.jwks_uri, "jwks")
+        data = await self._get_json(provider.jwks_uri, "the provider's key set (jwks_uri)")
         keys = data.get("keys")
         if not isinstance(keys, list):
             raise ProviderUnavailable("the provider's JWKS has no keys list")
@@ -366,7 +409,10 @@ class OAuthClient:
             raise ProviderUnavailable("the provider's JWKS could not be read")
         return KeySet(usable)
 
-    async def _get_json(self, url: str, what: str) -> dict[str, Any]:
+    async def _get_json(self, url: str, what: str, *, issuer: bool = False) -> dict[str, Any]:
+        """A provider document. No answer, a timeout, 408, 429 and 5xx may heal: ``ProviderUnavailable``.
+        Any other status, or an answer that is not a JSON object, will not: ``ConfigurationError``,
+        saying what to fix (``issuer``: the URL came from the ``issuer=`` setting)."""
         try:
             with anyio.fail_after(self._timeout):
                 response = await self._http.get(
@@ -374,14 +420,24 @@ class OAuthClient:
                 )
         except (httpx.HTTPError, TimeoutError) as exc:
             raise ProviderUnavailable(f"{what} at {url} failed: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise ProviderUnavailable(f"{what} at {url} answered {response.status_code}")
+        status = response.status_code
+        if status in (408, 429) or status >= 500:
+            raise ProviderUnavailable(f"{what} at {url} answered {status}")
+        fix = (
+            "set issuer= to the provider's issuer URL, the one that serves /.well-known/openid-configuration "
+            "(for a provider without discovery, give provider=Provider(...))"
+            if issuer
+            else "check the provider's configuration"
+        )
+        if status != 200:
+            moved = f" (a redirect to {response.headers.get('location')!r})" if 300 <= status < 400 else ""
+            raise ConfigurationError(f"{what} at {url} answered {status}{moved}: {fix}")
         try:
             data = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             data = None
         if not isinstance(data, dict):
-            raise ProviderUnavailable(f"{what} at {url} did not answer a JSON object")
+            raise ConfigurationError(f"{what} at {url} did not answer a JSON object: {fix}")
         return data
 
     async def _post(self, url: str, body: str, what: str, *, audience: str) -> tuple[int, Any]:

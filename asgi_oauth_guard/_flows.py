@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import anyio
+import httpx
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope
@@ -18,14 +19,25 @@ from starlette.types import ASGIApp, Receive, Scope
 from ._client import OAuthClient, UserinfoTransport
 from ._crypto import Keyring, b64e, seal, unseal
 from ._ending import SessionEnder
-from ._errors import IDTokenError, ProviderUnavailable, TokenEndpointError
+from ._errors import ConfigurationError, IDTokenError, ProviderUnavailable, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
 from ._http import BadRequest, ForwardedTrust, cookie, headers_map, query_params, request_origin, root_path
+from ._pages import NO_STORE, Pages
 from ._paths import Prefixes
-from ._protocol import authorize_url, classify_code_error, is_prefetch, new_pkce, new_state, safe_next
+from ._protocol import (
+    authorize_url,
+    classify_code_error,
+    is_authorization_misconfiguration,
+    is_client_misconfiguration,
+    is_prefetch,
+    misconfiguration_fix,
+    new_pkce,
+    new_state,
+    safe_next,
+)
 from ._reasons import Reason
 from ._refresh import Refresher, revoke
-from ._relogin import NO_STORE, STOP_REASONS, Relogin, bad_request, login_url, sign_in_page, unavailable
+from ._relogin import STOP_REASONS, Relogin, login_url
 from ._session import Outcome, Session, Transaction
 from ._sessions import Sessions
 from ._store import Store
@@ -61,6 +73,7 @@ class Flows:
         cookies: CookieJar,
         relogin: Relogin,
         sign_out: SignOutGate,
+        pages: Pages,
         scope: str,
         authorize_params: Mapping[str, str],
         redirect_uri: str | None,
@@ -91,12 +104,16 @@ class Flows:
         self._cookies = cookies
         self._relogin = relogin
         self._sign_out = sign_out
+        self._pages = pages
         self._scope = scope
         self._openid = "openid" in scope.split()
         self._authorize_params = dict(authorize_params)
         self._redirect_uri = redirect_uri
         self._public_base = public_base
         self._callback_path = callback_path
+        self._canonical = cookie_host(redirect_uri) if redirect_uri is not None else None
+        self._canonical_base = redirect_uri[: -len(callback_path)] if redirect_uri is not None else ""
+        self._warned_origin = False
         self._login_path = login_path
         self._trust = trust
         self._tx_ttl = transaction_ttl
@@ -120,10 +137,17 @@ class Flows:
         if scope["method"] not in ("GET", "HEAD"):
             return _method_not_allowed("GET")
         params = query_params(scope)
+        moved = self._to_canonical_origin(scope, params)
+        if moved is not None:
+            return moved
         next_path = safe_next(params.get("next"), default=root_path(scope) + "/")
         reason = _reason(params.get("reason"))
         if reason in STOP_REASONS:
-            return sign_in_page(reason, login_url(root_path(scope), self._login_path, next_path=next_path))
+            return await self._pages.for_reason(
+                Request(scope),
+                reason,
+                sign_in_url=login_url(root_path(scope), self._login_path, next_path=next_path),
+            )
         if scope["method"] == "HEAD" or is_prefetch(headers_map(scope)):
             return Response(status_code=204, headers={**NO_STORE, "Vary": "Sec-Purpose"})
         provider = await self._client.provider()
@@ -159,6 +183,40 @@ class Flows:
         self._cookies.set_binding(response, scope, binding_cookie)
         return response
 
+    def _to_canonical_origin(self, scope: Scope, params: Mapping[str, str]) -> Response | None:
+        """A sign-in started on another origin of this app (``127.0.0.1`` for ``localhost``, a bare IP)
+        moves to the public one first: the sign-in cookie must be set where the callback will read it.
+
+        Once only (``moved=1``): behind a proxy the guard does not trust, every request shows the proxy's
+        address, and moving again would loop; then the sign-in goes on where it is, as before."""
+        if self._canonical is None:
+            return None
+        if not self._trust.trusts(scope) and any(name in _FORWARDED for name, _ in scope["headers"]):
+            return None  # behind a proxy the guard does not trust: the browser's origin is unknown
+        try:
+            here = cookie_host(request_origin(scope, self._trust))
+        except BadRequest:
+            return None  # no usable Host: the pinned redirect_uri does not need one
+        if here == self._canonical:
+            return None
+        if MOVED_PARAM in params:
+            if not self._warned_origin:
+                self._warned_origin = True
+                logger.warning(
+                    "a sign-in moved to the public URL still arrives at %s, not %s: if a reverse proxy "
+                    "serves the app, list it in trusted_proxies= so the guard sees the public address",
+                    here,
+                    self._canonical,
+                )
+            return None
+        raw: bytes = scope.get("query_string", b"")
+        query = raw.decode("latin-1")
+        target = f"{self._canonical_base}{self._login_path}?{query + '&' if query else ''}{MOVED_PARAM}=1"
+        return RedirectResponse(target, status_code=303, headers=NO_STORE)
+
+    def _sign_in_url(self, scope: Scope, next_path: str | None = None) -> str:
+        return login_url(root_path(scope), self._login_path, next_path=next_path or _home(scope))
+
     def _browser(self, scope: Scope) -> tuple[str, str]:
         value = cookie(scope, self._cookies.binding_name)
         if value:
@@ -188,24 +246,43 @@ class Flows:
         request = Request(scope)
         params = query_params(scope)
         state = params.get("state", "")
+        if not params:
+            return await self._pages.bad_request(
+                request,
+                "This is the sign-in callback; it needs the provider's 'code' and 'state'.",
+                page_message_id="failed.callback_empty",
+                sign_in_url=self._sign_in_url(scope),
+            )
         if not state or len(state) > MAX_STATE_LENGTH:
-            return bad_request(
-                "The sign-in response has no valid 'state' parameter. Start the sign-in again."
+            return await self._pages.bad_request(
+                request,
+                "The sign-in response has no valid 'state' parameter. Start the sign-in again.",
+                sign_in_url=self._sign_in_url(scope),
             )
         if "error" in params:
             error = params["error"] if params["error"] in _PROVIDER_ERRORS else "other"
             if error in ("temporarily_unavailable", "server_error"):
-                return unavailable(
+                return await self._pages.unavailable(
                     request,
-                    "The sign-in service is having trouble. Please try again in a moment.",
+                    "unavailable.provider_trouble",
                     retry_after=5,
-                    api_prefixes=self._api_prefixes,
+                    sign_in_url=self._sign_in_url(scope),
                 )
+            if is_authorization_misconfiguration(error):
+                logger.error(
+                    "sign-in is misconfigured: the provider refused the authorization request: %s",
+                    misconfiguration_fix(error, redirect_uri=self._redirect_uri),
+                )
+                return await self._pages.misconfigured(request)
             await emit(self._on_event, GuardEvent(kind="relogin", reason=Reason.access_denied, detail=error))
             return await self._relogin.response(request, Reason.access_denied, next_path=_home(scope))
         code = params.get("code", "")
         if not code or len(code) > MAX_CODE_LENGTH:
-            return bad_request("The sign-in response has no valid 'code' parameter. Start the sign-in again.")
+            return await self._pages.bad_request(
+                request,
+                "The sign-in response has no valid 'code' parameter. Start the sign-in again.",
+                sign_in_url=self._sign_in_url(scope),
+            )
         if scope["method"] == "HEAD" or is_prefetch(headers_map(scope)):
             # A speculative load must not spend the code: refuse it so the browser loads it for real later.
             return Response(status_code=503, headers={**NO_STORE, "Vary": "Sec-Purpose", "Retry-After": "0"})
@@ -245,8 +322,11 @@ class Flows:
                 self._on_event,
                 GuardEvent(kind="relogin", reason=Reason.login_required, detail="iss_mismatch"),
             )
-            return bad_request(
-                "The sign-in response came from an unexpected issuer. Start the sign-in again."
+            return await self._pages.bad_request(
+                request,
+                "The sign-in response came from an unexpected issuer. Start the sign-in again.",
+                page_message_id="failed.wrong_issuer",
+                sign_in_url=self._sign_in_url(scope),
             )
 
         if not await self._store.add(CLAIM_PREFIX + state, b"1", ttl=self._tx_ttl):
@@ -323,11 +403,13 @@ class Flows:
                     callback_url=callback_url,
                     redirect_uri=tx.redirect_uri,
                 )
-                if exc.error == "invalid_client":
+                if is_client_misconfiguration(exc):
                     logger.error(
-                        "the provider refused this client's credentials: check client_id and client_secret"
+                        "sign-in is misconfigured: the provider refused the code exchange (%s): %s",
+                        exc.error,
+                        misconfiguration_fix(exc.error, redirect_uri=tx.redirect_uri),
                     )
-                    outcome = Outcome(ok=False, next=tx.next, unavailable=True)
+                    outcome = Outcome(ok=False, next=tx.next, misconfigured=True)
                 else:
                     outcome = Outcome(ok=False, next=tx.next, reason=reason.value)
                 await emit(self._on_event, GuardEvent(kind="relogin", reason=reason, detail=exc.error))
@@ -341,6 +423,9 @@ class Flows:
                 # The code may have been spent at the provider: never send it again, start a new login.
                 logger.warning("code exchange failed: %s", exc)
                 outcome = Outcome(ok=False, next=tx.next, unavailable=True)
+            except ConfigurationError as exc:
+                logger.error("sign-in is misconfigured: %s", exc)
+                outcome = Outcome(ok=False, next=tx.next, misconfigured=True)
         outcome = dataclasses.replace(outcome, code_hash=code_hash, at=self._clock())
         await self._store.set(
             OUTCOME_PREFIX + state,
@@ -372,12 +457,7 @@ class Flows:
 
         At most ``max_waiting_duplicates`` wait at once in this process; more are answered 503 at once."""
         if self._duplicates_waiting >= self._max_waiting:
-            return unavailable(
-                request,
-                "Too many sign-ins are being completed at once. Reload the page.",
-                retry_after=1,
-                api_prefixes=self._api_prefixes,
-            )
+            return await self._pages.unavailable(request, "unavailable.busy", retry_after=1)
         self._duplicates_waiting += 1
         try:
             with anyio.move_on_after(self._duplicate_wait):
@@ -393,12 +473,7 @@ class Flows:
                     pause = min(pause * 2, 0.2)
         finally:
             self._duplicates_waiting -= 1
-        return unavailable(
-            request,
-            "The sign-in is still being completed. Reload the page.",
-            retry_after=1,
-            api_prefixes=self._api_prefixes,
-        )
+        return await self._pages.unavailable(request, "unavailable.completing", retry_after=1)
 
     async def _answer(
         self, request: Request, outcome: Outcome, *, code_hash: str, renew: str | None = None
@@ -409,12 +484,14 @@ class Flows:
             # Sealed for another browser, or for an id this browser had two sign-ins ago.
             return await self._unknown_state(request)
         if not outcome.ok:
+            if outcome.misconfigured:
+                return await self._pages.misconfigured(request)
             if outcome.unavailable:
-                return unavailable(
+                return await self._pages.unavailable(
                     request,
-                    "The sign-in service did not answer. Please sign in again in a moment.",
+                    "unavailable.no_answer",
                     retry_after=5,
-                    api_prefixes=self._api_prefixes,
+                    sign_in_url=self._sign_in_url(request.scope, outcome.next),
                 )
             return await self._relogin.response(
                 request, _reason(outcome.reason) or Reason.login_required, next_path=outcome.next
@@ -540,6 +617,16 @@ _PROVIDER_ERRORS = frozenset(
 def _home(scope: Scope) -> str:
     """The app's own root, under the root path it is mounted at."""
     return root_path(scope) + "/"
+
+
+MOVED_PARAM = "moved"
+_FORWARDED = frozenset({b"x-forwarded-host", b"x-forwarded-proto", b"forwarded"})
+
+
+def cookie_host(url: str) -> str:
+    """The host of an absolute URL, as cookies see it: a cookie is shared by every port and scheme of a
+    host, and by no other host (``localhost`` and ``127.0.0.1`` are two)."""
+    return httpx.URL(url).host.lower()
 
 
 def _reason(value: str | None) -> Reason | None:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import httpx
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import _id_token
 from . import _websocket as websocket
@@ -28,13 +28,15 @@ from ._http import BadRequest, ForwardedTrust, cookie, request_origin, root_path
 from ._index import SessionIndex, SessionInfo
 from ._lifetime import TOUCH_INTERVAL, Lifetime
 from ._origins import OwnOrigins, normal_origin
+from ._pages import PageHook, Pages
 from ._paths import PathRules, Prefixes, route_path
 from ._reasons import Reason
 from ._refresh import Refresher
-from ._relogin import Relogin, ReloginHandler, ReloginMode, bad_request, login_url, unavailable
+from ._relogin import Relogin, ReloginHandler, ReloginMode, login_url
 from ._session import Session
 from ._sessions import Sessions
 from ._signout import SignOutGate
+from ._startup import Startup, setting_warnings
 from ._store import CheckedStore, MemoryStore, Store
 
 logger = logging.getLogger("asgi_oauth_guard")
@@ -119,6 +121,13 @@ class OAuthGuard:
             for page loads, 401 JSON for API calls), ``"redirect"`` (always 303), ``"page"`` (a 401 sign-in
             page for page loads), ``"json"`` (always 401 JSON), or a callable ``(request, reason)`` that
             returns an ASGI response.
+        pages: A callable that gets a :class:`Page` (its ``kind``: ``"sign_in"``, ``"cancelled"``,
+            ``"failed"``, ``"misconfigured"``, ``"signed_out"``, ``"logout_confirm"``, ``"unavailable"`` or
+            ``"chooser"``; the ``reason``, the message, the status and the URLs) and returns an ASGI response
+            to show instead of the guard's own page, or ``None`` to keep it. API clients get JSON either way.
+        page_texts: Texts for the guard's own pages, by message id (``"sign_in.title"``,
+            ``"reason.state_expired"``, ``"lang"``...; the full list is ``DEFAULT_PAGE_TEXTS``), to translate
+            or reword them. An unknown id is refused.
         cookie_name: The session cookie's name; the sign-in cookie is this name plus ``_tx``. ``None``:
             ``__Host-guard_session`` when the cookies are always ``Secure`` (an https ``public_url`` or
             ``redirect_uri``, or ``cookie_secure=True``), have no ``Domain`` and ``Path=/``, so that no
@@ -194,6 +203,8 @@ class OAuthGuard:
         public_paths: Sequence[str] = (),
         api_prefixes: Sequence[str] = ("/api/",),
         relogin: ReloginMode | ReloginHandler = "auto",
+        pages: PageHook | None = None,
+        page_texts: Mapping[str, str] | None = None,
         cookie_name: str | None = None,
         cookie_secure: bool | None = None,
         cookie_domain: str | None = None,
@@ -321,7 +332,19 @@ class OAuthGuard:
         if redirect_uri is not None and public_url is not None:
             raise ConfigurationError("give redirect_uri= or public_url=, not both")
         if public_url is not None:
-            redirect_uri = _absolute_url("public_url", public_url).rstrip("/") + callback_path
+            base = httpx.URL(_absolute_url("public_url", public_url))
+            if base.query or base.fragment:
+                raise ConfigurationError(
+                    f"public_url= {public_url!r} has a query or fragment: give the app's base URL only, "
+                    "such as 'https://app.example.com'"
+                )
+            if base.path.rstrip("/").endswith(callback_path.rstrip("/")):
+                raise ConfigurationError(
+                    f"public_url= {public_url!r} is the callback URL: give the app's base URL "
+                    f"({public_url.rstrip('/')[: -len(callback_path.rstrip('/'))]!r}); the guard adds "
+                    f"callback_path {callback_path!r} itself, or give the full URL as redirect_uri="
+                )
+            redirect_uri = public_url.rstrip("/") + callback_path
         if redirect_uri is not None:
             _absolute_url("redirect_uri", redirect_uri)
             if not httpx.URL(redirect_uri).path.endswith(callback_path):
@@ -419,7 +442,10 @@ class OAuthGuard:
             require=() if isinstance(require_login, bool) else require_login,
             public=public_paths,
         )
-        self._relogin = Relogin(mode=relogin, login_path=login_path, api_prefixes=self._api_prefixes)
+        self._pages = Pages(hook=pages, texts=page_texts, api_prefixes=self._api_prefixes)
+        self._relogin = Relogin(
+            mode=relogin, login_path=login_path, api_prefixes=self._api_prefixes, pages=self._pages
+        )
         origins = OwnOrigins(public_url=redirect_uri, allowed=allowed_origins, trust=trust)
         self._origins = origins
         self._flows = Flows(
@@ -430,7 +456,10 @@ class OAuthGuard:
             keyring=self._keyring,
             cookies=self._cookies,
             relogin=self._relogin,
-            sign_out=SignOutGate(origins=origins, keyring=self._keyring, logout_path=logout_path),
+            sign_out=SignOutGate(
+                origins=origins, keyring=self._keyring, logout_path=logout_path, pages=self._pages
+            ),
+            pages=self._pages,
             scope=" ".join(scope_list),
             authorize_params=authorize_params or {},
             redirect_uri=redirect_uri,
@@ -462,15 +491,28 @@ class OAuthGuard:
             ).serve
         self.scopes: tuple[str, ...] = tuple(scope_list)
         """The scopes the guard asks for."""
+        self._startup = Startup(
+            client=self.client,
+            warnings=setting_warnings(
+                redirect_uri=redirect_uri, same_site=cookie_same_site, secure=cookie_secure
+            ),
+            aclose=self.aclose if self._owns_http else None,
+        )
+        self._started = False
         self._anonymous = GuardState(guard=self, identity=None)
         self._published: dict[str, tuple[Session, GuardState]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
-            if scope["type"] == "lifespan" and self._owns_http:
-                receive = self._closing_on_shutdown(receive)
-            await self.app(scope, receive, send)
+            if scope["type"] == "lifespan":
+                self._started = True
+                await self._startup.serve(self.app, scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
+        if not self._started:  # a server without lifespan: say at the first request what startup says
+            self._started = True
+            self._startup.announce()
         path = route_path(scope)
         route = self._routes.get(path)
         if scope["type"] == "websocket":
@@ -498,6 +540,14 @@ class OAuthGuard:
                 answer = await self._websocket_error(scope, exc)
             else:
                 answer = await self.response_for(Request(scope), exc)
+            await answer(scope, receive, send)
+            return
+        except ConfigurationError as exc:
+            logger.error("sign-in is misconfigured: %s", exc)
+            if scope["type"] == "websocket":  # no page to show a socket: refused as when unavailable
+                answer = await self._websocket_error(scope, ProviderUnavailable("sign-in is misconfigured"))
+            else:
+                answer = own(await self._pages.misconfigured(Request(scope)))
             await answer(scope, receive, send)
             return
         if session is None:
@@ -592,15 +642,14 @@ class OAuthGuard:
                 request_origin(scope, self._trust)
             response = await route(scope, receive)
         except BadRequest as exc:
-            response = bad_request(str(exc))
-        except (ProviderUnavailable, StoreUnavailable, ConfigurationError) as exc:
+            sign_in = login_url(root_path(scope), self.login_path, next_path=root_path(scope) + "/")
+            response = await self._pages.bad_request(request, str(exc), sign_in_url=sign_in)
+        except (ProviderUnavailable, StoreUnavailable) as exc:
             logger.warning("answering 503 on %s: %s", scope["path"], exc)
-            response = unavailable(
-                request,
-                "Sign-in is briefly unavailable. Try again shortly.",
-                retry_after=5,
-                api_prefixes=self._api_prefixes,
-            )
+            response = await self._pages.unavailable(request, "unavailable.provider", retry_after=5)
+        except ConfigurationError as exc:
+            logger.error("sign-in is misconfigured: %s", exc)
+            response = await self._pages.misconfigured(request)
         await own(response)(scope, receive, send)
 
     def _foreign_websocket(self, scope: Scope, own_route: bool) -> ASGIApp | None:
@@ -664,14 +713,7 @@ class OAuthGuard:
             await emit(self._on_event, GuardEvent(kind="relogin", reason=error.reason, detail=error.detail))
             return own(await self._relogin.response(request, error.reason))
         logger.warning("answering 503: %s", error)
-        return own(
-            unavailable(
-                request,
-                "Sign-in is briefly unavailable; your session is kept. Try again shortly.",
-                retry_after=5,
-                api_prefixes=self._api_prefixes,
-            )
-        )
+        return own(await self._pages.unavailable(request, "unavailable.session_kept", retry_after=5))
 
     async def refresh_now(self, state: GuardState, *, rejected_token: str) -> Identity:
         """Refresh this request's session because a resource server refused ``rejected_token``."""
@@ -703,19 +745,20 @@ class OAuthGuard:
         Across workers (read from the store); no token is in them."""
         return await self._ender.sessions_of(sub)
 
+    async def check(self) -> None:
+        """Fetch the provider's discovery document and keys now, and log the startup warnings.
+
+        Lifespan startup does this by itself (a mistake fails startup); on a server without lifespan, call
+        it at startup. Raises :class:`ConfigurationError` naming the fix for a mistake that cannot heal
+        (a wrong issuer, a 404, an answer that is not JSON) and :class:`ProviderUnavailable` when the
+        provider does not answer: requests that need it get a 503 until it does.
+        """
+        await self._startup.check()
+
     async def aclose(self) -> None:
         """Close the HTTP client if the guard created it (the app's lifespan shutdown does this too)."""
         if self._owns_http:
             await self._http.aclose()
-
-    def _closing_on_shutdown(self, receive: Receive) -> Receive:
-        async def receive_closing() -> Message:
-            message = await receive()
-            if message["type"] == "lifespan.shutdown":
-                await self.aclose()
-            return message
-
-        return receive_closing
 
 
 Route = Callable[[Scope, Receive], Awaitable[ASGIApp]]

@@ -43,6 +43,7 @@ class Outcome:
     unavailable: bool = False
     code_hash: str | None = None
     at: float = 0.0
+    misconfigured: bool = False
 
     def dumps(self) -> bytes:
         return json.dumps(dataclasses.asdict(self)).encode()

@@ -13,12 +13,13 @@ from __future__ import annotations
 import hmac
 from urllib.parse import parse_qsl
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope
 
 from ._crypto import Keyring, b64e
 from ._http import root_path
 from ._origins import OwnOrigins
-from ._relogin import sign_out_page
+from ._pages import Pages
 
 __all__ = ["SignOutGate"]
 
@@ -26,8 +27,9 @@ MAX_FORM_BYTES = 4096
 
 
 class SignOutGate:
-    def __init__(self, *, origins: OwnOrigins, keyring: Keyring, logout_path: str) -> None:
+    def __init__(self, *, origins: OwnOrigins, keyring: Keyring, logout_path: str, pages: Pages) -> None:
         self._origins = origins
+        self._pages = pages
         self._keys = keyring
         self._logout_path = logout_path
 
@@ -38,22 +40,30 @@ class SignOutGate:
         """``None`` when this request may sign out the session ``sid`` (``None``: no session); else the
         answer to give instead, having changed nothing."""
         if scope["method"] != "POST":
-            return self._page(scope, sid, status=200)
+            return await self._page(scope, sid, status=200)
         verdict = self._origins.verdict(scope)
         if verdict == "same":
             return None
         if verdict == "cross":
-            return self._page(scope, sid, status=403)
+            return await self._page(scope, sid, status=403)
         if sid is None:
             return None  # no session to end: clearing a dead cookie is harmless
         sent = await _form_field(scope, receive, "confirm")
         if sent is not None and hmac.compare_digest(sent, self.token(sid)):
             return None
-        return self._page(scope, sid, status=200)
+        return await self._page(scope, sid, status=200)
 
-    def _page(self, scope: Scope, sid: str | None, *, status: int) -> ASGIApp:
-        action = root_path(scope) + self._logout_path
-        return sign_out_page(action, self.token(sid) if sid is not None else None, status=status)
+    async def _page(self, scope: Scope, sid: str | None, *, status: int) -> ASGIApp:
+        """The confirm page: a POST form (no script), so that a link or an image from another site signs
+        no one out. ``status`` 403 when the request that got it came from another site."""
+        return await self._pages.page(
+            Request(scope),
+            "logout_confirm",
+            message=self._pages.text("logout_confirm.message"),
+            status=status,
+            action_url=root_path(scope) + self._logout_path,
+            hidden=(("confirm", self.token(sid)),) if sid is not None else (),
+        )
 
 
 async def _form_field(scope: Scope, receive: Receive, name: str) -> str | None:

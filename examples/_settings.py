@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from starlette.routing import Mount, Router
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_oauth_guard import (
     ConfigurationError,
@@ -44,6 +45,8 @@ from asgi_oauth_guard import (
 from asgi_oauth_guard.testing import OAuthTestProvider
 
 __all__ = ["Settings", "Setup", "setup"]
+
+logger = logging.getLogger("asgi_oauth_guard.examples")
 
 DEMO_CLIENT_ID = "demo-client"
 DEMO_CLIENT_SECRET = "demo-client-secret-not-for-production"
@@ -168,20 +171,18 @@ class Setup:
         return options
 
     def serve(self, guard: ASGIApp) -> ASGIApp:
-        """The app to serve: the guarded app, the embedded provider at ``/idp``, and closing at shutdown."""
+        """The app to serve: the guarded app and the embedded provider at ``/idp``.
 
-        @contextlib.asynccontextmanager
-        async def lifespan(app: object) -> AsyncIterator[None]:
-            try:
-                yield
-            finally:
-                await self.http.aclose()
-                aclose = getattr(self.store, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-
+        The lifespan goes to the guard, so a provider that cannot work stops the server at startup with
+        the fix named; this setup closes its client and store at shutdown."""
         routes = [Mount("/idp", app=self.idp)] if self.idp is not None else []
-        return Router(routes=routes, default=guard, lifespan=lifespan, redirect_slashes=False)
+        return _Served(Router(routes=routes, default=guard, redirect_slashes=False), guard, self)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        aclose = getattr(self.store, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     # The demo's buttons: make the provider drop tokens, then call an API the way an app does.
 
@@ -203,6 +204,38 @@ class Setup:
         assert self.idp is not None
         response = await self.http.get(self.idp.issuer + "/userinfo", auth=GuardAuth())
         response.raise_for_status()
+
+
+class _Served:
+    """Requests go to the router (the provider at ``/idp``, the guarded app); the lifespan to the guard."""
+
+    def __init__(self, app: ASGIApp, guard: ASGIApp, setup: Setup) -> None:
+        self.app = app
+        self._guard = guard
+        self._setup = setup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        idp = self._setup.idp
+
+        async def receive_closing() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self._setup.aclose()
+            return message
+
+        async def send_started(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete" and idp is not None:
+                logger.warning(
+                    "OAUTH_ISSUER is not set: signing in against the embedded test provider at %s "
+                    "(a demo: set OAUTH_ISSUER, OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET for a real one)",
+                    idp.issuer,
+                )
+            await send(message)
+
+        await self._guard(scope, receive_closing, send_started)
 
 
 def setup(

@@ -319,8 +319,10 @@ async def test_iss_from_another_issuer_is_refused(
     assert query(callback)["iss"] == "https://idp.example.test"
     mixed_up = callback.replace("iss=https%3A%2F%2Fidp.example.test", "iss=https%3A%2F%2Fevil.example")
     assert mixed_up != callback
-    response = await browser.get(mixed_up)
+    response = await browser.get(mixed_up, headers={"accept": "application/json"})
     assert response.status_code == 400 and "issuer" in response.json()["message"]
+    page = await browser.get(mixed_up)
+    assert page.status_code == 400 and "unexpected issuer" in page.text
     stripped = callback.split("&iss=")[0] if "&iss=" in callback else callback
     assert (await browser.get(stripped)).status_code == 400  # the provider announces iss: it must be there
     assert provider.count(endpoint="token") == 0
@@ -441,8 +443,12 @@ async def test_bad_input_gets_a_clear_4xx(
     if name == "unknown state":
         assert response.status_code == 303 and "reason=state_expired" in response.headers["location"]
     else:
+        # A person gets the "did not complete" page with a way back; an API client the JSON error.
         assert response.status_code == 400, response.text
-        assert response.json()["error"] == "invalid_request" and response.json()["message"]
+        assert 'data-kind="failed"' in response.text and 'id="sign-in"' in response.text
+        api = await browser.get(path, headers={"accept": "application/json"})
+        assert api.status_code == 400
+        assert api.json()["error"] == "invalid_request" and api.json()["message"]
     assert "Traceback" not in response.text
     assert provider.count(endpoint="token") == 0
 

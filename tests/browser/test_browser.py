@@ -7,6 +7,7 @@ screenshots to ``docs/img/`` (``scripts/screenshots`` does).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -74,12 +75,13 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-@pytest.fixture
-def demo() -> Iterator[Demo]:
-    """The demo app served by uvicorn on a loopback socket opened here, in a thread of this process."""
+@contextlib.contextmanager
+def serve_demo(public_host: str = "127.0.0.1") -> Iterator[Demo]:
+    """The demo app served by uvicorn on a loopback socket opened here, in a thread of this process, with
+    ``PUBLIC_URL`` on ``public_host`` (``localhost`` is the same socket under another origin)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    base = f"http://{public_host}:{sock.getsockname()[1]}"
     settings = Settings.from_env({"PUBLIC_URL": base})  # as scripts/demo runs it: a sign-in page, 30 s tokens
     provider = OAuthTestProvider(
         issuer=settings.embedded_issuer,
@@ -88,21 +90,33 @@ def demo() -> Iterator[Demo]:
         access_token_ttl=settings.demo_token_lifetime,
         auto_approve=False,
     )
-    app = starlette_app.create_app(settings, idp=provider)
+    with serve_in_thread(starlette_app.create_app(settings, idp=provider), sock):
+        yield Demo(base, provider)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, sock: socket.socket) -> Iterator[None]:
+    """``app`` served by uvicorn on ``sock`` in a thread of this process, until the block ends."""
     config = uvicorn.Config(app, lifespan="on", log_level="warning", loop="asyncio")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start serving the demo"
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start serving the app"
         time.sleep(0.02)  # polling readiness, bounded by the deadline
     try:
-        yield Demo(base, provider)
+        yield
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@pytest.fixture
+def demo() -> Iterator[Demo]:
+    with serve_demo() as served:
+        yield served
 
 
 @pytest.fixture
@@ -238,3 +252,19 @@ def test_the_pages_socket_and_sign_out_button_work_and_another_origins_page_gets
     page.wait_for_url(f"{demo.base}/")
     expect(page.locator("#status")).to_have_text("You are not signed in.")
     assert demo.provider.count(endpoint="revoke") == 1
+
+
+def test_a_sign_in_started_on_127_0_0_1_with_localhost_as_public_url_succeeds_first_time(page: Page) -> None:
+    # PUBLIC_URL=http://localhost:PORT while uvicorn prints http://127.0.0.1:PORT: the sign-in moves to the
+    # public origin first, so the sign-in cookie is set where the callback reads it.
+    with serve_demo(public_host="localhost") as demo:
+        other = demo.base.replace("localhost", "127.0.0.1")
+        page.goto(f"{other}/")
+        expect(page.locator("#status")).to_have_text("You are not signed in.")
+        page.click("#sign-in")
+        expect(page.locator("h1")).to_have_text("Sign in")  # the provider's page, on the public origin
+        assert page.url.startswith(f"{demo.base}/idp/")
+        page.click(SIGN_IN_AS_ALICE)
+        page.wait_for_url(f"{demo.base}/")
+        expect(page.locator("#user")).to_have_text("Alice")
+        assert demo.exchanges() == 1
