@@ -504,11 +504,11 @@ class OAuthGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
-            if scope["type"] == "lifespan":
-                self._started = True
-                await self._startup.serve(self.app, scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
+            if scope["type"] != "lifespan":
+                # Fail closed: a protocol the guard does not know could reach the app unguarded.
+                raise RuntimeError(f"OAuthGuard serves 'http' and 'websocket' scopes, not {scope['type']!r}")
+            self._started = True
+            await self._startup.serve(self.app, scope, receive, send)
             return
         if not self._started:  # a server without lifespan: say at the first request what startup says
             self._started = True

@@ -326,3 +326,14 @@ async def test_a_store_outage_refuses_with_503_and_keeps_the_session(
     assert (await handshake(guard, cookie=cookie, denial_responses=False)).close_code == 1013
     store.failing = set()
     assert (await handshake(guard, cookie=cookie)).texts[0] == "alice"
+
+
+async def test_a_scope_type_the_guard_does_not_know_never_reaches_the_app(make_guard: GuardFactory) -> None:
+    reached: list[object] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope)
+
+    with pytest.raises(RuntimeError, match="not 'webtransport'"):
+        await make_guard(app=app)({"type": "webtransport", "path": "/ws", "headers": []}, None, None)
+    assert reached == []
