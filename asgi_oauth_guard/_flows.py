@@ -41,6 +41,7 @@ from ._relogin import STOP_REASONS, Relogin, login_url
 from ._session import Outcome, Session, Transaction
 from ._sessions import Sessions
 from ._store import Store
+from ._worker_advice import WorkerAdvice
 
 if TYPE_CHECKING:
     from ._cookies import CookieJar
@@ -94,8 +95,10 @@ class Flows:
         clock: Callable[[], float],
         on_event: EventHook | None,
         ender: SessionEnder | None = None,
+        advice: WorkerAdvice | None = None,
     ) -> None:
         self._ender = ender
+        self._advice = advice
         self._client = client
         self._store = store
         self._sessions = sessions
@@ -530,6 +533,8 @@ class Flows:
         """Unknown or expired state: a late replay (back button) when the browser is signed in."""
         if await self._current_session(request.scope) is not None:
             return RedirectResponse(_home(request.scope), status_code=303, headers=NO_STORE)
+        if self._advice is not None:
+            self._advice.unknown("sign-in")
         return await self._relogin.response(request, Reason.state_expired, next_path=_home(request.scope))
 
     async def _refuse(self, request: Request, state: str, detail: str) -> ASGIApp:

@@ -38,6 +38,7 @@ from ._sessions import Sessions
 from ._signout import SignOutGate
 from ._startup import Startup, setting_warnings
 from ._store import CheckedStore, MemoryStore, Store
+from ._worker_advice import WorkerAdvice
 
 logger = logging.getLogger("asgi_oauth_guard")
 
@@ -448,6 +449,8 @@ class OAuthGuard:
         )
         origins = OwnOrigins(public_url=redirect_uri, allowed=allowed_origins, trust=trust)
         self._origins = origins
+        # A MemoryStore in one of several worker processes loses sign-ins and sessions: say so.
+        self._advice = WorkerAdvice(active=isinstance(self.store, MemoryStore))
         self._flows = Flows(
             client=self.client,
             store=checked,
@@ -479,6 +482,7 @@ class OAuthGuard:
             clock=clock,
             on_event=on_event,
             ender=self._ender,
+            advice=self._advice,
         )
         self._routes: dict[str, Route] = {
             login_path: _without_body(self._flows.login),
@@ -551,6 +555,7 @@ class OAuthGuard:
             await answer(scope, receive, send)
             return
         if session is None:
+            self._advice.unknown("session")
             await self._pass(scope, receive, send, path, self._anonymous, Reason.session_expired)
         elif session.tokens is None:
             await self._pass(scope, receive, send, path, self._anonymous, Reason.refresh_rejected)
