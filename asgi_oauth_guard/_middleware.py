@@ -728,6 +728,9 @@ class OAuthGuard:
         session = await self._sessions.load(sid, key)
         if session is None or session.tokens is None:
             raise ReloginRequired(Reason.session_expired)
+        ended = self._sessions.lifetime.ended(session, self._clock())
+        if ended is not None:
+            raise await self._refresher.expire(session, ended)
         refreshed = await self._refresher.refresh(session, key, rejected_token=rejected_token)
         published = self._publish(refreshed, state.handle).identity
         assert published is not None

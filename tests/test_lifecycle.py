@@ -14,7 +14,10 @@ import httpx
 import pytest
 
 from asgi_oauth_guard import GuardEvent, MemoryStore, OAuthGuard, Reason, Store
+from asgi_oauth_guard._breaker import ClientBreaker
+from asgi_oauth_guard._lifetime import Lifetime
 from asgi_oauth_guard._refresh import CLIENT_REFUSAL_COOLDOWN
+from asgi_oauth_guard._session import Session
 from asgi_oauth_guard._sessions import SESSION_PREFIX
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
@@ -558,3 +561,50 @@ async def test_a_worker_that_finds_no_lock_reuses_the_result_instead_of_spending
     assert len(sent) == 1 == len(set(sent))
     assert provider.grant_alive(answers["first"].json()["access_token"])
     assert provider.count(endpoint="token", error="invalid_grant") == 0
+
+
+# -- the pure parts --------------------------------------------------------------------------------
+
+
+def test_lifetime_ends_at_the_first_limit_and_keeps_the_record_a_minute_longer() -> None:
+    lifetime = Lifetime(max_age=3600, idle_timeout=600)
+    session = Session(sid="s", tokens=None, claims={}, created_at=0, last_seen=3000)
+    assert lifetime.ended(session, 3599) is None
+    assert lifetime.ended(session, 3600) == "max_age"  # although it was used 10 minutes ago
+    idle = Session(sid="s", tokens=None, claims={}, created_at=0, last_seen=100)
+    assert lifetime.ended(idle, 699) is None and lifetime.ended(idle, 700) == "idle_timeout"
+    assert lifetime.ttl(idle, 100) == 600 + 60 and lifetime.ttl(session, 3000) == 600 + 60
+    assert lifetime.ttl(session, 3500) == 100 + 60  # the absolute age comes first
+    assert not lifetime.touch_due(idle, 159) and lifetime.touch_due(idle, 160)
+    never = Lifetime(max_age=3600, idle_timeout=None)
+    assert never.ended(idle, 3599) is None and not never.touch_due(idle, 3000)
+    old_record = Session(sid="s", tokens=None, claims={}, created_at=50)  # from before last_seen existed
+    assert old_record.seen_at == 50
+
+
+async def test_the_breaker_lets_one_probe_through_and_the_others_wait_for_its_answer(
+    clock: FakeClock,
+) -> None:
+    breaker = ClientBreaker(cooldown=30, clock=clock)
+    assert await breaker.allow()
+    breaker.refused()
+    assert not await breaker.allow()
+    clock.advance(30)
+    assert await breaker.allow()  # the probe
+    results: list[bool] = []
+
+    async def waiter() -> None:
+        results.append(await breaker.allow())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(waiter)
+        await anyio.wait_all_tasks_blocked()
+        assert results == []  # waiting for the probe
+        breaker.answered()
+    assert results == [True] * 3 and not breaker.open
+    breaker.refused()
+    clock.advance(30)
+    assert await breaker.allow()
+    breaker.inconclusive()  # the probe met an outage: the next caller probes
+    assert await breaker.allow()

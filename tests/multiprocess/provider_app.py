@@ -69,7 +69,7 @@ async def calls(request: Request) -> JSONResponse:
                 "status": c.status,
                 "error": c.error,
                 "fault": c.fault,
-                "token_sha256": sha256(c.params["token"]) if c.endpoint == "revoke" else None,
+                "token_sha256": sha256(c.params.get("token", "")) if c.endpoint == "revoke" else None,
             }
             for c in provider.calls
         ]
