@@ -9,8 +9,8 @@ cancellation: a client that goes away mid-refresh must not lose a rotated refres
 issued.
 
 The lock's lease (``2 * http_timeout + 5``) outlasts the token request: discovery and the token call are each
-bounded by ``http_timeout`` as a whole (``OAuthClient``). Should the lease run out anyway (a paused process,
-a store failover), the claim on the refresh token still stops a second sending.
+bounded by ``http_timeout`` as a whole (``OAuthClient``). Should the lock be lost anyway (a store failover,
+an eviction), the claim on the refresh token, a key of its own, still stops a second sending.
 
 The session's end is fenced here too: sign-out takes the same lock (``end``), every write of an existing
 session is a ``replace`` that cannot re-create it, and a refresh that finds its session gone revokes the

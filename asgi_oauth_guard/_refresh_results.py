@@ -1,8 +1,8 @@
 """What each refresh token was spent on, kept for a short while under a hash of that token.
 
 A rotating refresh token presented twice makes real providers revoke the grant. The refresh lock keeps
-two workers from refreshing one session at once, but a lock can be lost (its lease ran out on a slow
-provider, a process paused, a store failed over), and a worker can read a session from before the last
+two workers from refreshing one session at once, but a lock can be lost (a store failed over or evicted
+it while a slow provider had the request), and a worker can read a session from before the last
 refresh. So before presenting a refresh token a worker *claims* it here (an atomic add); the claim
 becomes the sealed result once the provider answers. A worker that finds the token claimed never sends
 it: it waits for the result and uses it, or answers 503 when none comes.

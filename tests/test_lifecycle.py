@@ -16,7 +16,7 @@ import pytest
 from asgi_oauth_guard import GuardEvent, MemoryStore, OAuthGuard, Reason, Store
 from asgi_oauth_guard._breaker import ClientBreaker
 from asgi_oauth_guard._lifetime import Lifetime
-from asgi_oauth_guard._refresh import CLIENT_REFUSAL_COOLDOWN
+from asgi_oauth_guard._refresh import CLIENT_REFUSAL_COOLDOWN, LOCK_PREFIX
 from asgi_oauth_guard._session import Session
 from asgi_oauth_guard._sessions import SESSION_PREFIX
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
@@ -531,9 +531,10 @@ async def test_a_worker_that_finds_no_lock_reuses_the_result_instead_of_spending
     clock: FakeClock,
     held: tuple[HeldAnswers, httpx.AsyncClient],
 ) -> None:
-    """Worker one's refresh answer is on its way when its lock lease runs out; worker two takes the lock,
-    reads the session (still with the old refresh token), finds that token claimed, and waits for worker
-    one's result rather than presenting the token a second time (which revokes the grant)."""
+    """Worker one's refresh answer is on its way when its lock is lost (a store failover, an eviction);
+    worker two takes the lock, reads the session (still with the old refresh token), finds that token
+    claimed, and waits for worker one's result rather than presenting the token a second time (which
+    revokes the grant)."""
     transport, held_http = held
     store = MemoryStore(clock=clock)
     first = browser_factory(guard_factory(http_client=held_http, store=store))
@@ -549,7 +550,8 @@ async def test_a_worker_that_finds_no_lock_reuses_the_result_instead_of_spending
     async with anyio.create_task_group() as tg:
         tg.start_soon(call, "first", first)
         await transport.entered.wait()
-        clock.advance(LEASE + 1)  # the lease ran out
+        [lock] = [k for k in store._data if k.startswith(LOCK_PREFIX)]
+        await store.delete(lock)  # the lock is lost
         tg.start_soon(call, "second", second)
         await anyio.wait_all_tasks_blocked()  # the second worker waits for the claimed token's result
         assert "second" not in answers
