@@ -295,9 +295,11 @@ async def test_idle_tracking_writes_at_most_once_a_minute(
         clock.advance(1)
         statuses.append((await browser.get("/api/me", headers=JSON)).status_code)
     assert statuses == [200] * 600
-    # Once a minute: take the refresh lock, read again under it, write last_seen, release the lock.
+    # Once a minute: take the refresh lock, read again under it, write last_seen (in the session and in
+    # its index record, for sessions_of), release the lock.
     touches = 10
-    assert store.counts == {"get": 600 + touches, "acquire": touches, "replace": touches, "release": touches}
+    expected = {"get": 600 + touches, "acquire": touches, "replace": 2 * touches, "release": touches}
+    assert store.counts == expected
 
 
 async def test_a_refresh_token_the_provider_said_has_expired_ends_the_session(
