@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 TESTS = "tests/conformance/test_rp_cases.py"
 ID_TOKEN = "asgi_oauth_guard/_id_token.py"
 CLIENT = "asgi_oauth_guard/_client.py"
+BACKCHANNEL = "asgi_oauth_guard/_backchannel.py"
+BACKCHANNEL_TESTS = "tests/conformance/test_backchannel_cases.py"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Mutation:
     mutated: str
     tests: tuple[str, ...]
     also: tuple[tuple[str, str], ...] = ()  # more (original, mutated) edits in the same file
+    also_in: tuple[tuple[str, str, str], ...] = ()  # (path, original, mutated) edits in other files
 
 
 _NO_SIGNATURE_CHECK = 'raise IDTokenError("no published key verifies the ID token\'s signature")'
@@ -42,6 +45,10 @@ def sign_in(*cases: str) -> tuple[str, ...]:
 
 def own(*names: str) -> tuple[str, ...]:
     return tuple(f"{TESTS}::{name}" for name in names)
+
+
+def logout(*cases: str) -> tuple[str, ...]:
+    return tuple(f"{BACKCHANNEL_TESTS}::test_backchannel_logout[{case}]" for case in cases)
 
 
 MUTATIONS = [
@@ -194,20 +201,93 @@ MUTATIONS = [
         "return fresh\n        try:",
         own("test_a_refresh_without_an_id_token_keeps_the_logins_for_logout"),
     ),
+    # back-channel logout tokens
+    Mutation(
+        "logout token: alg must be one this client accepts (HS* only when registered)",
+        CLIENT,
+        "if alg not in _id_token.allowed_algorithms(provider.id_token_algorithms, self._id_token_alg):",
+        "if False:",
+        logout("rp-backchannel-rpinitlogout-lt-wrong-alg"),
+    ),
+    Mutation(
+        "logout token: alg none is refused (the alg check and the signature check removed)",
+        CLIENT,
+        "if alg not in _id_token.allowed_algorithms(provider.id_token_algorithms, self._id_token_alg):",
+        "if False:",
+        logout("rp-backchannel-rpinitlogout-lt-alg-none"),
+        also_in=((ID_TOKEN, _NO_SIGNATURE_CHECK, _UNVERIFIED),),
+    ),
+    Mutation(
+        "logout token: aud must contain the client",
+        BACKCHANNEL,
+        "if client_id not in audiences:",
+        "if False:",
+        logout("rp-backchannel-rpinitlogout-lt-wrong-aud"),
+    ),
+    Mutation(
+        "logout token: iss must be the issuer",
+        BACKCHANNEL,
+        'if claims.get("iss") != issuer:',
+        "if False:",
+        logout("rp-backchannel-rpinitlogout-lt-wrong-issuer"),
+    ),
+    Mutation(
+        "logout token: events must hold the back-channel logout event",
+        BACKCHANNEL,
+        "if not isinstance(events, dict) or not isinstance(events.get(EVENT), dict):",
+        "if False:",
+        logout("rp-backchannel-rpinitlogout-lt-no-event", "rp-backchannel-rpinitlogout-lt-wrong-event"),
+    ),
+    Mutation(
+        "logout token: no nonce",
+        BACKCHANNEL,
+        'if "nonce" in claims:',
+        "if False:",
+        logout("rp-backchannel-rpinitlogout-lt-with-nonce"),
+    ),
+    Mutation(
+        "logout token: sid or sub",
+        BACKCHANNEL,
+        "if sub is None and sid is None:",
+        "if False:",
+        logout("x-backchannel-no-sid-no-sub"),
+    ),
+    Mutation(
+        "logout token: sid names the provider session to end (not the whole user)",
+        BACKCHANNEL,
+        "if request.sid is not None:",
+        "if False:",
+        logout("x-backchannel-wrong-sid"),
+    ),
+    Mutation(
+        "logout token: a jti is accepted once",
+        BACKCHANNEL,
+        'if not await self._store.add(jti_key, b"1", ttl=ttl):',
+        'if not await self._store.add(jti_key, b"1", ttl=ttl) and False:',
+        (f"{BACKCHANNEL_TESTS}::test_x_backchannel_jti_replay",),
+    ),
 ]
 
 
 def run(mutation: Mutation) -> tuple[bool, str]:
     """Whether the tests failed with the mutation in place (caught), and what ran."""
-    path = REPO / mutation.path
-    source = path.read_text()
-    mutated = source
-    for original, replacement in ((mutation.original, mutation.mutated), *mutation.also):
-        if mutated.count(original) != 1:
-            raise SystemExit(f"{mutation.path}: the text of {mutation.check!r} is not there exactly once")
-        mutated = mutated.replace(original, replacement)
+    edits: dict[str, list[tuple[str, str]]] = {
+        mutation.path: [(mutation.original, mutation.mutated), *mutation.also]
+    }
+    for path, original, replacement in mutation.also_in:
+        edits.setdefault(path, []).append((original, replacement))
+    sources = {path: (REPO / path).read_text() for path in edits}
+    mutated = {}
+    for path, pairs in edits.items():
+        text = sources[path]
+        for original, replacement in pairs:
+            if text.count(original) != 1:
+                raise SystemExit(f"{path}: the text of {mutation.check!r} is not there exactly once")
+            text = text.replace(original, replacement)
+        mutated[path] = text
     try:
-        path.write_text(mutated)
+        for path, text in mutated.items():
+            (REPO / path).write_text(text)
         result = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
             [
                 sys.executable,
@@ -227,13 +307,25 @@ def run(mutation: Mutation) -> tuple[bool, str]:
             check=False,
         )
     finally:
-        path.write_text(source)
+        for path, text in sources.items():
+            (REPO / path).write_text(text)
     return result.returncode != 0, result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
 
 def main() -> int:
     baseline = subprocess.run(  # noqa: S603 - this interpreter, fixed arguments
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", TESTS],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            TESTS,
+            BACKCHANNEL_TESTS,
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -68,6 +68,11 @@ class Conformance:
     """Discovery names this issuer instead of the provider's own."""
     token_auth: TokenAuth | None = None
     """The one client authentication the token endpoint accepts (``None``: either secret method)."""
+    logout_alg: Literal["HS256", "none"] | None = None
+    """Back-channel logout tokens signed with the client secret (HS256, an algorithm the client did not
+    register) or unsigned, instead of with the provider's key."""
+    logout_claims: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    """Logout-token claims replaced after the caller's (``None`` removes one: ``{"events": None}``)."""
 
 
 def _case(**faults: Any) -> Conformance:
@@ -110,6 +115,28 @@ CASES: Mapping[str, Conformance] = MappingProxyType(
         "rp-key-rotation-op-sign-key": _case(rotate_key_after=1),
         # RP-initiated logout
         "rp-init-logout": _case(),
+        # Back-channel logout (the logout token the provider POSTs to the app)
+        "rp-backchannel-rpinitlogout": _case(),
+        "rp-backchannel-rpinitlogout-lt-alg-none": _case(logout_alg="none"),
+        "rp-backchannel-rpinitlogout-lt-wrong-alg": _case(logout_alg="HS256"),
+        "rp-backchannel-rpinitlogout-lt-wrong-aud": _case(
+            logout_claims=MappingProxyType({"aud": OTHER_CLIENT})
+        ),
+        "rp-backchannel-rpinitlogout-lt-wrong-issuer": _case(
+            logout_claims=MappingProxyType({"iss": OTHER_ISSUER})
+        ),
+        "rp-backchannel-rpinitlogout-lt-no-event": _case(logout_claims=MappingProxyType({"events": None})),
+        "rp-backchannel-rpinitlogout-lt-wrong-event": _case(
+            logout_claims=MappingProxyType({"events": {"http://schemas.openid.net/event/not-logout": {}}})
+        ),
+        "rp-backchannel-rpinitlogout-lt-with-nonce": _case(
+            logout_claims=MappingProxyType({"nonce": "a-nonce-in-a-logout-token"})
+        ),
+        "x-backchannel-wrong-sid": _case(
+            logout_claims=MappingProxyType({"sid": "not-a-session-of-this-app"})
+        ),
+        "x-backchannel-no-sid-no-sub": _case(logout_claims=MappingProxyType({"sid": None, "sub": None})),
+        "x-backchannel-jti-replay": _case(),
         # not in the RP test tool: checks a certified RP makes all the same
         "x-id_token-azp-mismatch": _case(claims=MappingProxyType({"azp": OTHER_CLIENT})),
         "x-id_token-nonce-list": _case(nonce="list"),
@@ -187,9 +214,22 @@ class IDTokenSigner:
         return jwt.encode(header, claims, key)
 
     def sign_logout(self, claims: dict[str, Any]) -> str:
-        """A back-channel logout token, signed with the key that signs ID tokens (asymmetric algs)."""
-        alg = "RS256" if self.conformance.id_token_alg in ("none", "HS256") else self.conformance.id_token_alg
-        key = self._key if alg == self.conformance.id_token_alg else rsa_key()
+        """A back-channel logout token, signed with the key that signs ID tokens (asymmetric algs), with
+        the case's logout faults."""
+        c = self.conformance
+        claims = dict(claims)
+        for name, value in c.logout_claims.items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+        if c.logout_alg == "none":
+            header = {"alg": "none", "typ": "logout+jwt"}
+            return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}."
+        if c.logout_alg == "HS256":
+            return jwt.encode({"alg": "HS256", "typ": "logout+jwt"}, claims, _oct(self._secret))
+        alg = "RS256" if c.id_token_alg in ("none", "HS256") else c.id_token_alg
+        key = self._key if alg == c.id_token_alg else rsa_key()
         return jwt.encode({"alg": alg, "typ": "logout+jwt", "kid": key.kid}, claims, key)
 
     def decode(self, token: str) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from .test_backchannel_cases import BACKCHANNEL_CASES
 from .test_rp_cases import SIGN_IN_CASES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,11 +30,14 @@ def test_every_removed_check_is_in_the_source_exactly_once() -> None:
         source = (ROOT / mutation.path).read_text()
         for original, _ in ((mutation.original, mutation.mutated), *mutation.also):
             assert source.count(original) == 1, (mutation.check, original)
+        for path, original, _ in mutation.also_in:
+            assert (ROOT / path).read_text().count(original) == 1, (mutation.check, original)
 
 
 def test_every_refusing_case_is_shown_to_fail_without_its_check() -> None:
     targeted = " ".join(test for mutation in _script().MUTATIONS for test in mutation.tests)
     refusing = [case.name for case in SIGN_IN_CASES if not case.accept]
+    refusing += [case.name for case in BACKCHANNEL_CASES if not case.ends_session]
     assert [name for name in refusing if f"[{name}]" not in targeted] == []
     for test in targeted.split():
         name = test.split("::", 1)[1].split("[", 1)[0]
