@@ -9,7 +9,9 @@ Environment (the example apps contract, examples/README.md):
 - ``OAUTH_CLIENT_ID``, ``OAUTH_CLIENT_SECRET``, ``OAUTH_SCOPES`` (default ``openid email profile``).
 - ``OAUTH_REDIRECT_URI``, else ``PUBLIC_URL`` (the callback is ``PUBLIC_URL/auth/callback``), else the URL
   of each login request.
-- ``GUARD_SECRET_KEY`` (32+ characters), ``GUARD_STORE`` (``memory://`` or ``redis://host:port/db``).
+- ``GUARD_SECRET_KEY`` (32+ characters), ``GUARD_STORE``: ``memory://``, ``redis://host:port/db``,
+  ``redis+cluster://host:port`` (any node), ``redis+sentinel://host:port[,host:port...]/service_name[/db]``
+  or ``postgresql://user[:password]@host:port/dbname`` (``store_from_url``).
 
 With neither ``OAUTH_ISSUER`` nor endpoints, an app runs against the embedded test provider mounted at
 ``/idp`` in the same app (the demo): the guard reaches it in-process, so it works offline. Then
