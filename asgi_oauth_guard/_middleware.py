@@ -65,8 +65,8 @@ class OAuthGuard:
             endpoints, never logged. Not needed with ``client_auth="private_key_jwt"``.
         secret_key: 32 or more random characters that sign the cookies. A list rotates keys: the last one
             signs, all of them verify.
-        issuer: The provider's issuer URL; its endpoints come from OIDC discovery, fetched once, when first
-            needed. Give this or ``provider``.
+        issuer: The provider's issuer URL; its endpoints come from OIDC discovery, fetched and checked at
+            startup (a mistake stops it, naming the fix), or when first needed. Give this or ``provider``.
         provider: The provider's endpoints written out, ``Provider(...)``, for providers without discovery
             (GitHub). Give this or ``issuer``.
         client_auth: How the app authenticates at the token endpoint: ``"client_secret_basic"`` (HTTP Basic),
