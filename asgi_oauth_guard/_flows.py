@@ -34,6 +34,7 @@ from ._protocol import (
     new_pkce,
     new_state,
     safe_next,
+    stored_next,
 )
 from ._reasons import Reason
 from ._refresh import Refresher, revoke
@@ -143,7 +144,9 @@ class Flows:
         moved = self._to_canonical_origin(scope, params)
         if moved is not None:
             return moved
-        next_path = safe_next(params.get("next"), default=root_path(scope) + "/")
+        next_path = stored_next(
+            safe_next(params.get("next"), default=root_path(scope) + "/"), default=root_path(scope) + "/"
+        )
         reason = _reason(params.get("reason"))
         if reason in STOP_REASONS:
             return await self._pages.for_reason(

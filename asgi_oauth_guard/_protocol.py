@@ -6,6 +6,7 @@ Everything here is a plain function over values so it can be unit-tested directl
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +21,9 @@ from ._reasons import Reason
 
 MAX_PARAM_LENGTH = 2048
 MAX_NEXT_LENGTH = 2048
+# What a sign-in's `next` may take in its stored record (JSON escapes a non-ASCII character into 6 bytes):
+# a flood of sign-ins with huge `next`s cannot fill a store faster than one with plain ones.
+MAX_NEXT_STORED_BYTES = 2048
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -92,6 +96,15 @@ def safe_next(value: str | None, default: str = "/") -> str:
     if parts.scheme or parts.netloc:
         return default
     return value
+
+
+def stored_next(value: str, default: str = "/") -> str:
+    """``value`` (already ``safe_next``) if its stored form fits ``MAX_NEXT_STORED_BYTES``, else its path
+    alone (the query dropped, as the re-login response does for a long address), else ``default``."""
+    for candidate in (value, urlsplit(value).path):
+        if candidate and len(json.dumps(candidate)) <= MAX_NEXT_STORED_BYTES:
+            return candidate
+    return default
 
 
 def refresh_due(tokens: TokenSet, now: float, leeway: float) -> bool:

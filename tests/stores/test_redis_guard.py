@@ -106,8 +106,10 @@ async def test_login_and_requests_with_the_redis_store(
     # The store keeps a session until its idle timeout (renewed as it is used) and a minute more.
     idle = (8 * 3600 + 60) * 1000
     assert idle - 60_000 < await redis_client.pttl(sessions[0]) <= idle
-    dump = b"".join([await redis_client.get(key) or b"" for key in keys])
+    strings = [key for key in keys if await redis_client.type(key) == b"string"]
+    dump = b"".join([await redis_client.get(key) or b"" for key in strings] + keys)
     assert me["access_token"].encode() not in dump and b"alice" not in dump  # sealed at rest
+    assert len(strings) < len(keys)  # the session indexes (sorted sets) name no user either
 
 
 async def test_duplicate_callbacks_over_two_guards_exchange_the_code_once(
@@ -270,10 +272,11 @@ async def test_an_authenticated_request_costs_one_redis_command(
     clock.advance(3600 - 30)
     before = await command_counts(redis_client)
     assert (await browser.get("/me")).json()["refreshes"] == 2
-    # Seven round trips: read, lock (SET NX PX), read again under the lock, claim the refresh token
-    # (SET NX PX), record its result (SET PX), save (SET PX XX), release (EVALSHA, whose GET and DEL
-    # inside the script Redis counts too).
-    expected = {"get": 2 + 1, "set": 4, "evalsha": 1, "del": 1}
+    # Eight round trips: read, lock (SET NX PX), read again under the lock, claim the refresh token
+    # (SET NX PX), record its result (SET PX), save (SET PX XX), note the last use in the session's
+    # metadata for sessions_of (SET PX XX), release (EVALSHA, whose GET and DEL inside the script Redis
+    # counts too).
+    expected = {"get": 2 + 1, "set": 5, "evalsha": 1, "del": 1}
     assert commands_between(before, await command_counts(redis_client)) == expected
 
 
@@ -320,8 +323,11 @@ async def test_what_a_session_costs_in_redis(
         name = key.decode().removeprefix(key_prefix)
         assert await redis_client.pttl(key) > 0, f"{name} would live forever"
         sizes[name.split(":", 1)[0]] = await redis_client.memory_usage(key) or 0
-    # What a login leaves: the session, and until the transaction TTL ends the claim, the outcome for
-    # late duplicates, the spent-code mark and the browser's list of logins in flight.
-    assert set(sizes) == {"s", "claim", "out", "code", "b"}
+    # What a login leaves: the session, its metadata and its places in the indexes by user and by provider
+    # session; and until the transaction TTL ends the claim, the outcome for late duplicates, the
+    # spent-code mark and the browser's list of logins in flight.
+    assert set(sizes) == {"s", "m", "iu", "io", "claim", "out", "code", "b"}
     assert sizes["s"] < 4096
-    assert sum(sizes.values()) - sizes["s"] < 1024
+    assert sizes["m"] + sizes["iu"] + sizes["io"] < 1024
+    in_flight = sum(sizes.values()) - sizes["s"] - sizes["m"] - sizes["iu"] - sizes["io"]
+    assert in_flight < 1024
