@@ -61,8 +61,8 @@ HTML = "text/html"
 JSON = "application/json"
 CACHE_CAP = 10_000  # the guard's in-process caches (verified cookies, decrypted sessions, identities)
 RSS_GROWTH_LIMIT_KIB = 200 * 1024
-FAULT_KINDS = ("fail", "timeout", "slow", "revoke", "down")
-FAULT_WEIGHTS = (3, 2, 3, 2, 1)
+FAULT_KINDS = ("fail", "timeout", "slow", "revoke", "down", "backchannel", "end_sessions")
+FAULT_WEIGHTS = (3, 2, 3, 2, 1, 2, 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -427,6 +427,41 @@ class Soak:
         self.signed_out_cookies.append((user.sub, cookie))
         await self.check_signed_out(user.sub, cookie, "at once")
 
+    async def end_elsewhere(self, user: User, how: str) -> None:
+        """The provider (back-channel logout) or the app (``end_sessions``) ends the user's sessions while
+        their tabs go on: they are told to sign in again, and the session never comes back in any worker."""
+        cookie = user.cookies.get("guard_session")
+        if cookie is None:
+            return
+        user.logged_out = True  # the tabs stop after their current request; their relogins are expected
+        ended = False
+        for _ in range(50):  # the provider may be down (its keys are needed): try until it is back
+            url = self.rng.choice(self.worker_urls)
+            if how == "backchannel":
+                token = (await self.control("GET", f"logout-token?sub={user.sub}"))["logout_token"]
+                answer = await self.http.post(url + "/auth/backchannel-logout", data={"logout_token": token})
+            else:
+                answer = await self.http.post(url + f"/__soak__/end-sessions?sub={user.sub}")
+            if answer.status_code == 200:
+                ended = True
+                break
+            if answer.status_code != 503:
+                self.violation(f"{user.sub} {how}: {answer.status_code} {answer.text[:120]!r}")
+                break
+            await anyio.sleep(0.2)
+        if not ended:
+            user.logged_out = False
+            return
+        self.counts[f"{how} logouts"] += 1
+        if how == "backchannel":  # the same token again, at another worker: refused, ends nothing
+            replay = await self.http.post(
+                self.rng.choice(self.worker_urls) + "/auth/backchannel-logout", data={"logout_token": token}
+            )
+            if replay.status_code != 400:
+                self.violation(f"{user.sub}: a replayed logout token answered {replay.status_code}")
+        self.signed_out_cookies.append((user.sub, cookie))
+        await self.check_signed_out(user.sub, cookie, f"after {how}")
+
     async def check_signed_out(self, sub: str, cookie: str, when: str) -> None:
         """The cookie of a session signed out opens nothing, in any worker."""
         for url in self.worker_urls:
@@ -461,6 +496,15 @@ class Soak:
                 await self.control(
                     "POST", "fault", {"kind": "slow", "n": rng.randint(1, 5), "seconds": seconds}
                 )
+            elif kind in ("backchannel", "end_sessions"):
+                candidates = [
+                    u
+                    for u in self.users
+                    if u.active and u.revoked_at is None and u.revoking is None and not u.logged_out
+                ]
+                if not candidates:
+                    continue
+                await self.end_elsewhere(rng.choice(candidates), kind)
             elif kind == "revoke":
                 candidates = [
                     u for u in self.users if u.active and u.revoked_at is None and u.revoking is None

@@ -80,6 +80,11 @@ async def records(request: Request) -> JSONResponse:
     )
 
 
+async def logout_token(request: Request) -> JSONResponse:
+    """A signed back-channel logout token for every session of ``sub`` (what the provider would POST)."""
+    return JSONResponse({"logout_token": provider.logout_token(sub=request.query_params["sub"])})
+
+
 async def stats(request: Request) -> JSONResponse:
     return JSONResponse({"rss_kib": resident_kib(), "calls": len(provider.calls)})
 
@@ -91,6 +96,7 @@ controls = Starlette(
         Route("/__soak__/configure", configure, methods=["POST"]),
         Route("/__soak__/records", records),
         Route("/__soak__/stats", stats),
+        Route("/__soak__/logout-token", logout_token),
     ]
 )
 

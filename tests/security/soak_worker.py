@@ -3,6 +3,8 @@ the sizes of the guard's in-process caches and waiting rooms, and the process's 
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
@@ -26,5 +28,9 @@ def stats() -> dict[str, int]:
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "http" and scope["path"] == "/__soak__/stats":
         await JSONResponse(stats())(scope, receive, send)
+    elif scope["type"] == "http" and scope["path"] == "/__soak__/end-sessions":
+        # the app ends a user's sessions (a password change): OAuthGuard.end_sessions, in this worker
+        sub = parse_qs(scope["query_string"].decode())["sub"][0]
+        await JSONResponse({"ended": await guard.end_sessions(sub=sub)})(scope, receive, send)
     else:
         await guard(scope, receive, send)
