@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from .engines import Engines
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -45,3 +49,25 @@ def test_smoke_run_measures_every_variant_and_the_races(tmp_path: Path) -> None:
     assert results["memory"]["memory_store"]["session_bytes"] > 0
     assert results["end_to_end"] == {"skipped": "smoke mode"}
     assert "| guard, MemoryStore |" in done.stdout  # the markdown table
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # redis.asyncio, psycopg
+async def test_engine_rows_are_produced_with_one_round_trip_per_request(
+    engines: Engines, redis_url: str
+) -> None:
+    from benchmarks import _engines
+
+    urls = {
+        "redis": redis_url,
+        "redis-cluster": engines.cluster.url,
+        "redis-sentinel": engines.sentinel.url,
+        "postgres": engines.postgres.url,
+    }
+    rows = await _engines.run(urls, sessions=1000, requests=40, batches=2)
+    assert [row["engine"] for row in rows] == list(_engines.ENGINES)
+    for row in rows:
+        assert row["round_trips_per_request"] == 1.0  # the session read, nothing else
+        assert row["round_trips_per_refresh"] > 0 and row["session_value_bytes"] > 0
+        assert row["guard_us"] > 0 and row["guard_us_full"] > 0  # speed is never asserted
+    assert "| postgres |" in _engines.table(rows)

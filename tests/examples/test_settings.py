@@ -7,7 +7,7 @@ import importlib
 import httpx
 import pytest
 
-from asgi_oauth_guard import ConfigurationError, MemoryStore, RedisStore
+from asgi_oauth_guard import ConfigurationError, MemoryStore, PostgresStore, RedisStore
 from examples._settings import Settings, setup
 
 from .conftest import CASES
@@ -87,6 +87,14 @@ async def test_the_store_comes_from_guard_store() -> None:
     redis = setup(Settings.from_env({**EXTERNAL, "GUARD_STORE": "redis://127.0.0.1:6399/2"})).store
     assert isinstance(redis, RedisStore)  # no connection is made until the first request
     await redis.aclose()
+    for url, kind in (
+        ("redis+cluster://127.0.0.1:7000", RedisStore),
+        ("redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/1", RedisStore),
+        ("postgresql://guard:pw@127.0.0.1:5432/app", PostgresStore),
+    ):
+        store = setup(Settings.from_env({**EXTERNAL, "GUARD_STORE": url})).store
+        assert isinstance(store, kind), url  # made without connecting: the pool opens on first use
+        await store.aclose()  # type: ignore[attr-defined]
 
 
 @pytest.mark.anyio
