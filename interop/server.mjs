@@ -367,16 +367,17 @@ function createProvider(issuer) {
     // kept across rotations (the provider object is rebuilt), so sessions and interactions survive
     cookies: { keys: COOKIE_KEYS },
     clockTolerance: CLOCK_TOLERANCE,
-    enabledJWA: {
-      idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', ...(ID_TOKEN_ALG === 'HS256' ? ['HS256'] : [])],
-    },
+    // HS256 is off in oidc-provider unless enabled; the defaults otherwise (discovery lists what the keys allow)
+    ...(ID_TOKEN_ALG === 'HS256'
+      ? { enabledJWA: { idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA', 'HS256'] } }
+      : {}),
     // oidc-provider refuses outgoing calls to special-use addresses (SSRF protection); here every client
     // lives on loopback, so its back-channel logout calls go out without that dispatcher
     fetch: (url, options) => {
       const { dispatcher: _ssrfGuard, ...rest } = options;
       return globalThis.fetch(url, rest);
     },
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', ...(CLIENT_JWKS ? ['private_key_jwt'] : [])],
     // the token request must name the redirect_uri it used, even with one registered URI
     allowOmittingSingleRegisteredRedirectUri: false,
     responseTypes: ['code'],
