@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -76,9 +77,10 @@ def browser() -> Iterator[Browser]:
 
 
 @contextlib.contextmanager
-def serve_demo(public_host: str = "127.0.0.1") -> Iterator[Demo]:
-    """The demo app served by uvicorn on a loopback socket opened here, in a thread of this process, with
-    ``PUBLIC_URL`` on ``public_host`` (``localhost`` is the same socket under another origin)."""
+def serve_demo(public_host: str = "127.0.0.1", example: ModuleType = starlette_app) -> Iterator[Demo]:
+    """The demo app (``example``, the Starlette one by default) served by uvicorn on a loopback socket opened
+    here, in a thread of this process, with ``PUBLIC_URL`` on ``public_host`` (``localhost`` is the same
+    socket under another origin)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base = f"http://{public_host}:{sock.getsockname()[1]}"
@@ -90,7 +92,7 @@ def serve_demo(public_host: str = "127.0.0.1") -> Iterator[Demo]:
         access_token_ttl=settings.demo_token_lifetime,
         auto_approve=False,
     )
-    with serve_in_thread(starlette_app.create_app(settings, idp=provider), sock):
+    with serve_in_thread(example.create_app(settings, idp=provider), sock):
         yield Demo(base, provider)
 
 

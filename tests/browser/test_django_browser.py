@@ -6,20 +6,14 @@ in a thread of this process, so the tests read the provider's records.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
 
-from asgi_oauth_guard.testing import OAuthTestProvider
 from examples import django_app
-from examples._settings import Settings
 
-from .test_browser import SIGN_IN_AS_ALICE, Demo, browser, context, expect, page  # noqa: F401
+from .test_browser import SIGN_IN_AS_ALICE, Demo, browser, context, expect, page, serve_demo  # noqa: F401
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -29,37 +23,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def django_demo() -> Iterator[Demo]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = Settings.from_env({"PUBLIC_URL": base})  # as `scripts/demo django` runs it
-    provider = OAuthTestProvider(
-        issuer=settings.embedded_issuer,
-        client_id=settings.client_id,
-        client_secret=settings.client_secret,
-        access_token_ttl=settings.demo_token_lifetime,
-        auto_approve=False,
-    )
-    config = uvicorn.Config(
-        django_app.create_app(settings, idp=provider),
-        lifespan="on",
-        log_level="warning",
-        ws="none",
-        loop="asyncio",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start the Django example"
-        time.sleep(0.02)  # polling readiness, bounded by the deadline
-    try:
-        yield Demo(base, provider)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_demo(example=django_app) as served:  # as `scripts/demo django` runs it
+        yield served
 
 
 def test_sign_in_refresh_and_relogin_on_the_django_example(page: Page, django_demo: Demo) -> None:  # noqa: F811
