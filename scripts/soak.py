@@ -165,7 +165,9 @@ class Soak:
         self, user: User, what: str, method: str, path: str, *, accept: str, callback: str | None = None
     ) -> httpx.Response | None:
         url = self.rng.choice(self.worker_urls) + path
-        headers = {"accept": accept}
+        # The workers sit behind the app's public origin (a proxy would pass its Host on): without it,
+        # sign-ins started at a worker's loopback address move to the public origin first.
+        headers = {"accept": accept, "host": urlsplit(PUBLIC_URL).netloc}
         if method == "POST":
             headers["origin"] = self.origin  # a form on the app's own page, as a browser posts it
         if user.cookies:
