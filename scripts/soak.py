@@ -54,7 +54,7 @@ import pytest  # noqa: E402  (the process helpers report a failed start with pyt
 from redis.asyncio import Redis  # noqa: E402
 
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, SECRET_KEY  # noqa: E402
-from tests.multiprocess.conftest import PUBLIC_URL, Server, no_cookies  # noqa: E402
+from tests.multiprocess.conftest import PUBLIC_HOST, PUBLIC_URL, Server, no_cookies  # noqa: E402
 from tests.redis_server import RedisServer, free_port  # noqa: E402
 
 HTML = "text/html"
@@ -146,7 +146,7 @@ class Soak:
         limits = httpx.Limits(
             max_connections=config.users * (config.tabs + 2) + 20, max_keepalive_connections=100
         )
-        self.http = httpx.AsyncClient(cookies=no_cookies(), timeout=60, limits=limits)
+        self.http = httpx.AsyncClient(cookies=no_cookies(), timeout=60, limits=limits, headers=PUBLIC_HOST)
 
     def violation(self, message: str) -> None:
         if len(self.violations) < 1000:

@@ -301,10 +301,17 @@ async def inspector(running: Cluster) -> AsyncIterator[Inspector]:
         yield inspector
 
 
+# The workers sit behind a proxy that passes the browser's Host on (nginx's ``proxy_set_header Host
+# $host``), so each sees the public host: the guard does not move sign-ins to its canonical origin.
+PUBLIC_HOST = {"host": httpx.URL(PUBLIC_URL).host}
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    async with httpx.AsyncClient(cookies=no_cookies(), timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(
+        cookies=no_cookies(), timeout=30, limits=limits, headers=PUBLIC_HOST
+    ) as client:
         yield client
 
 
