@@ -58,6 +58,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="failover-soak-"))
     engines = Engines(root / "engines")
     engines.start()
+    (root / "workers").mkdir()
     cluster = Cluster(root / "workers", args.engine, engines)
     try:
         cluster.start()
