@@ -58,13 +58,15 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="failover-soak-"))
     engines = Engines(root / "engines")
     engines.start()
-    (root / "workers").mkdir()
-    cluster = Cluster(root / "workers", args.engine, engines)
     try:
-        cluster.start()
-        summary = anyio.run(soak, cluster, engines, args)
+        (root / "workers").mkdir()
+        cluster = Cluster(root / "workers", args.engine, engines)
+        try:
+            cluster.start()
+            summary = anyio.run(soak, cluster, engines, args)
+        finally:
+            cluster.stop()
     finally:
-        cluster.stop()
         engines.stop()
     print(json.dumps(summary, indent=1))
     zero = (
