@@ -202,7 +202,10 @@ class Soak:
         return None
 
     def told_to_sign_in(self, user: User, what: str, reason: str) -> None:
-        if user.logged_out and reason in ("session_expired", "login_required"):
+        # Signed out (or ended by the provider or the app): its tabs are told to sign in again, and an old
+        # callback loaded with no session left gives none (state_expired).
+        ended = ("session_expired", "login_required", *(("state_expired",) if what == "back button" else ()))
+        if user.logged_out and reason in ended:
             self.counts["relogins after sign-out"] += 1
             return
         if user.revoked_at is None:
@@ -634,7 +637,7 @@ class Soak:
             async for key in redis.scan_iter(match=self.prefix + "*", count=1000):
                 name = key.decode()[len(self.prefix) :]
                 kinds[name.split(":", 1)[0] if not name.startswith("lock:") else "lock"] += 1
-                if await redis.pttl(key) < 0:
+                if await redis.pttl(key) == -1:  # -2: gone since the scan (expired, or its last member left)
                     forever += 1
             used = int((await redis.info("memory"))["used_memory"])
         finally:
@@ -642,8 +645,10 @@ class Soak:
         total = sum(kinds.values())
         # Per login: its claim, outcome, code mark and session; per browser: its binding list and at most
         # five transactions of logins started but never called back (the provider was down); per refresh
-        # its result, for twice the lock's lease.
+        # its result, for twice the lock's lease; per live session its metadata and two index entries; per
+        # back-channel logout its jti mark.
         bound = 4 * self.counts["codes issued"] + 6 * len(self.users) + refreshes + 16
+        bound += 3 * len(self.users) + self.counts["backchannel logouts"]
         if forever:
             self.violation(f"{forever} Redis key(s) without a TTL")
         if kinds["lock"]:
