@@ -29,7 +29,7 @@ from starlette.routing import Mount, Route
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 from examples._settings import Settings
 
-from ..conftest import SECRET_KEY
+from ..conftest import SECRET_KEY, GuardFactory
 from ..examples.conftest import CASES, EXAMPLES, lifespan
 from .served import reverse_proxy
 
@@ -232,3 +232,20 @@ async def test_a_server_that_leaves_the_root_path_out_of_path_counts_it_once_too
         assert (
             (await browser.get("/app/api/me", headers=API)).json()["login_url"].startswith("/app/auth/login?")
         )
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_host_prefixed_cookie_keeps_path_slash_under_a_mount(
+    guard_factory: GuardFactory, provider: OAuthTestProvider
+) -> None:
+    """``__Host-`` (the default name on https) is dropped by browsers unless ``Path=/``: it wins over the mount."""
+    for settings, name, path in (
+        ({}, "__Host-guard_session_tx", "/"),
+        ({"cookie_name": "guard_session"}, "guard_session_tx", "/app"),
+    ):
+        guard = guard_factory(issuer=provider.issuer, public_url="https://app.test/app", **settings)
+        outer = Starlette(routes=[Mount("/app", app=guard)])
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(outer), base_url="https://app.test") as c:
+            login = await c.get("/app/auth/login")
+            assert login.status_code == 303
+            assert f"; Path={path};" in cookie_attributes(login, name)
