@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -18,13 +18,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def served(example: str, **env: str) -> Iterator[str]:
+def served(
+    example: str,
+    *uvicorn_args: str,
+    front: Callable[[int], contextlib.AbstractContextManager[str]] | None = None,
+    prefix: str = "",
+    **env: str,
+) -> Iterator[str]:
     """``uvicorn examples.<example>_app:app`` on a socket this test opened (so no other process can take
-    the port); yields its base URL. Its output must have no traceback when it stops."""
-    with socket.socket() as sock:
+    the port); yields its base URL (``PUBLIC_URL``). Its output must have no traceback when it stops.
+
+    ``front``: a proxy in front, given uvicorn's port, yielding its own origin; ``prefix``: the path the
+    app is reached under there (``/app`` with ``--root-path /app``)."""
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.socket())
         sock.bind(("127.0.0.1", 0))
         sock.listen()
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        port = sock.getsockname()[1]
+        origin = stack.enter_context(front(port)) if front else f"http://127.0.0.1:{port}"
+        base = origin + prefix
         environment = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_", "GUARD_", "DEMO_"))},
             "PUBLIC_URL": base,
@@ -33,29 +45,30 @@ def served(example: str, **env: str) -> Iterator[str]:
         }
         command = [sys.executable, "-m", "uvicorn", f"examples.{example}_app:app", "--fd", str(sock.fileno())]
         server = subprocess.Popen(
-            [*command, "--log-level", "warning", "--lifespan", "on"],
+            [*command, "--log-level", "warning", "--lifespan", "on", *uvicorn_args],
             cwd=ROOT,
             env=environment,
             pass_fds=[sock.fileno()],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/public", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                output = server.stdout.read().decode() if server.stdout else ""
-                pytest.fail(f"uvicorn did not start serving the {example} example:\n{output}")
-            time.sleep(0.05)  # polling readiness, bounded by the deadline
-        yield base
-    finally:
-        server.terminate()
-        output, _ = server.communicate(timeout=10)
+        sock.close()
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/public", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    output = server.stdout.read().decode() if server.stdout else ""
+                    pytest.fail(f"uvicorn did not start serving the {example} example:\n{output}")
+                time.sleep(0.05)  # polling readiness, bounded by the deadline
+            yield base
+        finally:
+            server.terminate()
+            output, _ = server.communicate(timeout=20)
     assert "Traceback" not in output.decode(), output.decode()
 
 

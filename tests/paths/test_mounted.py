@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -31,6 +26,7 @@ from examples._settings import Settings
 
 from ..conftest import SECRET_KEY, GuardFactory
 from ..examples.conftest import CASES, EXAMPLES, lifespan
+from ..examples.test_served import served
 from .served import reverse_proxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,52 +154,17 @@ async def test_under_a_mount_the_session_stays_in_its_path_and_refreshes_when_du
 
 
 @contextlib.contextmanager
-def example_behind_a_stripping_proxy(example: str, *extra: str) -> Iterator[str]:
-    """``uvicorn examples.<example>_app:app --root-path /app`` behind ``reverse_proxy(strip_prefix="/app")``;
-    yields the proxy's origin. The app's PUBLIC_URL is the proxy's ``/app``."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        with reverse_proxy(sock.getsockname()[1], strip_prefix="/app") as proxy_port:
-            origin = f"http://127.0.0.1:{proxy_port}"
-            env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_", "GUARD_", "DEMO_"))},
-                "PUBLIC_URL": f"{origin}/app",
-                "DEMO_AUTO_APPROVE": "1",
-            }
-            command = [sys.executable, "-m", "uvicorn", f"examples.{example}_app:app"]
-            command += ["--fd", str(sock.fileno()), "--root-path", "/app", "--log-level", "warning", *extra]
-            server = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                pass_fds=[sock.fileno()],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        if httpx.get(f"{origin}/app/public", timeout=2).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        output = server.stdout.read().decode() if server.stdout else ""
-                        pytest.fail(f"uvicorn did not start serving the {example} example:\n{output}")
-                    time.sleep(0.05)  # polling a real process's readiness, bounded by the deadline
-                yield origin
-            finally:
-                server.terminate()
-                output, _ = server.communicate(timeout=20)
-                assert "Traceback" not in output.decode(), output.decode()
+def _stripping_proxy(port: int) -> Iterator[str]:
+    """A reverse proxy in front of uvicorn's ``port`` that strips ``/app``; yields its origin."""
+    with reverse_proxy(port, strip_prefix="/app") as proxy:
+        yield f"http://127.0.0.1:{proxy}"
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.parametrize("example", EXAMPLES)
 async def test_each_example_under_uvicorn_root_path_behind_a_stripping_proxy(example: str) -> None:
-    with example_behind_a_stripping_proxy(example) as origin:
+    with served(example, "--root-path", "/app", front=_stripping_proxy, prefix="/app") as base:
+        origin = base.removesuffix("/app")
         async with httpx.AsyncClient(base_url=origin, headers={"accept": "text/html"}) as browser:
             await sign_in_refresh_and_sign_out(browser, origin)
 
