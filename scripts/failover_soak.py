@@ -25,13 +25,15 @@ import anyio  # noqa: E402
 import httpx  # noqa: E402
 
 from tests.engines import Engines  # noqa: E402
-from tests.multiprocess.conftest import Cluster, Idp, no_cookies  # noqa: E402
+from tests.multiprocess.conftest import PUBLIC_HOST, Cluster, Idp, no_cookies  # noqa: E402
 from tests.multiprocess.failover import count_twice, run_failover_soak  # noqa: E402
 
 
 async def soak(cluster: Cluster, engines: Engines, args: argparse.Namespace) -> dict[str, object]:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    async with httpx.AsyncClient(cookies=no_cookies(), timeout=60, limits=limits) as http:
+    async with httpx.AsyncClient(
+        cookies=no_cookies(), timeout=60, limits=limits, headers=PUBLIC_HOST
+    ) as http:
         idp = Idp(http, cluster.provider.url)
         await idp.reset()
 
