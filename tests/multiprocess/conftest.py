@@ -28,6 +28,9 @@ from ..redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLIC_URL = "https://app.example.test"  # what the workers sit behind; the redirect_uri is built on it
+# What the proxy in front of the workers says about the browser's request (the workers do not trust it, as
+# with a proxy left out of trusted_proxies): without it, a sign-in would first move to PUBLIC_URL's host.
+BEHIND_PROXY = {"x-forwarded-proto": "https", "x-forwarded-host": "app.example.test"}
 WORKERS = 4
 ACCESS_TOKEN_TTL = 4.0  # a token is due for refresh half-way through its life: 2 s after it is issued
 HTTP_TIMEOUT = 1.0  # the workers' provider timeout; their refresh lock lease is 2 * 1 + 5 = 7 s

@@ -21,9 +21,9 @@ from typing import Any
 import anyio
 import httpx
 
-from .conftest import PUBLIC_URL, Cluster
+from .conftest import BEHIND_PROXY, PUBLIC_URL, Cluster
 
-HTML = {"accept": "text/html"}
+HTML = {"accept": "text/html", **BEHIND_PROXY}
 JSON = {"accept": "application/json"}
 RECOVERY_TIMEOUT = 60.0
 SIGN_INS_CAP = 90

@@ -12,12 +12,12 @@ import anyio
 import httpx
 import pytest
 
-from .conftest import ACCESS_TOKEN_TTL, PUBLIC_URL, Cluster, Idp, Inspector
+from .conftest import ACCESS_TOKEN_TTL, BEHIND_PROXY, PUBLIC_URL, Cluster, Idp, Inspector
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.redis]
 
 T = TypeVar("T")
-HTML = {"accept": "text/html"}
+HTML = {"accept": "text/html", **BEHIND_PROXY}
 JSON = {"accept": "application/json"}
 
 

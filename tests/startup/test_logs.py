@@ -16,12 +16,13 @@ from asgi_oauth_guard._logs import FORMAT, log_under_uvicorn
 def bare_logging() -> Iterator[None]:
     """As uvicorn's default config leaves it: a handler on "uvicorn", none on the root or the guard."""
     assert uvicorn.Config  # imported: the app runs under uvicorn
-    guard, server = (logging.getLogger(n) for n in ("asgi_oauth_guard", "uvicorn"))
-    saved = (guard.handlers[:], guard.level, server.handlers[:], server.level)
+    guard, server, errors = (logging.getLogger(n) for n in ("asgi_oauth_guard", "uvicorn", "uvicorn.error"))
+    saved = (guard.handlers[:], guard.level, server.handlers[:], server.level, errors.level)
     guard.handlers[:] = []
     guard.setLevel(logging.NOTSET)
     server.handlers[:] = [logging.NullHandler()]
-    server.setLevel(logging.INFO)
+    server.setLevel(logging.INFO)  # uvicorn's default --log-level
+    errors.setLevel(logging.NOTSET)  # other tests' uvicorn servers may have set it
     try:
         yield
     finally:
@@ -29,6 +30,7 @@ def bare_logging() -> Iterator[None]:
         guard.setLevel(saved[1])
         server.handlers[:] = saved[2]
         server.setLevel(saved[3])
+        errors.setLevel(saved[4])
 
 
 @contextlib.contextmanager
