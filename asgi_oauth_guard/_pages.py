@@ -213,11 +213,12 @@ class Pages:
         )
 
     async def misconfigured(self, request: Request) -> ASGIApp:
-        """500: the app's sign-in settings cannot work (the log says what to fix); retrying will not help."""
+        """502: the provider refuses the app's sign-in settings (the log says what to fix); retrying will not
+        help. Not a 500: the guard itself never answers one, so a 500 always points at the app."""
         message = self.text("misconfigured.message")
         if self.wants_page(request):
-            return await self.page(request, "misconfigured", message=message, status=500)
-        return JSONResponse({"error": "misconfigured", "message": message}, status_code=500, headers=NO_STORE)
+            return await self.page(request, "misconfigured", message=message, status=502)
+        return JSONResponse({"error": "misconfigured", "message": message}, status_code=502, headers=NO_STORE)
 
     async def bad_request(
         self, request: Request, message: str, *, page_message_id: str = "failed.bad_request", sign_in_url: str

@@ -154,11 +154,11 @@ async def test_hs256_id_tokens_are_refused_unless_the_client_registered_for_them
 
 async def test_rp_discovery_issuer_not_matching_config(world: World) -> None:
     """The discovery document names another issuer: the configuration is refused, no user is sent to
-    the provider (the misconfigured answer, a 500 without Retry-After: waiting will not fix it; never a
+    the provider (the misconfigured answer, a 502 without Retry-After: waiting will not fix it; never a
     redirect), and no session exists."""
     provider = world.provider("rp-discovery-issuer-not-matching-config")
     result = await sign_in(world.browser(world.guard(provider)), provider)
-    assert result.login.status_code == 500 and "retry-after" not in result.login.headers
+    assert result.login.status_code == 502 and "retry-after" not in result.login.headers
     assert 'data-kind="misconfigured"' in result.login.text
     assert result.callback is None
     assert provider.count("authorize") == 0 and provider.count("token") == 0

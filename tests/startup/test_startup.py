@@ -181,17 +181,17 @@ async def test_invalid_client_at_sign_in_is_the_misconfigured_page_and_an_error_
     browser = browser_factory(guard_factory(client_secret="not-the-secret-the-provider-knows"))
     callback = await start_login(browser, provider)
     response = await browser.get(callback)
-    assert response.status_code == 500
+    assert response.status_code == 502
     assert 'data-kind="misconfigured"' in response.text and "Sign-in is misconfigured" in response.text
     assert "try again" not in response.text.lower() and "shortly" not in response.text.lower()
     assert response.headers["content-security-policy"].startswith("default-src 'none'")
     errors = records(caplog, logging.ERROR)
     assert any("invalid_client" in m and "check client_id and client_secret" in m for m in errors), errors
     again = await browser.get(callback)  # a reload answers the same, without a second exchange
-    assert again.status_code == 500 and 'data-kind="misconfigured"' in again.text
+    assert again.status_code == 502 and 'data-kind="misconfigured"' in again.text
     assert provider.count(endpoint="token") == 1
     api = await browser.get(callback, headers={"accept": "application/json"})
-    assert api.status_code == 500 and api.json()["error"] == "misconfigured"
+    assert api.status_code == 502 and api.json()["error"] == "misconfigured"
 
 
 async def test_an_authorization_error_caused_by_the_app_is_misconfiguration(
@@ -199,7 +199,7 @@ async def test_an_authorization_error_caused_by_the_app_is_misconfiguration(
 ) -> None:
     browser = browser_factory(guard_factory(public_url="https://app.test"))
     response = await browser.get("/auth/callback", params={"error": "invalid_scope", "state": "s"})
-    assert response.status_code == 500 and 'data-kind="misconfigured"' in response.text
+    assert response.status_code == 502 and 'data-kind="misconfigured"' in response.text
     assert any("scopes=" in m for m in records(caplog, logging.ERROR))
     cancelled = await browser.get("/auth/callback", params={"error": "access_denied", "state": "s"})
     assert cancelled.status_code == 303 and "reason=access_denied" in cancelled.headers["location"]
@@ -210,7 +210,7 @@ async def test_a_discovery_mistake_found_at_run_time_is_the_misconfigured_page(
 ) -> None:
     browser = browser_factory(guard_factory(issuer=ISSUER + "/nope"))  # no lifespan: found at first use
     response = await browser.get("/auth/login")
-    assert response.status_code == 500 and 'data-kind="misconfigured"' in response.text
+    assert response.status_code == 502 and 'data-kind="misconfigured"' in response.text
     assert any("answered 404: set issuer=" in m for m in records(caplog, logging.ERROR))
 
 
