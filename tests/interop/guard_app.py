@@ -98,7 +98,9 @@ class ServedApp:
         return dict(counts)
 
 
-def example_env(provider: InteropProvider, *, base: str, store_url: str) -> dict[str, str]:
+def example_env(
+    provider: InteropProvider, *, base: str, store_url: str, secret_key: str | None = None
+) -> dict[str, str]:
     """The example app's environment (the example apps contract, examples/README.md), nothing inherited that could
     change it."""
     inherited = {
@@ -113,7 +115,7 @@ def example_env(provider: InteropProvider, *, base: str, store_url: str) -> dict
         "OAUTH_CLIENT_SECRET": provider.client_secret,
         "OAUTH_SCOPES": "openid email profile",
         "PUBLIC_URL": base,  # the callback is PUBLIC_URL/auth/callback: a registered loopback URI, any port
-        "GUARD_SECRET_KEY": secrets.token_urlsafe(32),
+        "GUARD_SECRET_KEY": secret_key or secrets.token_urlsafe(32),
         "GUARD_STORE": store_url,
         "PYTHONDONTWRITEBYTECODE": "1",
     }
@@ -121,9 +123,18 @@ def example_env(provider: InteropProvider, *, base: str, store_url: str) -> dict
 
 @contextmanager
 def served_example(
-    provider: InteropProvider, *, store: str, store_url: str, workers: int, logs: Path, app: str = APP
+    provider: InteropProvider,
+    *,
+    store: str,
+    store_url: str,
+    workers: int,
+    logs: Path,
+    app: str = APP,
+    secret_key: str | None = None,
 ) -> Iterator[ServedApp]:
-    """Serve ``app`` with ``workers`` uvicorn processes until the block ends; fail if it logged a traceback."""
+    """Serve ``app`` with ``workers`` uvicorn processes until the block ends; fail if it logged a traceback.
+
+    Two servers given one ``secret_key`` and store take each other's session cookies, like two hosts."""
     logs.mkdir(parents=True, exist_ok=True)
     log_config = logs / "log-config.json"
     log_config.write_text(json.dumps(_LOG_CONFIG))
@@ -145,7 +156,7 @@ def served_example(
             process = subprocess.Popen(
                 argv,
                 cwd=REPO,
-                env=example_env(provider, base=base, store_url=store_url),
+                env=example_env(provider, base=base, store_url=store_url, secret_key=secret_key),
                 pass_fds=[sock.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -248,9 +259,10 @@ class Browser:
         assert response.headers["location"] == next_path
         return response
 
-    async def api(self, path: str = "/api/me") -> httpx.Response:
-        """An API call from the page (``fetch`` asking for JSON), with the browser's cookies."""
-        return await self.client.get(self.app.url(path), headers={"accept": "application/json"})
+    async def api(self, path: str = "/api/me", *, at: ServedApp | None = None) -> httpx.Response:
+        """An API call from the page (``fetch`` asking for JSON), with the browser's cookies; ``at``: another
+        server of the same app (the cookie jar ignores ports)."""
+        return await self.client.get((at or self.app).url(path), headers={"accept": "application/json"})
 
     async def me(self) -> dict[str, Any]:
         response = await self.api()

@@ -1,14 +1,18 @@
 """A refresh whose lock is lost while the provider is slow, against oidc-provider with refresh-token rotation.
 
-The Starlette example runs with two uvicorn workers on one redis-server. The provider holds the refresh's
-token request (``/admin/hold-token``: a slow provider); meanwhile the refresh lock disappears from Redis (a
-failover, or a lease that ran out) and twenty more requests arrive in both workers. The refresh token must
+The Starlette example runs as two uvicorn servers (two hosts: one process each, one secret key) on one
+redis-server. The provider holds the refresh's token request (``/admin/hold-token``: a slow provider);
+meanwhile the refresh lock disappears from Redis (a failover, or a lease that ran out) and twenty more
+requests arrive at both servers. Two servers rather than one with two workers: requests in the holder's
+process share its refresh in memory, and the kernel may hand every connection to that one process. The refresh token must
 still be sent once: the others find it claimed and reuse the result. A second sending would make the
 provider revoke the grant.
 """
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -45,14 +49,24 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture(scope="module")
-def app(
+def hosts(
     slow_provider: InteropProvider, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServedApp]:
+) -> Iterator[tuple[ServedApp, ServedApp]]:
     logs = tmp_path_factory.mktemp("lost-lock-app")
-    with served_example(
-        slow_provider, store="redis", store_url=redis_server.url, workers=2, logs=logs
-    ) as app:
-        yield app
+    key = secrets.token_urlsafe(32)
+
+    def host(name: str) -> contextlib.AbstractContextManager[ServedApp]:
+        return served_example(
+            slow_provider,
+            store="redis",
+            store_url=redis_server.url,
+            workers=1,
+            logs=logs / name,
+            secret_key=key,
+        )
+
+    with host("one") as one, host("two") as two:
+        yield one, two
 
 
 async def until(what: str, check: Callable[[], Awaitable[bool]]) -> None:
@@ -63,8 +77,9 @@ async def until(what: str, check: Callable[[], Awaitable[bool]]) -> None:
 
 
 async def test_a_lost_lock_on_a_slow_provider_never_sends_the_refresh_token_twice(
-    app: ServedApp, slow_provider: InteropProvider, redis_server: RedisServer
+    hosts: tuple[ServedApp, ServedApp], slow_provider: InteropProvider, redis_server: RedisServer
 ) -> None:
+    app, other = hosts
     journal = Journal(slow_provider)
     user = unique_user("slow")
     browser = Browser(app, slow_provider, user)
@@ -74,7 +89,7 @@ async def test_a_lost_lock_on_a_slow_provider_never_sends_the_refresh_token_twic
         await browser.login(next_path="/api/me")
         first = await browser.me()
         await wait_until(first["expires_at"] - LEEWAY + 0.05)
-        mark, log_mark = await journal.mark(), app.log_mark()
+        mark, log_mark = await journal.mark(), other.log_mark()
         (await admin.post(slow_provider.url("/admin/hold-token"))).raise_for_status()
 
         async def held() -> bool:
@@ -86,16 +101,16 @@ async def test_a_lost_lock_on_a_slow_provider_never_sends_the_refresh_token_twic
 
         answers: list[httpx.Response] = []
 
-        async def call() -> None:
-            answers.append(await browser.api())
+        async def call(at: ServedApp) -> None:
+            answers.append(await browser.api(at=at))
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(call)
+            tg.start_soon(call, app)
             await until("the refresh reaches the provider", held)
             [lock] = await locks()
             await redis.delete(lock)  # the lock is lost while the token request is in flight
-            for _ in range(20):
-                tg.start_soon(call)
+            for i in range(20):
+                tg.start_soon(call, (app, other)[i % 2])
 
             async def retaken() -> bool:
                 return bool(await locks())
@@ -113,8 +128,8 @@ async def test_a_lost_lock_on_a_slow_provider_never_sends_the_refresh_token_twic
         assert grant["refresh_tokens"] == 1  # the rotated one, alive
         after = await browser.me()
         assert after["sub"] == user and after["expires_at"] > first["expires_at"]  # refreshed
-        reused = app.count_by_pid("reused the result of a refresh", since=log_mark)
-        assert sum(reused.values()) >= 1, app.log_tail()
+        reused = other.count_by_pid("reused the result of a refresh", since=log_mark)
+        assert sum(reused.values()) >= 1, other.log_tail()  # the other host found the token claimed
     finally:
         await admin.aclose()
         await redis.aclose()
