@@ -4,14 +4,19 @@ Every call is one round trip: ``add`` and ``acquire`` are ``SET NX PX``, ``repla
 ``release`` is a compare-and-delete Lua script run by ``EVALSHA``; an index is a sorted set scored by each
 member's expiry (server time, in Lua). Every script touches one key, so each works on a Redis Cluster too.
 Redis errors propagate; the guard answers them with a 503.
+
+With ``wait_replicas`` the writes that must survive a failover are each followed by ``WAIT`` on the same
+connection (one non-transactional pipeline, still one round trip): the guard answers only once a replica
+has them. Reads, the hot path, never wait.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import anyio
 
@@ -24,6 +29,13 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
 
 __all__ = ["RedisStore", "store_from_url"]
+
+logger = logging.getLogger("asgi_oauth_guard")
+
+_NO_CLUSTER_WAIT = (
+    "wait_replicas is not supported on a Redis Cluster (WAIT must reach the node that owns each key); "
+    "use it with a Sentinel-managed master or a single master with replicas"
+)
 
 _INSTALL = 'RedisStore needs redis-py: pip install "asgi-oauth-guard[redis]"'
 
@@ -81,12 +93,32 @@ class RedisStore:
     For a quick 503 while Redis is down, give the client a short ``socket_connect_timeout`` and few
     retries, as :meth:`from_url` does.
 
-    Replication is asynchronous: a claim or a refresh lock written on a master that dies before its
-    replica has it can be taken again on the promoted replica (SECURITY.md, "Failover").
+    Replication is asynchronous: a write on a master that dies before its replica has it is lost with the
+    master (SECURITY.md, "Failover"). With a Sentinel (or any master with replicas), ``wait_replicas=1``
+    makes the writes that must survive one (a sign-in's claim and code mark, a session saved, a refresh
+    token's claim and the rotated tokens) wait, up to ``wait_timeout`` seconds, until that many replicas
+    have them (Redis ``WAIT``), so a failover cannot lose a refresh token the provider already rotated.
+    The refresh lock does not wait (the claim backs it up), nor do reads. If fewer replicas answer in
+    time, the write stands on the master alone: counted in ``unreplicated_writes`` and logged once at
+    WARNING, never failed, since failing it would turn a lagging replica into an outage. Not on a Redis
+    Cluster (refused): ``WAIT`` there would have to reach the node that owns each key.
     """
 
-    def __init__(self, redis: Redis | RedisCluster, *, key_prefix: str = "guard:") -> None:
+    def __init__(
+        self,
+        redis: Redis | RedisCluster,
+        *,
+        key_prefix: str = "guard:",
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.5,
+    ) -> None:
         _redis_asyncio()
+        if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int) or wait_replicas < 0:
+            raise ConfigurationError(f"wait_replicas must be a whole number >= 0, got {wait_replicas!r}")
+        if not wait_timeout > 0:
+            raise ConfigurationError(f"wait_timeout must be positive seconds, got {wait_timeout!r}")
+        if wait_replicas and _is_cluster(redis):
+            raise ConfigurationError(_NO_CLUSTER_WAIT)
         if redis.get_encoder().decode_responses:
             raise ConfigurationError(
                 "RedisStore needs a Redis client made with decode_responses=False: the guard stores bytes"
@@ -98,6 +130,10 @@ class RedisStore:
             )
         self.redis = redis
         self.key_prefix = key_prefix
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = wait_timeout
+        self._wait_ms = max(1, math.ceil(wait_timeout * 1000))
+        self.unreplicated_writes = 0
         self._release = redis.register_script(_RELEASE)
         self._index_add = redis.register_script(_INDEX_ADD)
         self._index_members = redis.register_script(_INDEX_MEMBERS)
@@ -125,6 +161,9 @@ class RedisStore:
         - ``redis+sentinel://host:port[,host:port...]/service_name[/db]``: the master that these Sentinels
           name for ``service_name``; a password in the URL is the data servers' (not the Sentinels').
 
+        Any of them takes ``?wait_replicas=N&wait_timeout=S`` (the constructor's settings; a Cluster
+        refuses ``wait_replicas``); other query options go to redis-py.
+
         This store owns the client: close it with :meth:`aclose` (or ``async with``). By default a
         refused or lost connection is retried once at once (a server restart or a failover leaves stale
         pooled connections), then raised, and a timeout is raised at once; ``options`` go to the client.
@@ -138,9 +177,12 @@ class RedisStore:
         # would answer "taken" to the caller that took it.
         options.setdefault("retry", Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
         options.update(socket_connect_timeout=socket_connect_timeout, socket_timeout=socket_timeout)
+        url, durability = _durability_options(url)
         scheme = urlsplit(url).scheme.lower()
         owned: list[Any]
         if scheme in ("redis+cluster", "rediss+cluster"):
+            if durability.get("wait_replicas"):
+                raise ConfigurationError(_NO_CLUSTER_WAIT)
             client: Any = _cluster_client(url, options)
             owned = [client]
         elif scheme == "redis+sentinel":
@@ -151,7 +193,7 @@ class RedisStore:
             owned = [client]
         else:
             raise ConfigurationError(f"not a Redis URL: {_redacted(url)!r}")
-        store = cls(client, key_prefix=key_prefix)
+        store = cls(client, key_prefix=key_prefix, **durability)
         store._owned = owned
         return store
 
@@ -161,29 +203,59 @@ class RedisStore:
         return cast("bytes | None", await self.redis.get(self.key_prefix + key))
 
     async def set(self, key: str, value: bytes, *, ttl: float) -> None:
-        if not self._initialized:
-            await self._initialize()
-        await self.redis.set(self.key_prefix + key, value, px=_milliseconds(ttl))
+        await self._set(key, value, ttl=ttl)
 
     async def add(self, key: str, value: bytes, *, ttl: float) -> bool:
-        if not self._initialized:
-            await self._initialize()
-        created = await self.redis.set(self.key_prefix + key, value, px=_milliseconds(ttl), nx=True)
-        return bool(created)
+        return bool(await self._set(key, value, ttl=ttl, nx=True))
 
     async def replace(self, key: str, value: bytes, *, ttl: float) -> bool:
-        if not self._initialized:
-            await self._initialize()
-        replaced = await self.redis.set(self.key_prefix + key, value, px=_milliseconds(ttl), xx=True)
-        return bool(replaced)
+        return bool(await self._set(key, value, ttl=ttl, xx=True))
 
     async def delete(self, key: str) -> None:
         if not self._initialized:
             await self._initialize()
-        await self.redis.delete(self.key_prefix + key)
+        if not self.wait_replicas:
+            await self.redis.delete(self.key_prefix + key)
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self.key_prefix + key)
+            pipe.wait(self.wait_replicas, self._wait_ms)
+            _, acked = await pipe.execute()
+        self._replicated(acked)
 
     async def acquire(self, key: str, owner: str, *, lease: float) -> bool:
-        return await self.add(key, owner.encode(), ttl=lease)
+        # Never waits: a lock lost in a failover is backed by the refresh token's claim, which does.
+        return bool(await self._set(key, owner.encode(), ttl=lease, nx=True, durable=False))
+
+    async def _set(
+        self, key: str, value: bytes, *, ttl: float, nx: bool = False, xx: bool = False, durable: bool = True
+    ) -> object:
+        if not self._initialized:
+            await self._initialize()
+        if not (durable and self.wait_replicas):
+            return await self.redis.set(self.key_prefix + key, value, px=_milliseconds(ttl), nx=nx, xx=xx)
+        # WAIT counts the replicas that have every write this connection made: it must follow the SET
+        # on the same connection, which a pipeline guarantees (and the pair costs one round trip).
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.key_prefix + key, value, px=_milliseconds(ttl), nx=nx, xx=xx)
+            pipe.wait(self.wait_replicas, self._wait_ms)
+            written, acked = await pipe.execute()
+        self._replicated(acked)
+        return written
+
+    def _replicated(self, acked: object) -> None:
+        if isinstance(acked, int) and acked >= self.wait_replicas:
+            return
+        self.unreplicated_writes += 1
+        if self.unreplicated_writes == 1:
+            logger.warning(
+                "a Redis write reached %s of the %d replicas asked for within %.2f s: it stands on the "
+                "master alone and a failover now could lose it (is a replica down or lagging?). Logged "
+                "once; RedisStore.unreplicated_writes counts them",
+                acked,
+                self.wait_replicas,
+                self.wait_timeout,
+            )
 
     async def release(self, key: str, owner: str) -> bool:
         if not self._initialized:
@@ -232,6 +304,24 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"<RedisStore key_prefix={self.key_prefix!r}>"
+
+
+def _durability_options(url: str) -> tuple[str, dict[str, Any]]:
+    """The URL without ``wait_replicas``/``wait_timeout`` in its query, and those as settings."""
+    parts = urlsplit(url)
+    kept: list[tuple[str, str]] = []
+    found: dict[str, Any] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        try:
+            if name == "wait_replicas":
+                found["wait_replicas"] = int(value)
+            elif name == "wait_timeout":
+                found["wait_timeout"] = float(value)
+            else:
+                kept.append((name, value))
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a number, got {value!r}") from None
+    return parts._replace(query=urlencode(kept)).geturl(), found
 
 
 def _is_cluster(redis: object) -> bool:

@@ -111,6 +111,10 @@ class Server:
 
 
 ENGINES = ["redis", "redis-cluster", "redis-sentinel", "postgres"]
+# On Sentinel the workers' writes that must survive a failover wait for the replica (RedisStore
+# wait_replicas): without it, a refresh in flight at the kill can lose its rotated refresh token with the
+# master. FAILOVER_SENTINEL_QUERY="" measures the store without it (docs/configuration.md, "Failover").
+SENTINEL_QUERY = os.environ.get("FAILOVER_SENTINEL_QUERY", "?wait_replicas=1")
 
 
 class Cluster:
@@ -139,7 +143,7 @@ class Cluster:
         else:
             self.store_url = {
                 "redis-cluster": engines.cluster.url,
-                "redis-sentinel": engines.sentinel.url,
+                "redis-sentinel": engines.sentinel.url + SENTINEL_QUERY,
                 "postgres": engines.postgres.url,
             }[engine]
         port = free_port()

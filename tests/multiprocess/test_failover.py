@@ -9,6 +9,7 @@ was in flight at the kill, see below), and the provider never sees a code twice.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -19,6 +20,8 @@ from .failover import count_twice, run_failover_soak
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
+# FAILOVER_ROUNDS=N repeats the Sentinel run N times, to measure how often a rare loss shows.
+ROUNDS = int(os.environ.get("FAILOVER_ROUNDS", "1"))
 UNAVAILABLE_BOUND = 30.0  # generous: the promotion itself takes 2 s down-after + an election
 
 
@@ -39,19 +42,19 @@ def check(report_summary: dict[str, object]) -> None:
     assert report_summary["503 without Retry-After"] == 0
     assert report_summary["503 span s"] < UNAVAILABLE_BOUND  # type: ignore[operator]
     assert report_summary["codes exchanged twice"] == 0
-    # A refresh in flight at the instant the master dies can lose its writes with it (the claim on its
-    # refresh token, the saved session: asynchronous replication): the token is then presented again, the
-    # provider revokes that grant and that one session ends. Seen in about a third of the Sentinel runs; never
-    # more than the one refresh in flight; documented in docs/configuration.md, "Failover: what it can cost".
-    assert report_summary["refresh tokens sent twice"] <= 1
-    assert report_summary["sessions lost"] <= report_summary["refresh tokens sent twice"]
+    # On Sentinel the workers' store waits for the replica on the writes that must survive (conftest,
+    # SENTINEL_QUERY): without it a refresh in flight at the kill lost its rotated refresh token with the
+    # master in about a third of the runs (docs/configuration.md, "Failover: what it can cost").
+    assert report_summary["refresh tokens sent twice"] == 0
+    assert report_summary["sessions lost"] == 0
     assert report_summary["refreshes at the provider"] > 0  # type: ignore[operator]
     assert report_summary["logins"].get("completed", 0) > 0  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("round_", range(ROUNDS))
 @pytest.mark.parametrize("cluster", ["redis-sentinel"], indirect=True)
 async def test_sentinel_master_killed_mid_run_503s_then_recovers(
-    restored: Cluster, http: httpx.AsyncClient, idp: Idp
+    restored: Cluster, http: httpx.AsyncClient, idp: Idp, round_: int
 ) -> None:
     assert restored.engines is not None
     sentinel = restored.engines.sentinel

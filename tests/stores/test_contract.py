@@ -67,7 +67,9 @@ class StoreUnderTest:
             self._clients += sentinel.sentinels
             client = sentinel.master_for("guard")
         self._clients.append(client)
-        return RedisStore(client, key_prefix=self._key_prefix)
+        # The Sentinel master once more with every durable write waiting for its replica (WAIT).
+        wait_replicas = 1 if self.kind == "redis-sentinel-wait" else 0
+        return RedisStore(client, key_prefix=self._key_prefix, wait_replicas=wait_replicas)
 
     async def after(self, seconds: float, check: Callable[[], Awaitable[bool]]) -> None:
         """Let ``seconds`` pass, then ``check`` must hold (polled with a deadline for real time)."""
@@ -92,6 +94,7 @@ CASES = [
     ("redis", "asyncio"),
     ("redis-cluster", "asyncio"),
     ("redis-sentinel", "asyncio"),
+    ("redis-sentinel-wait", "asyncio"),
     ("postgres", "asyncio"),
 ]
 
@@ -103,7 +106,7 @@ async def case(
     redis_url = request.getfixturevalue("redis_url") if kind == "redis" else None
     engines = (
         request.getfixturevalue("engines")
-        if kind in ("redis-cluster", "redis-sentinel", "postgres")
+        if kind in ("redis-cluster", "redis-sentinel", "redis-sentinel-wait", "postgres")
         else None
     )
     under_test = StoreUnderTest(kind, redis_url=redis_url, engines=engines, key_prefix=key_prefix)

@@ -131,3 +131,41 @@ except ImportError as exc:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == 'RedisStore needs redis-py: pip install "asgi-oauth-guard[redis]"'
+
+
+async def test_a_write_no_replica_acknowledges_stands_and_is_logged_once(
+    redis_url: str, key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One server without replicas: WAIT 1 answers 0 after its timeout. The write is on the master:
+    # failing it would turn a replica down into an outage, so it stands, counted and logged once.
+    store = RedisStore.from_url(redis_url + "?wait_replicas=1&wait_timeout=0.01", key_prefix=key_prefix)
+    try:
+        with caplog.at_level("WARNING", logger="asgi_oauth_guard"):
+            await store.set("s:x", b"v", ttl=60)
+            assert await store.replace("s:x", b"w", ttl=60)
+        assert await store.get("s:x") == b"w"
+        assert store.unreplicated_writes == 2
+        warnings = [r for r in caplog.records if "replicas asked for" in r.getMessage()]
+        assert len(warnings) == 1
+    finally:
+        await store.delete("s:x")
+        await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("query", "match"),
+    [
+        ("wait_replicas=one", "wait_replicas must be a number"),
+        ("wait_replicas=-1", "whole number >= 0"),
+        ("wait_replicas=1&wait_timeout=0", "wait_timeout must be positive"),
+    ],
+)
+def test_bad_wait_settings_are_refused(query: str, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        RedisStore.from_url("redis://127.0.0.1:1/0?" + query)
+
+
+def test_other_query_options_still_reach_redis_py() -> None:
+    store = RedisStore.from_url("redis://127.0.0.1:1/0?wait_replicas=2&health_check_interval=7")
+    assert store.wait_replicas == 2
+    assert store.redis.connection_pool.connection_kwargs["health_check_interval"] == 7

@@ -224,3 +224,65 @@ except ImportError as exc:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == 'PostgresStore needs psycopg 3: pip install "asgi-oauth-guard[postgres]"'
+
+
+def _wait_calls(port: int) -> int:
+    """How many WAIT commands this server ran (INFO commandstats), without MONITOR."""
+    stats = str(redis_call(port, "INFO", "commandstats"))
+    for line in stats.splitlines():
+        if line.startswith("cmdstat_wait:"):
+            return int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
+
+
+async def test_wait_replicas_makes_the_writes_that_must_survive_wait_for_the_replica(
+    engines: Engines, key_prefix: str
+) -> None:
+    sentinel = engines.sentinel
+    sentinel.wait_healthy()  # a failover test may have run before: one master, one replica again
+    hosts = ",".join(f"127.0.0.1:{port}" for _, port in sentinel.sentinel_addresses)
+    master = sentinel.current_master().port
+    plain = store_from_url(f"redis+sentinel://{hosts}/guard", key_prefix=key_prefix)
+    durable = store_from_url(
+        f"redis+sentinel://{hosts}/guard?wait_replicas=1&wait_timeout=5", key_prefix=key_prefix
+    )
+    assert isinstance(plain, RedisStore) and isinstance(durable, RedisStore)
+    assert (plain.wait_replicas, durable.wait_replicas, durable.wait_timeout) == (0, 1, 5.0)
+    try:
+        before = _wait_calls(master)
+        await plain.set("s:a", b"v", ttl=60)
+        assert await plain.add("claim:a", b"1", ttl=60)
+        assert await plain.replace("s:a", b"w", ttl=60)
+        await plain.delete("claim:a")
+        assert _wait_calls(master) == before  # the plain store never waits
+
+        await durable.set("s:b", b"v", ttl=60)  # a new session, a refresh result
+        assert await durable.add("claim:b", b"1", ttl=60)  # a sign-in's claim, a refresh token's claim
+        assert not await durable.add("claim:b", b"1", ttl=60)
+        assert await durable.replace("s:b", b"w", ttl=60)  # a session saved after a refresh
+        await durable.delete("claim:b")  # a sign-out
+        assert _wait_calls(master) == before + 5
+        assert await durable.acquire("lock:refresh:b", "me", lease=60)  # the lock does not wait
+        assert await durable.get("s:b") == b"w"  # nor do reads, the hot path
+        assert await durable.release("lock:refresh:b", "me")
+        assert _wait_calls(master) == before + 5
+        assert durable.unreplicated_writes == 0  # the replica acknowledged every one
+        replica = sentinel.replica if sentinel.current_master() is sentinel.master else sentinel.master
+        assert redis_call(replica.port, "GET", key_prefix + "s:b") == "w"
+    finally:
+        await plain.delete("s:a")
+        await durable.delete("s:b")
+        await plain.aclose()
+        await durable.aclose()
+
+
+async def test_wait_replicas_is_refused_on_a_cluster(engines: Engines) -> None:
+    url = f"redis+cluster://127.0.0.1:{engines.cluster.nodes[0].port}"
+    with pytest.raises(ConfigurationError, match="wait_replicas is not supported on a Redis Cluster"):
+        store_from_url(url + "?wait_replicas=1")
+    client = RedisCluster(host="127.0.0.1", port=engines.cluster.nodes[0].port)
+    try:
+        with pytest.raises(ConfigurationError, match="Redis Cluster"):
+            RedisStore(client, wait_replicas=1)
+    finally:
+        await client.aclose()
