@@ -49,6 +49,9 @@ LOCK_PREFIX = "lock:refresh:"
 MAX_UNSAVED = 10_000
 # After the provider refuses this client, no refresh for this long; then one probe.
 CLIENT_REFUSAL_COOLDOWN = 30.0
+# Rotated tokens the store failed to take are tried again for this share of the lock's lease (which the
+# refresh token's claim shares): a quarter of it stays between the last try and another worker's turn.
+SAVE_WITHIN = 0.75
 # A refresh token whose claimant gave up is claimed again, a few times at most.
 MAX_CLAIM_TAKEOVERS = 3
 
@@ -296,6 +299,9 @@ class Refresher:
                 raise ReloginRequired(Reason.session_expired, "no_refresh_token")
             if refresh_token_expired(current, self._clock()):
                 raise await self.expire(current, "refresh_token_expired")
+            # The claim on the refresh token (taken in _spend, after this) and the lock hold every other
+            # worker off for one lease: the rotated tokens must be saved well within it.
+            save_by = time.monotonic() + self._lease * SAVE_WITHIN
             try:
                 tokens = await self._spend(current, key)
             except TokenEndpointError as exc:
@@ -304,7 +310,7 @@ class Refresher:
             updated = dataclasses.replace(
                 current, tokens=tokens, refreshes=current.refreshes + 1, last_seen=self._clock()
             )
-            await self._save_refreshed(updated, key)
+            await self._save_refreshed(updated, key, retry_until=save_by)
             return updated, True
         finally:
             await self._release(seen.sid, owner)
@@ -369,16 +375,31 @@ class Refresher:
         except StoreUnavailable:
             logger.warning("could not release a refresh token's claim; refreshes wait for its expiry")
 
-    async def _save_refreshed(self, session: Session, key: bytes) -> None:
+    async def _save_refreshed(
+        self, session: Session, key: bytes, *, retry_until: float | None = None
+    ) -> None:
         """Save a refreshed session; if the store fails, keep it in this process until it can be saved.
-        If the session ended meanwhile (signed out), never re-create it: revoke what the refresh got."""
-        try:
-            saved = await self._sessions.replace(session, key)
-        except StoreUnavailable:
-            if session.sid not in self._unsaved and len(self._unsaved) >= MAX_UNSAVED:
-                self._unsaved.pop(next(iter(self._unsaved)))
-            self._unsaved[session.sid] = session
-            raise
+        If the session ended meanwhile (signed out), never re-create it: revoke what the refresh got.
+
+        ``retry_until`` (monotonic): a store that fails right after the provider rotated the refresh token
+        (its master died, a failover is under way) is tried again until then. The new refresh token exists
+        only in this process; once the claim and the lock expire, another worker that gets this session
+        first would present the old one, and the provider would revoke the grant (seen in the Sentinel
+        failover soak). Saving it before they expire closes that."""
+        pause = 0.05
+        while True:
+            try:
+                saved = await self._sessions.replace(session, key)
+                break
+            except StoreUnavailable:
+                if retry_until is not None and time.monotonic() + pause < retry_until:
+                    await anyio.sleep(pause)  # the store is another process: poll it, bounded
+                    pause = min(pause * 2, 0.5)
+                    continue
+                if session.sid not in self._unsaved and len(self._unsaved) >= MAX_UNSAVED:
+                    self._unsaved.pop(next(iter(self._unsaved)))
+                self._unsaved[session.sid] = session
+                raise
         if not saved:
             assert session.tokens is not None
             await revoke(self._client, session.tokens)

@@ -418,3 +418,45 @@ async def test_a_store_outage_is_a_503_on_every_route_and_loses_no_session(
     # A refresh whose save failed is saved later, never redone with the rotated-away refresh token.
     assert provider.count(endpoint="token", grant_type="refresh_token") == 1
     assert provider.count(endpoint="token", error="invalid_grant") == 0
+
+
+class FailingSaves(MemoryStore):
+    """A MemoryStore whose next ``failures`` session saves (``replace``) raise: a master that died while
+    the provider answered a refresh, and the promoted replica taking writes a moment later."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.failures = 0
+
+    async def replace(self, key: str, value: bytes, *, ttl: float) -> bool:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("store unreachable")
+        return await super().replace(key, value, ttl=ttl)
+
+
+async def test_rotated_tokens_the_store_failed_to_take_are_saved_once_it_answers_again(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    clock: FakeClock,
+) -> None:
+    # The new refresh token exists only in this process: left for a later request, it is lost when another
+    # worker gets the session after the claim expires and presents the old one (the Sentinel failover soak).
+    store = FailingSaves(clock)
+    guard = guard_factory(store=store)
+    browser, _ = await signed_in(guard, browser_factory, provider)
+    clock.advance(3600)
+    store.failures = 3
+    answer = await browser.get("/api/me", headers={"accept": "application/json"})
+    assert answer.status_code == 200 and answer.json()["user"] == "alice"
+    assert store.failures == 0
+    assert provider.count(endpoint="token", grant_type="refresh_token") == 1
+    # What the store holds is the rotated session: another process (no memory of it) refreshes with the
+    # new refresh token, never the old one.
+    clock.advance(3600)
+    elsewhere = browser_factory(guard_factory(store=store))
+    elsewhere.cookies = browser.cookies
+    assert (await elsewhere.get("/api/me", headers={"accept": "application/json"})).json()["user"] == "alice"
+    assert provider.count(endpoint="token", grant_type="refresh_token") == 2
+    assert provider.count(endpoint="token", error="invalid_grant") == 0
