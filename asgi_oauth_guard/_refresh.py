@@ -387,11 +387,13 @@ class Refresher:
         first would present the old one, and the provider would revoke the grant (seen in the Sentinel
         failover soak). Saving it before they expire closes that."""
         pause = 0.05
+        tries = 0
         while True:
             try:
                 saved = await self._sessions.replace(session, key)
                 break
             except StoreUnavailable:
+                tries += 1
                 if retry_until is not None and time.monotonic() + pause < retry_until:
                     await anyio.sleep(pause)  # the store is another process: poll it, bounded
                     pause = min(pause * 2, 0.5)
@@ -400,6 +402,8 @@ class Refresher:
                     self._unsaved.pop(next(iter(self._unsaved)))
                 self._unsaved[session.sid] = session
                 raise
+        if tries:
+            logger.warning("saved a refreshed session after %d failed tries (the store failed over?)", tries)
         if not saved:
             assert session.tokens is not None
             await revoke(self._client, session.tokens)
