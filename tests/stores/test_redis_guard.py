@@ -53,10 +53,14 @@ class WatchedRedisStore(RedisStore):
         if key.startswith("claim:") and not created:
             self.watch.claims_refused += 1
             self.watch.note()
-        elif key.startswith("lock:") and not created:
+        return created
+
+    async def acquire(self, key: str, owner: str, *, lease: float) -> bool:
+        taken = await super().acquire(key, owner, lease=lease)
+        if not taken:
             self.watch.locks_refused += 1
             self.watch.note()
-        return created
+        return taken
 
 
 @pytest.fixture
