@@ -97,7 +97,7 @@ class RedisStore:
     master (SECURITY.md, "Failover"). With a Sentinel (or any master with replicas), ``wait_replicas=1``
     makes the writes that must survive one (a sign-in's claim and code mark, a session saved, a refresh
     token's claim and the rotated tokens) wait, up to ``wait_timeout`` seconds, until that many replicas
-    have them (Redis ``WAIT``), so a failover cannot lose a refresh token the provider already rotated.
+    have them (Redis ``WAIT``): what the guard answered on is on a replica too when the master dies.
     The refresh lock does not wait (the claim backs it up), nor do reads. If fewer replicas answer in
     time, the write stands on the master alone: counted in ``unreplicated_writes`` and logged once at
     WARNING, never failed, since failing it would turn a lagging replica into an outage. Not on a Redis

@@ -4,7 +4,8 @@ A rotating refresh token presented twice makes real providers revoke the whole g
 sends one twice: concurrent requests share one refresh; after taking the lock the session is read again and
 the refresh is skipped when another worker already did it; each refresh token is claimed before it is sent
 (``_refresh_results``), so a worker that lost the lock or read a stale session reuses the result instead;
-the new refresh token is saved before anyone answers. The token request and the save run shielded from
+the new refresh token is saved before anyone answers (retried while the claim holds the others off, if the
+store fails right then: a failover). The token request and the save run shielded from
 cancellation: a client that goes away mid-refresh must not lose a rotated refresh token the provider already
 issued.
 
