@@ -2,8 +2,8 @@
 
 Briefly here (6 users, about 10 s each); ``scripts/failover_soak.py`` runs the same soak for longer.
 The guard answers 503 with ``Retry-After`` while no master answers, never another 5xx, and works again
-once a replica is promoted: every session signed in before the kill still works (but one whose refresh
-was in flight at the kill, see below), and the provider never sees a code twice.
+once a replica is promoted: every session signed in before the kill still works (also one whose refresh
+was in flight at the kill, see below), and the provider never sees a code or a refresh token twice.
 """
 
 from __future__ import annotations
