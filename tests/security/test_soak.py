@@ -28,7 +28,8 @@ def test_a_short_soak_breaks_no_invariant(tmp_path: Path) -> None:
     assert requests["requests"] > 500 and requests["logins completed"] >= 10, output
     assert requests["api"] > 0 and requests["page"] > 0 and requests["back button"] > 0, output
     assert requests["sign-out racing"] > 0 and requests["signed-out cookie checks"] > 0, output
-    ended = requests.get("backchannel logouts", 0) + requests.get("end_sessions logouts", 0)
-    assert ended > 0, output  # sessions ended by the provider or the app, checked never to come back
+    # Back-channel logouts and end_sessions are drawn at random like the other faults: a 15 s run may draw
+    # neither, so their counts are reported, not required (tests/test_backchannel.py, the interop suite
+    # and tests/test_lifecycle.py show them deterministically; the longer soaks draw them every time).
     assert sum(report["faults_injected"].values()) >= 3, output
     assert report["provider"]["refreshes"] > 0 and report["provider"]["calls_hit_by_a_fault"] > 0, output
