@@ -354,3 +354,12 @@ async def refresh(client: httpx.AsyncClient, provider: InteropProvider, refresh_
 def unique_user(prefix: str = "u") -> str:
     """An account id of its own for one test (the provider accepts any well-formed id as a user)."""
     return f"{prefix}-{secrets.token_hex(6)}"
+
+
+@pytest.fixture(scope="session")
+def dot_provider() -> Iterator[Any]:
+    """django-oauth-toolkit from interop/dot/ (tests/interop/dot.py), shared by the session's tests."""
+    from .dot import running_dot_provider
+
+    with running_dot_provider() as provider:
+        yield provider

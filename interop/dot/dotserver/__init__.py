@@ -1,0 +1,1 @@
+"""A small Django project around django-oauth-toolkit, for the interop tests (interop/README.md)."""
