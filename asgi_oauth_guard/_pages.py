@@ -108,6 +108,8 @@ _REASON_KINDS: Mapping[Reason, PageKind] = {
     Reason.login_required: "sign_in",
     Reason.session_expired: "sign_in",
     Reason.refresh_rejected: "sign_in",
+    Reason.reauthentication_required: "sign_in",
+    Reason.mfa_required: "sign_in",
     Reason.access_denied: "cancelled",
     Reason.logged_out: "signed_out",
     Reason.state_expired: "failed",

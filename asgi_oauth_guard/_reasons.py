@@ -17,6 +17,10 @@ class Reason(str, enum.Enum):
     - ``code_expired``: the provider refused a code older than its usual lifetime.
     - ``redirect_uri_mismatch``: the callback arrived at another URL than the one pinned at login.
     - ``refresh_rejected``: the provider refused the refresh token (revoked, expired, password changed).
+    - ``reauthentication_required``: the provider refused the refresh until the user proves again who they
+      are (Google Workspace's re-authentication policy, ``invalid_rapt``).
+    - ``mfa_required``: the provider refused the refresh until the user signs in with a second factor
+      (Entra ID's ``AADSTS50076``: a Conditional Access policy asks for multi-factor authentication).
     - ``session_expired``: the session is gone or holds no usable token.
     - ``logged_out``: the user signed out.
     """
@@ -28,6 +32,8 @@ class Reason(str, enum.Enum):
     code_expired = "code_expired"
     redirect_uri_mismatch = "redirect_uri_mismatch"
     refresh_rejected = "refresh_rejected"
+    reauthentication_required = "reauthentication_required"
+    mfa_required = "mfa_required"
     session_expired = "session_expired"
     logged_out = "logged_out"
 
@@ -52,6 +58,13 @@ MESSAGES: dict[Reason, str] = {
     Reason.redirect_uri_mismatch: "The sign-in came back to an unexpected address. Please sign in again.",
     Reason.refresh_rejected: (
         "Your sign-in is no longer valid (it may have been revoked). Please sign in again."
+    ),
+    Reason.reauthentication_required: (
+        "Your organization asks you to confirm it is you from time to time. Please sign in again."
+    ),
+    Reason.mfa_required: (
+        "Your organization now asks for a second sign-in step (multi-factor authentication). "
+        "Please sign in again."
     ),
     Reason.session_expired: "Your session has expired. Please sign in again.",
     Reason.logged_out: "You have signed out.",

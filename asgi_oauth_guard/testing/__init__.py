@@ -13,6 +13,8 @@ from ._clock import FakeClock
 from ._conformance import CASES as CONFORMANCE_CASES
 from ._conformance import Conformance
 from ._faults import Hold
+from ._mimic import CAUSES as MIMIC_CAUSES
+from ._mimic import Mimic
 from ._provider import OAuthTestProvider
 from ._records import RecordedCall
 from ._signed_in import find_guard, signed_in
@@ -22,6 +24,8 @@ __all__ = [
     "Conformance",
     "FakeClock",
     "Hold",
+    "MIMIC_CAUSES",
+    "Mimic",
     "OAuthTestProvider",
     "RecordedCall",
     "find_guard",

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from ._conformance import CASES, Conformance
 from ._faults import Faults, Hold, check_endpoint
+from ._mimic import CAUSES, Mimic
 from ._pages import message_page, sign_in_page
 from ._records import Endpoint, RecordedCall
 from ._server import (
@@ -82,8 +83,7 @@ def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> R
 
 
 def _oauth_error(exc: OAuthError) -> _Answer:
-    body = {"error": exc.error, "error_description": exc.description}
-    return _Answer(_json(exc.status, body, exc.headers), exc.error)
+    return _Answer(_json(exc.status, exc.body, exc.headers), exc.error)
 
 
 def _page(status: int, html: str) -> Response:
@@ -160,12 +160,16 @@ class OAuthTestProvider:
     panva's oidc-provider): a reused code or rotated refresh token revokes the whole grant, every
     `invalid_grant` says only "grant request is invalid". Fault controls (`fail_next`, `timeout_next`,
     `hold`, ...) and records (`calls`, `count`) let tests drive and check a client's behaviour.
+
+    ``mimic=`` plays a real provider's documented shape instead (`Mimic`; ready ones in
+    `asgi_oauth_guard.testing.mimics`): its endpoint URLs and issuer, when it issues refresh tokens,
+    and its own error bodies. ``issuer`` then defaults to the mimic's.
     """
 
     def __init__(
         self,
         *,
-        issuer: str = "https://idp.example.test",
+        issuer: str | None = None,
         client_id: str = "guard-client",
         client_secret: str = "guard-secret",  # noqa: S107 - a test double's well-known default
         redirect_uris: Iterable[str] | None = None,
@@ -175,13 +179,18 @@ class OAuthTestProvider:
         access_token_ttl: float = 3600.0,
         refresh_token_ttl: float = 30 * 24 * 3600.0,
         id_token_ttl: float = 3600.0,
-        rotate_refresh_tokens: bool = True,
+        rotate_refresh_tokens: bool | None = None,
         issue_refresh_tokens: bool = True,
         auto_approve: bool = True,
         timeout_delay: float = 30.0,
         conformance: str | Conformance | None = None,
         client_jwks: Mapping[str, Any] | None = None,
+        mimic: Mimic | None = None,
     ) -> None:
+        if issuer is None:
+            issuer = mimic.issuer if mimic is not None else "https://idp.example.test"
+        if rotate_refresh_tokens is None:
+            rotate_refresh_tokens = mimic.rotate_refresh_tokens if mimic is not None else True
         parts = urlsplit(issuer)
         if not absolute_http_uri(issuer) or parts.query:
             raise ValueError(f"issuer must be an http(s) URL without query or fragment, got {issuer!r}")
@@ -219,6 +228,9 @@ class OAuthTestProvider:
         """While True, `transport()` raises httpx.ConnectError for every call (served for real: 503)."""
         self._clock = clock
         self._prefix = parts.path.rstrip("/")  # an issuer may end with a slash, as Auth0's does
+        self.mimic = mimic
+        """The `Mimic` this provider plays, if any."""
+        self._routes = {urlsplit(url).path: name for url, name in (mimic.routes() if mimic else {}).items()}
         self._server = AuthorizationServer(
             Settings(
                 issuer=issuer,
@@ -235,6 +247,10 @@ class OAuthTestProvider:
                 issue_refresh_tokens=issue_refresh_tokens,
                 conformance=self.conformance,
                 client_jwks=keys,
+                mimic=mimic,
+                token_endpoint=mimic.endpoints["token"] if mimic is not None else "",
+                iss_parameter=mimic is None
+                or mimic.metadata.get("authorization_response_iss_parameter_supported") is True,
             )
         )
         self._faults = Faults()
@@ -252,7 +268,7 @@ class OAuthTestProvider:
 
     def _build_metadata(self) -> dict[str, Any]:
         base = self.issuer.rstrip("/")
-        return {
+        metadata = {
             "issuer": self.issuer,
             "authorization_endpoint": base + "/authorize",
             "token_endpoint": base + "/token",
@@ -278,6 +294,7 @@ class OAuthTestProvider:
             "id_token_signing_alg_values_supported": self._server.signer.algorithms,
             "authorization_response_iss_parameter_supported": True,
         }
+        return self.mimic.document(metadata) if self.mimic is not None else metadata
 
     # users
 
@@ -361,6 +378,16 @@ class OAuthTestProvider:
         if not secret:
             raise ValueError("secret must not be empty")
         self._server.settings = dataclasses.replace(self._server.settings, client_secret=secret)
+
+    def refuse_refreshes(self, sub: str, cause: str) -> None:
+        """Refuse every refresh of `sub`'s tokens with the mimicked provider's answer for `cause` (one of
+        its `Mimic.errors`, such as Google's ``"reauthentication_required"``) until `sub` signs in again,
+        as a provider policy that wants the user back (re-authentication, a second factor) does."""
+        self._server.user(sub)
+        known = set(self.mimic.errors) if self.mimic is not None else set()
+        if cause not in known | set(CAUSES):
+            raise ValueError(f"unknown cause {cause!r}; this provider knows {sorted(known | set(CAUSES))}")
+        self._server.refusals[sub] = cause
 
     def revoke_grants(self, sub: str) -> None:
         """Kill every grant of `sub`, with its unused codes and its tokens, as a password change would."""
@@ -553,6 +580,8 @@ class OAuthTestProvider:
         await answer.response(scope, receive, send)
 
     def _endpoint(self, path: str) -> Endpoint | None:
+        if self._routes:
+            return self._routes.get(path)
         prefix = self._prefix
         if prefix and path.startswith(prefix + "/") and path[len(prefix) :] in _PATHS:
             return _PATHS[path[len(prefix) :]]

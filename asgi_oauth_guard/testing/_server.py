@@ -20,6 +20,7 @@ from joserfc.jwk import KeySet
 
 from ._conformance import Conformance, IDTokenSigner
 from ._keys import at_hash
+from ._mimic import Mimic
 
 __all__ = [
     "AuthRequest",
@@ -44,13 +45,20 @@ class OAuthError(Exception):
     """An RFC 6749 error answered as JSON."""
 
     def __init__(
-        self, error: str, description: str, *, status: int = 400, headers: Mapping[str, str] | None = None
+        self,
+        error: str,
+        description: str,
+        *,
+        status: int = 400,
+        headers: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(f"{error}: {description}")
         self.error = error
         self.description = description
         self.status = status
         self.headers = dict(headers or {})
+        self.body = {"error": error, "error_description": description} if body is None else dict(body)
 
 
 class PageError(Exception):
@@ -89,6 +97,9 @@ class Settings:
     issue_refresh_tokens: bool
     conformance: Conformance = dataclasses.field(default_factory=Conformance)
     client_jwks: KeySet | None = None
+    mimic: Mimic | None = None
+    token_endpoint: str = ""
+    iss_parameter: bool = True
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -109,6 +120,7 @@ class AuthRequest:
     nonce: str | None
     code_challenge: str
     prompt: str | None
+    params: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -117,6 +129,7 @@ class _Grant:
     scope: str
     auth_time: float
     alive: bool = True
+    offline: bool = True  # whether its token answers carry a refresh token
     # the provider's session (OIDC sid), one per sign-in, for back-channel logout
     sid: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(12))
 
@@ -143,6 +156,7 @@ class _RefreshToken:
     grant: _Grant
     expires_at: float
     consumed: bool = False
+    dropped: bool = False  # one too many for its user (Mimic.refresh_tokens_per_user)
 
 
 def absolute_http_uri(uri: str) -> bool:
@@ -191,6 +205,10 @@ class AuthorizationServer:
         self._interactions: dict[str, tuple[AuthRequest, float]] = {}
         self.signer = IDTokenSigner(settings.conformance, settings.client_secret)
         self._assertion_ids: dict[str, float] = {}
+        # Played refusals (OAuthTestProvider.refuse_refreshes): sub -> cause, until the user signs in again.
+        self.refusals: dict[str, str] = {}
+        self._consented: set[str] = set()
+        self._live_refresh: dict[str, list[_RefreshToken]] = {}
 
     # users and the controls on them
 
@@ -286,6 +304,7 @@ class AuthorizationServer:
             nonce=params.get("nonce"),
             code_challenge=challenge,
             prompt=params.get("prompt"),
+            params=dict(params),
         )
 
     def _redirect_uri_allowed(self, uri: str) -> bool:
@@ -298,7 +317,8 @@ class AuthorizationServer:
         params = [("error", error), ("error_description", description)]
         if state is not None:
             params.append(("state", state))
-        params.append(("iss", self.settings.issuer))
+        if self.settings.iss_parameter:
+            params.append(("iss", self.settings.issuer))
         return _add_query(redirect_uri, params)
 
     def approve(self, request: AuthRequest, sub: str) -> tuple[str, str | None]:
@@ -312,8 +332,10 @@ class AuthorizationServer:
             return url, "access_denied"
         now = self.settings.clock()
         self._prune(now)
-        grant = _Grant(sub=sub, scope=request.scope, auth_time=now)
+        grant = _Grant(sub=sub, scope=request.scope, auth_time=now, offline=self._offline(request, sub))
         self._grants.append(grant)
+        self.refusals.pop(sub, None)  # a new sign-in is what a played refusal asks for
+        self._consented.add(sub)
         code = secrets.token_urlsafe(32)
         self._issued.append(code)
         self._codes[code] = _Code(
@@ -326,8 +348,25 @@ class AuthorizationServer:
         params = [("code", code)]
         if request.state is not None:
             params.append(("state", request.state))
-        params.append(("iss", self.settings.issuer))
+        if self.settings.iss_parameter:
+            params.append(("iss", self.settings.issuer))
         return _add_query(request.redirect_uri, params), None
+
+    def _offline(self, request: AuthRequest, sub: str) -> bool:
+        """Whether this sign-in's grant gets refresh tokens, by the mimicked provider's rules."""
+        mimic = self.settings.mimic
+        if mimic is None:
+            return True
+        if mimic.refresh_token_scope is not None and mimic.refresh_token_scope not in request.scope.split():
+            return False
+        if mimic.refresh_token_param is not None:
+            name, value = mimic.refresh_token_param
+            if request.params.get(name) != value:
+                return False
+        if mimic.refresh_token_at_consent:
+            consent = "consent" in (request.prompt or "").split()
+            return consent or sub not in self._consented
+        return True
 
     def deny(self, request: AuthRequest) -> str:
         return self.error_redirect(
@@ -417,7 +456,7 @@ class AuthorizationServer:
         except (JoseError, ValueError, TypeError):
             raise invalid_client("the client assertion's signature does not verify") from None
         now = s.clock()
-        token_endpoint = s.issuer.rstrip("/") + "/token"
+        token_endpoint = s.token_endpoint or s.issuer.rstrip("/") + "/token"
         aud = claims.get("aud")
         audiences = aud if isinstance(aud, list) else [aud]
         jti = claims.get("jti")
@@ -449,8 +488,14 @@ class AuthorizationServer:
             return self._refresh(params)
         raise OAuthError("unsupported_grant_type", "supported grant types: authorization_code, refresh_token")
 
-    def _invalid_grant(self, cause: str) -> OAuthError:
-        logger.info("token: invalid_grant (%s)", cause)
+    def _invalid_grant(self, cause: str, why: str) -> OAuthError:
+        """The refusal for ``cause`` (a `CAUSES` key): the mimicked provider's answer, or the generic one."""
+        logger.info("token: invalid_grant (%s)", why)
+        mimic = self.settings.mimic
+        if mimic is not None and cause in mimic.errors:
+            status, body = mimic.errors[cause]
+            error, description = str(body["error"]), str(body.get("error_description", ""))
+            return OAuthError(error, description, status=status, body=body)
         return OAuthError("invalid_grant", GENERIC_INVALID_GRANT)
 
     def _exchange_code(self, params: Mapping[str, str]) -> dict[str, Any]:
@@ -462,22 +507,22 @@ class AuthorizationServer:
         code = self._codes.get(params["code"])
         now = self.settings.clock()
         if code is None:
-            raise self._invalid_grant("authorization code not found")
+            raise self._invalid_grant("code_unknown", "authorization code not found")
         if now >= code.expires_at:
-            raise self._invalid_grant("authorization code is expired")
+            raise self._invalid_grant("code_expired", "authorization code is expired")
         if not code.grant.alive:
-            raise self._invalid_grant("the grant of this authorization code was revoked")
+            raise self._invalid_grant("code_revoked", "the grant of this authorization code was revoked")
         verifier = params.get("code_verifier", "")
         if not _pkce_matches(verifier, code.code_challenge):
-            raise self._invalid_grant("PKCE verification failed")
+            raise self._invalid_grant("code_pkce", "PKCE verification failed")
         if params["redirect_uri"] != code.redirect_uri:
-            raise self._invalid_grant("redirect_uri differs from the authorization request")
+            raise self._invalid_grant("code_redirect_uri", "redirect_uri differs from the authorize request")
         if code.consumed:
             self._revoke(code.grant, "authorization code reused")
-            raise self._invalid_grant("authorization code already consumed; its grant is revoked")
+            raise self._invalid_grant("code_reused", "authorization code already used; its grant is revoked")
         user = self.users.get(code.grant.sub)
         if user is None or user.disabled:
-            raise self._invalid_grant("the user is disabled")
+            raise self._invalid_grant("user_disabled", "the user is disabled")
         code.consumed = True
         return self._issue(code.grant, user, nonce=code.nonce, refresh_token=None)
 
@@ -487,21 +532,38 @@ class AuthorizationServer:
             raise OAuthError("invalid_request", "missing required parameter 'refresh_token'")
         token = self._refresh_tokens.get(value)
         if token is None:
-            raise self._invalid_grant("refresh token not found")
+            raise self._invalid_grant("refresh_unknown", "refresh token not found")
         if self.settings.clock() >= token.expires_at:
-            raise self._invalid_grant("refresh token is expired")
-        if not token.grant.alive:
-            raise self._invalid_grant("the grant of this refresh token was revoked")
+            raise self._invalid_grant("refresh_expired", "refresh token is expired")
+        if not token.grant.alive or token.dropped:
+            raise self._invalid_grant("refresh_revoked", "the grant of this refresh token was revoked")
         if token.consumed:
             self._revoke(token.grant, "rotated refresh token reused")
-            raise self._invalid_grant("refresh token already used; its grant is revoked")
+            raise self._invalid_grant("refresh_reused", "refresh token already used; its grant is revoked")
         user = self.users.get(token.grant.sub)
         if user is None or user.disabled:
-            raise self._invalid_grant("the user is disabled")
+            raise self._invalid_grant("user_disabled", "the user is disabled")
+        refused = self.refusals.get(token.grant.sub)
+        if refused is not None:
+            raise self._invalid_grant(refused, f"refused as the mimicked provider would ({refused})")
         if self.settings.rotate_refresh_tokens:
             token.consumed = True
             return self._issue(token.grant, user, nonce=None, refresh_token=None, refreshed=True)
         return self._issue(token.grant, user, nonce=None, refresh_token=value, refreshed=True)
+
+    def _new_refresh_token(self, value: str, grant: _Grant, now: float) -> None:
+        token = _RefreshToken(grant=grant, expires_at=now + self.settings.refresh_token_ttl)
+        self._refresh_tokens[value] = token
+        limit = self.settings.mimic.refresh_tokens_per_user if self.settings.mimic is not None else None
+        if limit is None:
+            return
+        # A rotation replaces the grant's token (it does not count twice); a new grant adds one.
+        live = [t for t in self._live_refresh.get(grant.sub, []) if t.grant is not grant and not t.dropped]
+        live.append(token)
+        while len(live) > limit:
+            logger.info("user %r has more than %d refresh tokens: the oldest stops working", grant.sub, limit)
+            live.pop(0).dropped = True
+        self._live_refresh[grant.sub] = live
 
     def _revoke(self, grant: _Grant, why: str) -> None:
         if grant.alive:
@@ -529,16 +591,17 @@ class AuthorizationServer:
         }
         if grant.scope:
             body["scope"] = grant.scope
-        if s.issue_refresh_tokens:
+        if s.issue_refresh_tokens and grant.offline:
             if refresh_token is None:
                 refresh_token = secrets.token_urlsafe(32)
-                self._refresh_tokens[refresh_token] = _RefreshToken(
-                    grant=grant, expires_at=now + s.refresh_token_ttl
-                )
-            body["refresh_token"] = refresh_token
+                self._new_refresh_token(refresh_token, grant, now)
+                body["refresh_token"] = refresh_token
+            elif s.mimic is None or s.mimic.echo_refresh_token:
+                body["refresh_token"] = refresh_token
         scopes = set(grant.scope.split())
         if "openid" in scopes and (s.conformance.refresh_id_token or not refreshed):
             claims: dict[str, Any] = {
+                **(s.mimic.claims if s.mimic is not None else {}),
                 "iss": s.issuer,
                 "sub": user.sub,
                 "aud": s.client_id,
@@ -551,6 +614,8 @@ class AuthorizationServer:
             if nonce is not None:
                 claims["nonce"] = nonce
             claims.update(_scope_claims(user, scopes))
+            if s.mimic is not None:
+                claims["iss"] = s.mimic.token_issuer({**s.mimic.claims, **user.extra})
             body["id_token"] = self.signer.sign(claims, access_token, refreshed=refreshed)
             self._issued.append(body["id_token"])
         return body
@@ -618,7 +683,10 @@ class AuthorizationServer:
         hint = params.get("id_token_hint")
         if hint is not None:
             claims = self.signer.decode(hint)
-            if claims is None or claims.get("iss") != s.issuer:
+            expected = s.issuer
+            if claims is not None and s.mimic is not None:
+                expected = s.mimic.token_issuer({**s.mimic.claims, **claims})
+            if claims is None or claims.get("iss") != expected:
                 raise PageError(
                     "invalid_request", "id_token_hint is not an ID token issued by this provider."
                 )

@@ -101,6 +101,7 @@ class Flow:
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uri = redirect_uri
+        self.endpoints = provider.metadata  # the mimicked provider's URLs, when it plays one
 
     def authorize_params(self, **overrides: str | None) -> dict[str, str]:
         verifier, challenge = pkce_pair()
@@ -119,7 +120,7 @@ class Flow:
         return {k: v for k, v in params.items() if v is not None}
 
     def authorize_url(self, params: dict[str, str]) -> str:
-        return f"{self.base}/authorize?" + urlencode(
+        return f"{self.endpoints['authorization_endpoint']}?" + urlencode(
             {k: v for k, v in params.items() if not k.startswith("_")}
         )
 
@@ -150,7 +151,7 @@ class Flow:
         form.update(overrides)
         data = {k: v for k, v in form.items() if v is not None}
         return await self.client.post(
-            f"{self.base}/token", data=data, auth=(self.client_id, self.client_secret)
+            self.endpoints["token_endpoint"], data=data, auth=(self.client_id, self.client_secret)
         )
 
     async def tokens(self, user: str | None = None, **overrides: str | None) -> dict[str, Any]:
@@ -162,16 +163,16 @@ class Flow:
     async def refresh(self, refresh_token: str) -> httpx.Response:
         data = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         return await self.client.post(
-            f"{self.base}/token", data=data, auth=(self.client_id, self.client_secret)
+            self.endpoints["token_endpoint"], data=data, auth=(self.client_id, self.client_secret)
         )
 
     async def userinfo(self, access_token: str) -> httpx.Response:
         return await self.client.get(
-            f"{self.base}/userinfo", headers={"Authorization": f"Bearer {access_token}"}
+            self.endpoints["userinfo_endpoint"], headers={"Authorization": f"Bearer {access_token}"}
         )
 
     async def id_token_claims(self, id_token: str) -> dict[str, Any]:
-        keys = KeySet.import_key_set((await self.client.get(f"{self.base}/jwks")).json())
+        keys = KeySet.import_key_set((await self.client.get(self.endpoints["jwks_uri"])).json())
         return dict(jwt.decode(id_token, keys, algorithms=["RS256"]).claims)
 
     pkce = staticmethod(pkce_pair)

@@ -15,6 +15,8 @@ def test_public_names() -> None:
         "Conformance",
         "FakeClock",
         "Hold",
+        "MIMIC_CAUSES",
+        "Mimic",
         "OAuthTestProvider",
         "RecordedCall",
         "find_guard",
