@@ -160,6 +160,22 @@ async def test_code_expired_is_invalid_grant(dot_provider: DotProvider, client: 
     assert (response.status_code, response.json()) == (400, INVALID_GRANT)
 
 
+async def test_access_token_dies_at_its_ttl_and_refresh_still_works(
+    dot_provider: DotProvider, client: httpx.AsyncClient
+) -> None:
+    tokens = await tokens_for(client, dot_provider, unique_user("ttl"))
+    seconds = dot_provider.access_token_ttl
+    await client.post(dot_provider.url("/admin/advance-clock"), params={"seconds": seconds})
+    try:
+        expired = await userinfo(client, dot_provider, tokens["access_token"])
+        refreshed = await refresh(client, dot_provider, tokens["refresh_token"])
+        fresh = await userinfo(client, dot_provider, refreshed.json()["access_token"])
+    finally:
+        await client.post(dot_provider.url("/admin/advance-clock"), params={"seconds": -seconds})
+    # no clock tolerance: a 5 s token is refused 5 s after it was issued; its refresh token lives on
+    assert (expired, refreshed.status_code, fresh) == (401, 200, 200)
+
+
 async def test_redirect_uri_mismatch_is_invalid_request_and_keeps_the_code(
     dot_provider: DotProvider, client: httpx.AsyncClient
 ) -> None:
