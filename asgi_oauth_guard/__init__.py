@@ -26,6 +26,7 @@ from ._reasons import Reason
 from ._redis import RedisStore, store_from_url
 from ._relogin import ReloginHandler, ReloginMode
 from ._store import MemoryStore, Store
+from ._telemetry import Telemetry
 from ._user import GuardUser
 
 __version__ = "0.1.0"
@@ -58,6 +59,7 @@ __all__ = [
     "SessionInfo",
     "Store",
     "StoreUnavailable",
+    "Telemetry",
     "TokenEndpointError",
     "TokenSet",
     "current_identity",

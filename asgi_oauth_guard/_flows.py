@@ -25,6 +25,7 @@ from ._http import BadRequest, ForwardedTrust, cookie, headers_map, query_params
 from ._pages import NO_STORE, Pages
 from ._paths import Prefixes
 from ._protocol import (
+    TokenSet,
     authorize_url,
     classify_code_error,
     is_authorization_misconfiguration,
@@ -42,6 +43,7 @@ from ._relogin import STOP_REASONS, Relogin, login_url
 from ._session import Outcome, Session, Transaction
 from ._sessions import Sessions
 from ._store import Store
+from ._telemetry import NO_TELEMETRY, Telemetry
 from ._worker_advice import WorkerAdvice
 
 if TYPE_CHECKING:
@@ -97,7 +99,9 @@ class Flows:
         on_event: EventHook | None,
         ender: SessionEnder | None = None,
         advice: WorkerAdvice | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
+        self._telemetry = telemetry
         self._ender = ender
         self._advice = advice
         self._client = client
@@ -247,6 +251,10 @@ class Flows:
     # -- callback ------------------------------------------------------------------------------------
 
     async def callback(self, scope: Scope) -> ASGIApp:
+        with self._telemetry.span("callback", {}):
+            return await self._callback(scope)
+
+    async def _callback(self, scope: Scope) -> ASGIApp:
         if scope["method"] not in ("GET", "HEAD"):
             return _method_not_allowed("GET")
         request = Request(scope)
@@ -302,14 +310,14 @@ class Flows:
 
         found = await self._outcome(state, keys)
         if found is not None:
-            return await self._answer(request, found[0], code_hash=code_hash, renew=found[1])
+            return await self._absorbed(request, found, code_hash, "late")
         sealed = await self._store.get(TX_PREFIX + state)
         if sealed is None:
             # The winner records its outcome before it drops the transaction: it may have done both
             # since the outcome was read above (another task, process or host).
             found = await self._outcome(state, keys)
             if found is not None:
-                return await self._answer(request, found[0], code_hash=code_hash, renew=found[1])
+                return await self._absorbed(request, found, code_hash, "late")
             return await self._unknown_state(request)
         opened = next(
             ((bid, key, plain) for bid, key in keys if (plain := unseal(key, state.encode(), sealed))),
@@ -363,9 +371,7 @@ class Flows:
             outcome = Outcome(ok=False, next=tx.next, reason=Reason.code_reused.value)
         else:
             try:
-                tokens = await self._client.exchange_code(
-                    code=code, redirect_uri=tx.redirect_uri, verifier=tx.verifier
-                )
+                tokens = await self._exchange_code(code, tx)
                 claims: dict[str, Any] = {}
                 if tokens.id_token is not None:
                     claims = await self._client.validate_id_token(
@@ -441,6 +447,25 @@ class Flows:
         await self._store.delete(TX_PREFIX + state)
         return outcome
 
+    async def _exchange_code(self, code: str, tx: Transaction) -> TokenSet:
+        """The token request for the code, the only one: its span, and its event whatever it answers."""
+        detail = "error"
+        try:
+            with self._telemetry.span("token_request", {"grant_type": "authorization_code"}):
+                tokens = await self._client.exchange_code(
+                    code=code, redirect_uri=tx.redirect_uri, verifier=tx.verifier
+                )
+            detail = "ok"
+            return tokens
+        except TokenEndpointError as exc:
+            detail = exc.error
+            raise
+        except ProviderUnavailable:
+            detail = "provider_unavailable"
+            raise
+        finally:
+            await emit(self._on_event, GuardEvent(kind="code_exchange", detail=detail))
+
     async def _outcome(
         self, state: str, keys: Sequence[tuple[str, bytes]]
     ) -> tuple[Outcome, str | None] | None:
@@ -474,12 +499,20 @@ class Flows:
                 while True:
                     found = await self._outcome(state, keys)
                     if found is not None:
-                        return await self._answer(request, found[0], code_hash=code_hash, renew=found[1])
+                        return await self._absorbed(request, found, code_hash, "concurrent")
                     await anyio.sleep(pause)  # the winner is in another process
                     pause = min(pause * 2, 0.2)
         finally:
             self._duplicates_waiting -= 1
         return await self._pages.unavailable(request, "unavailable.completing", retry_after=1)
+
+    async def _absorbed(
+        self, request: Request, found: tuple[Outcome, str | None], code_hash: str, when: str
+    ) -> ASGIApp:
+        """The answer to a duplicate callback: the recorded outcome of the one exchange of its code."""
+        if found[0] is not _NOT_OURS:
+            await emit(self._on_event, GuardEvent(kind="duplicate_absorbed", detail=when))
+        return await self._answer(request, found[0], code_hash=code_hash, renew=found[1])
 
     async def _answer(
         self, request: Request, outcome: Outcome, *, code_hash: str, renew: str | None = None

@@ -38,6 +38,7 @@ from ._sessions import Sessions
 from ._signout import SignOutGate
 from ._startup import Startup, setting_warnings
 from ._store import CheckedStore, MemoryStore, Store
+from ._telemetry import NO_TELEMETRY, Telemetry, with_telemetry
 from ._worker_advice import WorkerAdvice
 
 logger = logging.getLogger("asgi_oauth_guard")
@@ -170,8 +171,14 @@ class OAuthGuard:
         private_cache_headers: Add ``Cache-Control: private`` and ``Vary: Cookie`` to the app's responses to
             signed-in requests, so no shared cache serves one user's page to another; a ``Cache-Control``
             the app sets is kept, a ``Vary`` it sets gets ``Cookie`` added.
-        on_event: A callable (plain or async) that gets a :class:`GuardEvent` for each sign-in, refresh,
-            refused refresh, re-login and sign-out; for metrics and alerts. Its errors are logged, not raised.
+        on_event: A callable (plain or async) that gets a :class:`GuardEvent` for each sign-in, code
+            exchange, duplicate callback absorbed, refresh (made or shared), refused refresh, re-login,
+            sign-out, ended session and store error; for metrics and alerts. Its errors are logged, not
+            raised.
+        telemetry: Metrics and traces: ``asgi_oauth_guard.otel.GuardTelemetry()`` (the ``otel`` extra)
+            reports to OpenTelemetry. It gets every event before ``on_event``, and spans around the callback,
+            the refresh, the wait for the refresh lock and the token request (docs/observability.md).
+            ``None``: nothing is reported, and nothing of OpenTelemetry is imported.
         clock: The time in epoch seconds, for token expiry; tests pass a ``FakeClock``.
     """
 
@@ -226,6 +233,7 @@ class OAuthGuard:
         rp_initiated_logout: bool = False,
         private_cache_headers: bool = True,
         on_event: EventHook | None = None,
+        telemetry: Telemetry | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
@@ -384,7 +392,9 @@ class OAuthGuard:
         self._http = http_client if http_client is not None else httpx.AsyncClient(timeout=http_timeout)
         self._clock = clock
         self.store: Store = store if store is not None else MemoryStore()
-        checked = CheckedStore(self.store)
+        on_event = with_telemetry(on_event, telemetry)
+        tracing = telemetry if telemetry is not None else NO_TELEMETRY
+        checked = CheckedStore(self.store, on_event=on_event)
         self._keyring = Keyring(keys)
         self.client = OAuthClient(
             http=self._http,
@@ -423,6 +433,7 @@ class OAuthGuard:
             wait=(http_timeout * 2 + 5) + http_timeout + 1,
             max_concurrent=max_concurrent_refreshes,
             on_event=on_event,
+            telemetry=tracing,
         )
         self._cookies = CookieJar(
             session_name=cookie_name,
@@ -483,6 +494,7 @@ class OAuthGuard:
             on_event=on_event,
             ender=self._ender,
             advice=self._advice,
+            telemetry=tracing,
         )
         self._routes: dict[str, Route] = {
             login_path: _without_body(self._flows.login),

@@ -42,6 +42,7 @@ from ._refresh_results import RefreshResults
 from ._session import Session
 from ._sessions import Sessions
 from ._store import Store
+from ._telemetry import NO_TELEMETRY, Telemetry
 
 logger = logging.getLogger("asgi_oauth_guard")
 
@@ -85,7 +86,9 @@ class Refresher:
         wait: float,
         max_concurrent: int = 32,
         on_event: EventHook | None = None,
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
+        self._telemetry = telemetry
         self._store = store
         self._sessions = sessions
         self._client = client
@@ -132,6 +135,7 @@ class Refresher:
     async def expire(self, session: Session, detail: str) -> ReloginRequired:
         """End a session that passed a time limit; the error to answer with."""
         await self._sessions.delete(session.sid)
+        await emit(self._on_event, GuardEvent(kind="session_ended", sub=_sub(session), detail=detail))
         return ReloginRequired(Reason.session_expired, detail)
 
     async def touch(self, session: Session, key: bytes) -> Session:
@@ -176,12 +180,19 @@ class Refresher:
                     raise flight.error
                 raise ProviderUnavailable("the refresh failed")
             assert flight.result is not None
+            shared = GuardEvent(kind="refresh_shared", sub=_sub(session), detail="in_process")
+            await emit(self._on_event, shared)
             return flight.result
         if self.limiter.full and rejected_token is None and self._still_valid(session):
             # Every refresh slot is taken: this token is only due, not expired, so serve it now and
             # refresh on a later request rather than queue behind the others.
             self.limiter.served_while_full += 1
             return session
+        with self._telemetry.span("refresh", {}):
+            return await self._lead(session, key, rejected_token)
+
+    async def _lead(self, session: Session, key: bytes, rejected_token: str | None) -> Session:
+        """The refresh this process makes for the session; requests that come meanwhile wait for it."""
         flight = _Flight(done=anyio.Event())
         self._flights[session.sid] = flight
         failure: ProviderUnavailable | ReloginRequired | None = None
@@ -203,7 +214,7 @@ class Refresher:
             flight.done.set()
         # Events once per refresh, here in the task that tried it: not once per request that shared its
         # result (waiters in this process, or workers that found it done after waiting for the lock).
-        sub = str(session.claims.get("sub") or "") or None
+        sub = _sub(session)
         if failure is not None:
             if isinstance(failure, ReloginRequired):
                 event = GuardEvent(
@@ -217,6 +228,8 @@ class Refresher:
             raise failure
         if refreshed:
             await emit(self._on_event, GuardEvent(kind="refresh", sub=sub))
+        else:
+            await emit(self._on_event, GuardEvent(kind="refresh_shared", sub=sub, detail="other_worker"))
         return result
 
     def _still_valid(self, session: Session) -> bool:
@@ -279,7 +292,9 @@ class Refresher:
             return False
 
         try:
-            if not await self._take_lock(seen.sid, owner, done_elsewhere, within=self._wait):
+            with self._telemetry.span("refresh_lock", {}):
+                locked = await self._take_lock(seen.sid, owner, done_elsewhere, within=self._wait)
+            if not locked:
                 return found[0], False
         except TimeoutError:
             raise ProviderUnavailable("another worker holds this session's refresh lock") from None
@@ -304,7 +319,7 @@ class Refresher:
             # worker off for one lease: the rotated tokens must be saved well within it.
             save_by = time.monotonic() + self._lease * SAVE_WITHIN
             try:
-                tokens = await self._spend(current, key)
+                tokens, fresh = await self._spend(current, key)
             except TokenEndpointError as exc:
                 await self._sessions.drop_tokens(current, key)
                 raise ReloginRequired(Reason.refresh_rejected, exc.error) from None
@@ -312,12 +327,13 @@ class Refresher:
                 current, tokens=tokens, refreshes=current.refreshes + 1, last_seen=self._clock()
             )
             await self._save_refreshed(updated, key, retry_until=save_by)
-            return updated, True
+            return updated, fresh
         finally:
             await self._release(seen.sid, owner)
 
-    async def _spend(self, session: Session, key: bytes) -> TokenSet:
-        """Present the session's refresh token, once: new tokens, or the result of whoever spent it."""
+    async def _spend(self, session: Session, key: bytes) -> tuple[TokenSet, bool]:
+        """Present the session's refresh token, once: new tokens, or the result of whoever spent it; and
+        whether they are new (from the provider, not another worker's result)."""
         assert session.tokens is not None
         assert session.tokens.refresh_token is not None
         spent = session.tokens.refresh_token
@@ -328,7 +344,7 @@ class Refresher:
             result = await self._results.wait(spent, session.sid, key, within=self._wait)
             if isinstance(result, TokenSet):
                 logger.info("reused the result of a refresh another worker made with the same refresh token")
-                return result
+                return result, False
             if result is not None:
                 raise ProviderUnavailable("another worker is spending this session's refresh token")
             # The claim ended with no result: its claimant died or gave up before the provider took the
@@ -339,7 +355,8 @@ class Refresher:
             await self._unclaim(spent)
             raise ClientRefused("paused")
         try:
-            tokens = await self._client.refresh(session.tokens)
+            with self._telemetry.span("token_request", {"grant_type": "refresh_token"}):
+                tokens = await self._client.refresh(session.tokens)
         except TokenEndpointError as exc:
             await self._unclaim(spent)
             raise self._refused(exc, spent) from None
@@ -351,7 +368,7 @@ class Refresher:
         # If the store fails here, the save below fails too, and keeps the tokens in this process.
         with contextlib.suppress(StoreUnavailable):
             await self._results.record(spent, session.sid, key, tokens)
-        return tokens
+        return tokens, True
 
     def _refused(self, exc: TokenEndpointError, spent: str) -> TokenEndpointError | ClientRefused:
         """What a refusal means: the user's grant (``invalid_grant``: their session's tokens go), or this
@@ -409,6 +426,10 @@ class Refresher:
             assert session.tokens is not None
             await revoke(self._client, session.tokens)
             raise ReloginRequired(Reason.session_expired, "ended_during_refresh")
+
+
+def _sub(session: Session) -> str | None:
+    return str(session.claims.get("sub") or "") or None
 
 
 async def revoke(client: OAuthClient, tokens: TokenSet) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from ._errors import StoreUnavailable
+from ._events import EventHook, GuardEvent, emit
 from ._memory import MemoryStore
 
 __all__ = ["MemoryStore", "Store"]
@@ -56,69 +57,70 @@ class CheckedStore:
     surfaces as :class:`StoreUnavailable`, which the guard answers with a 503 and no lost session.
     The guard builds one around the store it is given; its flows then use the store plainly."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, on_event: EventHook | None = None) -> None:
         self._store = store
+        self._on_event = on_event
+
+    async def _failed(self, operation: str, exc: Exception) -> StoreUnavailable:
+        await emit(self._on_event, GuardEvent(kind="store_error", detail=operation))
+        return StoreUnavailable(f"the store failed on {operation}: {type(exc).__name__}")
 
     async def get(self, key: str) -> bytes | None:
         try:
             return await self._store.get(key)
         except Exception as exc:
-            raise _unavailable("read", exc) from None
+            raise await self._failed("read", exc) from None
 
     async def set(self, key: str, value: bytes, *, ttl: float) -> None:
         try:
             await self._store.set(key, value, ttl=ttl)
         except Exception as exc:
-            raise _unavailable("write", exc) from None
+            raise await self._failed("write", exc) from None
 
     async def add(self, key: str, value: bytes, *, ttl: float) -> bool:
         try:
             return await self._store.add(key, value, ttl=ttl)
         except Exception as exc:
-            raise _unavailable("claim", exc) from None
+            raise await self._failed("claim", exc) from None
 
     async def replace(self, key: str, value: bytes, *, ttl: float) -> bool:
         try:
             return await self._store.replace(key, value, ttl=ttl)
         except Exception as exc:
-            raise _unavailable("write", exc) from None
+            raise await self._failed("write", exc) from None
 
     async def delete(self, key: str) -> None:
         try:
             await self._store.delete(key)
         except Exception as exc:
-            raise _unavailable("delete", exc) from None
+            raise await self._failed("delete", exc) from None
 
     async def acquire(self, key: str, owner: str, *, lease: float) -> bool:
         try:
             return await self._store.acquire(key, owner, lease=lease)
         except Exception as exc:
-            raise _unavailable("lock", exc) from None
+            raise await self._failed("lock", exc) from None
 
     async def release(self, key: str, owner: str) -> bool:
         try:
             return await self._store.release(key, owner)
         except Exception as exc:
-            raise _unavailable("unlock", exc) from None
+            raise await self._failed("unlock", exc) from None
 
     async def index_add(self, key: str, member: str, *, ttl: float) -> None:
         try:
             await self._store.index_add(key, member, ttl=ttl)
         except Exception as exc:
-            raise _unavailable("index write", exc) from None
+            raise await self._failed("index write", exc) from None
 
     async def index_members(self, key: str) -> list[str]:
         try:
             return await self._store.index_members(key)
         except Exception as exc:
-            raise _unavailable("index read", exc) from None
+            raise await self._failed("index read", exc) from None
 
     async def index_discard(self, key: str, member: str) -> None:
         try:
             await self._store.index_discard(key, member)
         except Exception as exc:
-            raise _unavailable("index write", exc) from None
-
-
-def _unavailable(operation: str, exc: Exception) -> StoreUnavailable:
-    return StoreUnavailable(f"the store failed on {operation}: {type(exc).__name__}")
+            raise await self._failed("index write", exc) from None

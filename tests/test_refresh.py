@@ -284,6 +284,7 @@ async def test_events_reach_the_hook(
     await browser.post("/auth/logout")
     kinds = [(e.kind, e.reason) for e in events]
     assert kinds == [
+        ("code_exchange", None),
         ("login", None),
         ("refresh", None),
         ("refresh_failed", None),
@@ -291,7 +292,7 @@ async def test_events_reach_the_hook(
         ("relogin", Reason.refresh_rejected),
         ("logout", None),
     ]
-    assert events[0].sub == "alice"
+    assert events[0].detail == "ok" and events[1].sub == "alice"
     assert {e.sub for e in events if e.kind in ("refresh", "refresh_failed")} == {"alice"}
 
 
