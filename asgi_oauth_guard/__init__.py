@@ -9,6 +9,7 @@ from ._client import Provider
 from ._context import SCOPE_KEY, GuardState, Identity, current_identity, current_state
 from ._errors import (
     ConfigurationError,
+    ConsentRequired,
     GuardError,
     IDTokenError,
     ProviderUnavailable,
@@ -19,14 +20,17 @@ from ._errors import (
 from ._events import EventHook, GuardEvent
 from ._index import SessionInfo
 from ._middleware import OAuthGuard
+from ._offline import OfflineAccess
 from ._pages import DEFAULT_PAGE_TEXTS, Page, PageHook, PageKind
 from ._postgres import PostgresStore
 from ._protocol import TokenSet
 from ._reasons import Reason
 from ._redis import RedisStore, store_from_url
 from ._relogin import ReloginHandler, ReloginMode
+from ._server_keys import ServerKeyError
 from ._store import MemoryStore, Store
 from ._telemetry import Telemetry
+from ._token_manager import AccessToken, TokenAuth, TokenManager
 from ._user import GuardUser
 
 __version__ = "0.1.0"
@@ -34,7 +38,9 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_PAGE_TEXTS",
     "SCOPE_KEY",
+    "AccessToken",
     "ConfigurationError",
+    "ConsentRequired",
     "EventHook",
     "GuardAuth",
     "GuardError",
@@ -45,6 +51,7 @@ __all__ = [
     "Identity",
     "MemoryStore",
     "OAuthGuard",
+    "OfflineAccess",
     "Page",
     "PageHook",
     "PageKind",
@@ -56,11 +63,14 @@ __all__ = [
     "ReloginHandler",
     "ReloginMode",
     "ReloginRequired",
+    "ServerKeyError",
     "SessionInfo",
     "Store",
     "StoreUnavailable",
     "Telemetry",
+    "TokenAuth",
     "TokenEndpointError",
+    "TokenManager",
     "TokenSet",
     "current_identity",
     "current_state",

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import logging
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -216,10 +216,12 @@ class OAuthClient:
         )
         return parse_token_response(status, data, now=self._clock())
 
-    async def refresh(self, tokens: TokenSet) -> TokenSet:
+    async def refresh(self, tokens: TokenSet, *, resource: str | None = None) -> TokenSet:
+        """A refresh (RFC 6749 6); ``resource``: the API the new access token is for (RFC 8707)."""
         assert tokens.refresh_token is not None
         provider = await self.provider()
-        body = prepare_token_request("refresh_token", refresh_token=tokens.refresh_token)
+        extra = {"resource": resource} if resource is not None else {}
+        body = prepare_token_request("refresh_token", refresh_token=tokens.refresh_token, **extra)
         status, data = await self._post(
             provider.token_endpoint, body, "token", audience=provider.token_endpoint
         )
@@ -236,6 +238,21 @@ class OAuthClient:
             logger.warning("refresh: the new ID token is not used: %s", exc)
             return dataclasses.replace(fresh, id_token=tokens.id_token)
         return fresh
+
+    async def client_credentials(self, *, scopes: Sequence[str], resource: str | None) -> TokenSet:
+        """A token for this client itself (RFC 6749 4.4), for ``scopes`` and the API ``resource``
+        (RFC 8707)."""
+        provider = await self.provider()
+        extra: dict[str, str] = {}
+        if scopes:
+            extra["scope"] = " ".join(scopes)
+        if resource is not None:
+            extra["resource"] = resource
+        body = prepare_token_request("client_credentials", **extra)
+        status, data = await self._post(
+            provider.token_endpoint, body, "token", audience=provider.token_endpoint
+        )
+        return parse_token_response(status, data, now=self._clock())
 
     async def _check_refreshed_id_token(self, fresh: TokenSet, *, previous: str | None) -> None:
         """OIDC Core 12.2: a refreshed ID token passes the usual checks (no nonce) and has the login's

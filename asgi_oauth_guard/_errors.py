@@ -6,6 +6,7 @@
     ├── ProviderUnavailable    the provider was unreachable, timed out, or said 5xx/temporarily_unavailable
     ├── IDTokenError           the ID token failed validation (signature, iss, aud, nonce, expiry)
     ├── ReloginRequired        the session can no longer get a token: the user must sign in again (``reason``)
+    ├── ConsentRequired        a user's offline grant is lost (``reason``): their next sign-in restores it
     └── StoreUnavailable       the store could not be reached
 
 Callers tell errors apart by type and by ``TokenEndpointError.error`` (an RFC 6749 code), never by message.
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConfigurationError",
+    "ConsentRequired",
     "GuardError",
     "IDTokenError",
     "ProviderUnavailable",
@@ -84,3 +86,23 @@ class ReloginRequired(GuardError):
         self.reason = reason
         self.detail = detail
         super().__init__(reason.value)
+
+
+class ConsentRequired(GuardError):
+    """The user's offline grant cannot give a token any more: the token manager raises it to jobs.
+
+    ``reason`` says why: ``revoked`` (the provider refused it: revoked, a password change, the grant
+    limit), ``expired`` (past the refresh token's lifetime), ``idle`` (unused for longer than the
+    provider keeps idle grants), ``ended`` (ended by sign-out or ``end_sessions``) or ``no_grant`` (the
+    user never signed in with offline access). The grant is marked, an ``offline_grant_lost`` event is
+    emitted once, and the user's next sign-in asks for consent and restores it.
+    """
+
+    def __init__(self, *, provider: str, sub: str, reason: str) -> None:
+        self.provider = provider
+        self.sub = sub
+        self.reason = reason
+        super().__init__(
+            f"the offline grant of user {sub!r} at provider {provider!r} needs the user's consent again "
+            f"({reason}): it comes back at their next sign-in"
+        )

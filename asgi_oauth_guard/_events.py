@@ -25,12 +25,15 @@ EventKind = Literal[
     "logout",
     "session_ended",
     "store_error",
+    "offline_grant_lost",
+    "offline_grant_restored",
 ]
 
 # What a naive client would have repeated at the provider is worth a DEBUG line, not one per request at INFO.
 _LEVELS: dict[str, int] = {
     "refresh_failed": logging.WARNING,
     "relogin": logging.WARNING,
+    "offline_grant_lost": logging.WARNING,
     "code_exchange": logging.DEBUG,
     "duplicate_absorbed": logging.DEBUG,
     "refresh_shared": logging.DEBUG,
@@ -64,6 +67,9 @@ class GuardEvent:
     - ``session_ended``: a session ended otherwise, with the cause as ``detail``: ``backchannel`` (the
       provider's back-channel logout), ``app`` (:meth:`OAuthGuard.end_sessions`), ``user_limit`` (the
       user's oldest session beyond the cap), ``max_age``, ``idle_timeout`` or ``refresh_token_expired``.
+    - ``offline_grant_lost``: a user's offline grant needs their consent again (``detail``: ``revoked``,
+      ``expired``, ``idle``, ``no_refresh_token``), once per grant lost: tell the user to sign in.
+    - ``offline_grant_restored``: a sign-in brought a lost offline grant back.
     - ``store_error``: the store failed (the request got a 503 or carried on without it); ``detail`` is
       the operation: ``read``, ``write``, ``claim``, ``delete``, ``lock``, ``unlock``, ``index read``,
       ``index write``.

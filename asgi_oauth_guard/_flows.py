@@ -22,6 +22,7 @@ from ._ending import SessionEnder
 from ._errors import ConfigurationError, IDTokenError, ProviderUnavailable, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
 from ._http import BadRequest, ForwardedTrust, cookie, headers_map, query_params, request_origin, root_path
+from ._offline import OfflineGrants
 from ._pages import NO_STORE, Pages
 from ._paths import Prefixes
 from ._protocol import (
@@ -100,8 +101,10 @@ class Flows:
         ender: SessionEnder | None = None,
         advice: WorkerAdvice | None = None,
         telemetry: Telemetry = NO_TELEMETRY,
+        offline: OfflineGrants | None = None,
     ) -> None:
         self._telemetry = telemetry
+        self._offline = offline
         self._ender = ender
         self._advice = advice
         self._client = client
@@ -187,11 +190,27 @@ class Flows:
             state=state,
             code_challenge=challenge,
             nonce=nonce,
-            extra=self._authorize_params,
+            extra=await self._login_params(scope),
         )
         response = RedirectResponse(url, status_code=303, headers=NO_STORE)
         self._cookies.set_binding(response, scope, binding_cookie)
         return response
+
+    async def _login_params(self, scope: Scope) -> Mapping[str, str]:
+        """The authorization request's extra parameters. With offline access, its own, and its consent
+        parameters when this browser's user lost their grant: only then, so users are not asked to
+        consent at every sign-in (Google: ``prompt=consent`` is what makes it issue a new refresh token)."""
+        if self._offline is None:
+            return self._authorize_params
+        params = {**self._authorize_params, **self._offline.settings.authorize_params}
+        value = cookie(scope, self._cookies.session_name)
+        opened = self._keys.open_session_cookie(value) if value else None
+        # The browser's last session, even one whose tokens were dropped when its grant was lost.
+        session = await self._sessions.load(*opened) if opened is not None else None
+        sub = session.sub if session is not None else None
+        if sub is not None and await self._offline.consent_needed(sub):
+            params.update(self._offline.settings.consent_params)
+        return params
 
     def _to_canonical_origin(self, scope: Scope, params: Mapping[str, str]) -> Response | None:
         """A sign-in started on another origin of this app (``127.0.0.1`` for ``localhost``, a bare IP)
@@ -388,8 +407,18 @@ class Flows:
                     claims = self._client.merge_userinfo(claims, userinfo)
                 sid, key, cookie_value = self._keys.new_session_cookie()
                 provider = await self._client.provider()
+                offline = False
+                sub = claims.get("sub")
+                if self._offline is not None and isinstance(sub, str) and sub:
+                    # The grant's refresh token moves to the user's offline record; the session draws on it.
+                    tokens, offline = await self._offline.adopt(sub, tokens)
                 session = Session(
-                    sid=sid, tokens=tokens, claims=claims, created_at=self._clock(), issuer=provider.issuer
+                    sid=sid,
+                    tokens=tokens,
+                    claims=claims,
+                    created_at=self._clock(),
+                    issuer=provider.issuer,
+                    offline=offline,
                 )
                 await self._sessions.save(session, key)
                 outcome = Outcome(ok=True, next=tx.next, cookie=cookie_value, sid=sid)
@@ -610,8 +639,13 @@ class Flows:
         session = await self._refresher.end(*opened) if opened is not None else None
         if session is not None:
             tokens = session.tokens
-            if tokens is not None:
+            if session.offline and self._offline is not None:
+                # The session's tokens are its user's offline grant's: revoked only with the grant.
+                if self._offline.settings.end_with_sessions and session.sub is not None:
+                    await self._offline.end(session.sub)
+            elif tokens is not None:
                 await revoke(self._client, tokens)
+            if tokens is not None:
                 provider = await self._client.provider()
                 if self._rp_logout and provider.end_session_endpoint and tokens.id_token:
                     query = urlencode(

@@ -16,6 +16,7 @@ from . import _id_token
 from . import _websocket as websocket
 from ._backchannel import BackchannelLogout
 from ._client import ClientAuthMethod, OAuthClient, Provider
+from ._client_credentials import ClientCredentials
 from ._context import SCOPE_KEY, GuardState, Identity, _state
 from ._cookies import CookieJar, SameSite, check_cookie_prefix, default_cookie_name
 from ._crypto import Keyring
@@ -27,18 +28,21 @@ from ._headers import own, private_send
 from ._http import BadRequest, ForwardedTrust, cookie, request_origin, root_path
 from ._index import SessionIndex, SessionInfo
 from ._lifetime import TOUCH_INTERVAL, Lifetime
+from ._offline import OfflineAccess, OfflineGrants
 from ._origins import OwnOrigins, normal_origin
 from ._pages import PageHook, Pages
 from ._paths import PathRules, Prefixes, route_path
 from ._reasons import Reason
 from ._refresh import Refresher
 from ._relogin import Relogin, ReloginHandler, ReloginMode, login_url
+from ._server_keys import ServerKeys
 from ._session import Session
 from ._sessions import Sessions
 from ._signout import SignOutGate
 from ._startup import Startup, setting_warnings
 from ._store import CheckedStore, MemoryStore, Store
 from ._telemetry import NO_TELEMETRY, Telemetry, with_telemetry
+from ._token_manager import TokenManager
 from ._worker_advice import WorkerAdvice
 
 logger = logging.getLogger("asgi_oauth_guard")
@@ -46,6 +50,8 @@ logger = logging.getLogger("asgi_oauth_guard")
 __all__ = ["OAuthGuard"]
 
 DEFAULT_SESSION_MAX_AGE = 12 * 3600.0
+# The provider's name in offline records and events, until a guard has several.
+DEFAULT_PROVIDER = "default"
 
 
 class OAuthGuard:
@@ -171,6 +177,13 @@ class OAuthGuard:
         private_cache_headers: Add ``Cache-Control: private`` and ``Vary: Cookie`` to the app's responses to
             signed-in requests, so no shared cache serves one user's page to another; a ``Cache-Control``
             the app sets is kept, a ``Vary`` it sets gets ``Cookie`` added.
+        offline: Offline access, ``OfflineAccess(...)``: each user's refresh token is kept in an offline
+            record (sealed with ``server_keys``) that sessions and the token manager (``guard.tokens()``)
+            share, so background jobs get the user's tokens (docs/background-jobs.md). ``None``: off.
+        server_keys: Keys that seal what the servers keep without a cookie to key it (offline grants,
+            client-credentials tokens): 32 or more random characters each; the last encrypts, all decrypt.
+            Every process (web and workers) needs the same list. Needed by ``offline`` and
+            ``guard.tokens().client_credentials()``.
         on_event: A callable (plain or async) that gets a :class:`GuardEvent` for each sign-in, code
             exchange, duplicate callback absorbed, refresh (made or shared), refused refresh, re-login,
             sign-out, ended session and store error; for metrics and alerts. Its errors are logged, not
@@ -232,6 +245,8 @@ class OAuthGuard:
         post_logout_redirect: str = "/",
         rp_initiated_logout: bool = False,
         private_cache_headers: bool = True,
+        offline: OfflineAccess | None = None,
+        server_keys: Sequence[str] | None = None,
         on_event: EventHook | None = None,
         telemetry: Telemetry | None = None,
         clock: Callable[[], float] = time.time,
@@ -289,6 +304,16 @@ class OAuthGuard:
             )
         if not scope_list or any(not s or " " in s for s in scope_list):
             raise ConfigurationError("scopes= must be a list of scope names, e.g. ['openid', 'email']")
+        if offline is not None and not isinstance(offline, OfflineAccess):
+            raise ConfigurationError("offline= must be OfflineAccess(...) or None")
+        keys_ring = ServerKeys(server_keys) if server_keys is not None else None
+        if offline is not None:
+            if keys_ring is None:
+                raise ConfigurationError(
+                    "offline= needs server_keys=[...]: the offline grants are sealed with keys every process "
+                    "holds; generate one with python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+            scope_list += [s for s in offline.scopes if s not in scope_list]
         paths = {"login_path": login_path, "callback_path": callback_path, "logout_path": logout_path}
         if backchannel_logout_path is not None:
             paths["backchannel_logout_path"] = backchannel_logout_path
@@ -435,6 +460,33 @@ class OAuthGuard:
             on_event=on_event,
             telemetry=tracing,
         )
+        self._offline: OfflineGrants | None = None
+        if offline is not None:
+            assert keys_ring is not None
+            self._offline = OfflineGrants(
+                settings=offline,
+                store=checked,
+                keys=keys_ring,
+                refresher=self._refresher,
+                sessions=self._sessions,
+                client=self.client,
+                provider=DEFAULT_PROVIDER,
+                clock=clock,
+                leeway=refresh_leeway,
+                on_event=on_event,
+            )
+            self._refresher.offline = self._offline
+        self._credentials: dict[str, ClientCredentials] = {}
+        if keys_ring is not None:
+            self._credentials[DEFAULT_PROVIDER] = ClientCredentials(
+                store=checked,
+                keys=keys_ring,
+                client=self.client,
+                refresher=self._refresher,
+                provider=DEFAULT_PROVIDER,
+                clock=clock,
+                leeway=refresh_leeway,
+            )
         self._cookies = CookieJar(
             session_name=cookie_name,
             path=cookie_path,
@@ -495,6 +547,7 @@ class OAuthGuard:
             ender=self._ender,
             advice=self._advice,
             telemetry=tracing,
+            offline=self._offline,
         )
         self._routes: dict[str, Route] = {
             login_path: _without_body(self._flows.login),
@@ -748,17 +801,35 @@ class OAuthGuard:
         assert published is not None
         return published
 
-    async def end_sessions(self, *, sub: str | None = None, sid: str | None = None) -> int:
+    async def end_sessions(
+        self, *, sub: str | None = None, sid: str | None = None, offline: bool | None = None
+    ) -> int:
         """End sessions, in every worker: all of user ``sub`` (a password change, a closed account, an
         admin's action), or those of the provider's session ``sid`` (the ID token's ``sid`` claim; with
         ``sub`` too, those of both). Returns how many ended. Their cookies get the re-login response;
         the refresh tokens are not revoked at the provider (they are sealed with keys only the cookies hold).
+
+        ``offline``: also end user ``sub``'s offline grant, revoking it at the provider (``None``: as
+        ``OfflineAccess(end_with_sessions=...)`` says). Needs ``sub``.
         """
         if sid is not None:
-            return await self._ender.end_op_session(sid, sub=sub, cause="app")
-        if sub is None:
+            ended = await self._ender.end_op_session(sid, sub=sub, cause="app")
+        elif sub is None:
             raise TypeError("end_sessions() needs sub= or sid=")
-        return await self._ender.end_user(sub, cause="app")
+        else:
+            ended = await self._ender.end_user(sub, cause="app")
+        if self._offline is not None and sub is not None:
+            if offline if offline is not None else self._offline.settings.end_with_sessions:
+                await self._offline.end(sub)
+        elif offline:
+            raise TypeError("end_sessions(offline=True) needs sub= and a guard with offline=")
+        return ended
+
+    def tokens(self) -> TokenManager:
+        """The token manager, for code outside requests (jobs, workers, cron): ``async with guard.tokens()
+        as tm: token = await tm.for_user(sub)``. See :class:`TokenManager` and docs/background-jobs.md."""
+        offline = {DEFAULT_PROVIDER: self._offline} if self._offline is not None else {}
+        return TokenManager(offline=offline, credentials=self._credentials, default=DEFAULT_PROVIDER)
 
     async def sessions_of(self, sub: str) -> list[SessionInfo]:
         """The user's live sessions, oldest first: when each started, was last used, at which issuer.

@@ -27,6 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -43,6 +44,9 @@ from ._session import Session
 from ._sessions import Sessions
 from ._store import Store
 from ._telemetry import NO_TELEMETRY, Telemetry
+
+if TYPE_CHECKING:
+    from ._offline import OfflineGrants
 
 logger = logging.getLogger("asgi_oauth_guard")
 
@@ -102,6 +106,11 @@ class Refresher:
         self._unsaved: dict[str, Session] = {}
         self._results = RefreshResults(store, claim_ttl=lease, ttl=2 * lease)
         self.breaker = ClientBreaker(cooldown=CLIENT_REFUSAL_COOLDOWN, clock=clock)
+        self.lease = lease
+        self.wait = wait
+        # Sessions signed in with offline access hold no refresh token of their own: their grant's is in
+        # its offline record, and they refresh through it (``_offline``), so one grant has one refresh token.
+        self.offline: OfflineGrants | None = None
 
     def due(self, session: Session) -> bool:
         return session.tokens is not None and refresh_due(session.tokens, self._clock(), self._leeway)
@@ -198,9 +207,15 @@ class Refresher:
         failure: ProviderUnavailable | ReloginRequired | None = None
         try:
             try:
-                async with self.limiter.slot(within=self._wait):
+                if session.offline and self.offline is not None:
+                    # The grant's refresh takes the limiter's slot itself (a grant shared by sessions
+                    # and jobs): taking one here too could leave every slot waiting for another.
                     with anyio.CancelScope(shield=True):
-                        result, refreshed = await self._refresh_locked(session, key, rejected_token)
+                        result, refreshed = await self.offline.refresh_session(session, key, rejected_token)
+                else:
+                    async with self.limiter.slot(within=self._wait):
+                        with anyio.CancelScope(shield=True):
+                            result, refreshed = await self._refresh_locked(session, key, rejected_token)
             except TimeoutError:
                 raise ProviderUnavailable("too many refreshes in flight in this process") from None
             flight.result = result
@@ -315,11 +330,12 @@ class Refresher:
                 raise ReloginRequired(Reason.session_expired, "no_refresh_token")
             if refresh_token_expired(current, self._clock()):
                 raise await self.expire(current, "refresh_token_expired")
-            # The claim on the refresh token (taken in _spend, after this) and the lock hold every other
+            # The claim on the refresh token (taken in spend, after this) and the lock hold every other
             # worker off for one lease: the rotated tokens must be saved well within it.
             save_by = time.monotonic() + self._lease * SAVE_WITHIN
             try:
-                tokens, fresh = await self._spend(current, key)
+                assert current.tokens is not None
+                tokens, fresh = await self.spend(current.tokens, sid=seen.sid, key=key)
             except TokenEndpointError as exc:
                 await self._sessions.drop_tokens(current, key)
                 raise ReloginRequired(Reason.refresh_rejected, exc.error) from None
@@ -331,17 +347,29 @@ class Refresher:
         finally:
             await self._release(seen.sid, owner)
 
-    async def _spend(self, session: Session, key: bytes) -> tuple[TokenSet, bool]:
-        """Present the session's refresh token, once: new tokens, or the result of whoever spent it; and
-        whether they are new (from the provider, not another worker's result)."""
-        assert session.tokens is not None
-        assert session.tokens.refresh_token is not None
-        spent = session.tokens.refresh_token
+    async def take_lock(
+        self, name: str, owner: str, done: Callable[[], Awaitable[bool]] | None = None, *, within: float
+    ) -> bool:
+        """The refresh lock of another record than a session (an offline grant): see ``_take_lock``."""
+        return await self._take_lock(name, owner, done, within=within)
+
+    async def release(self, name: str, owner: str) -> None:
+        await self._release(name, owner)
+
+    async def spend(
+        self, current: TokenSet, *, sid: str, key: bytes, resource: str | None = None
+    ) -> tuple[TokenSet, bool]:
+        """Present a refresh token, once: new tokens, or the result of whoever spent it, and whether they
+        are new (from the provider, not another worker's result). ``sid`` and
+        ``key`` name and seal the result record (a session's, or an offline grant's); ``resource``:
+        RFC 8707, the API the new access token is for."""
+        assert current.refresh_token is not None
+        spent = current.refresh_token
         for _ in range(MAX_CLAIM_TAKEOVERS):
             if await self._results.claim(spent):
                 break
             # Claimed already: this session was read from before a refresh, or a worker lost the lock.
-            result = await self._results.wait(spent, session.sid, key, within=self._wait)
+            result = await self._results.wait(spent, sid, key, within=self._wait)
             if isinstance(result, TokenSet):
                 logger.info("reused the result of a refresh another worker made with the same refresh token")
                 return result, False
@@ -356,7 +384,7 @@ class Refresher:
             raise ClientRefused("paused")
         try:
             with self._telemetry.span("token_request", {"grant_type": "refresh_token"}):
-                tokens = await self._client.refresh(session.tokens)
+                tokens = await self._client.refresh(current, resource=resource)
         except TokenEndpointError as exc:
             await self._unclaim(spent)
             raise self._refused(exc, spent) from None
@@ -367,7 +395,7 @@ class Refresher:
         self.breaker.answered()
         # If the store fails here, the save below fails too, and keeps the tokens in this process.
         with contextlib.suppress(StoreUnavailable):
-            await self._results.record(spent, session.sid, key, tokens)
+            await self._results.record(spent, sid, key, tokens)
         return tokens, True
 
     def _refused(self, exc: TokenEndpointError, spent: str) -> TokenEndpointError | ClientRefused:

@@ -59,7 +59,9 @@ class Session:
 
     ``created_at`` is the sign-in (the absolute age counts from it; refreshes never move it);
     ``last_seen`` is the last request that was written down (at most once a minute), for the idle timeout.
-    ``issuer`` is the provider's (records written before it existed have ``None``). The user's ``sub``,
+    ``issuer`` is the provider's (records written before it existed have ``None``). ``offline``: the
+    session's refresh token is its user's offline grant's (``_offline``), which it refreshes through;
+    its own ``tokens`` then hold no refresh token. The user's ``sub``,
     the provider's session id (OIDC ``sid``, for back-channel logout) and ``auth_time`` are read from the
     claims.
     """
@@ -72,6 +74,7 @@ class Session:
     last_seen: float | None = None
 
     issuer: str | None = None
+    offline: bool = False
 
     @property
     def seen_at(self) -> float:

@@ -278,7 +278,7 @@ class OAuthTestProvider:
             "end_session_endpoint": base + "/end_session",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "subject_types_supported": ["public"],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": [
@@ -470,6 +470,11 @@ class OAuthTestProvider:
         """Every authorization code, access, refresh and ID token this provider issued: for tests that
         check none of them reached a log, a page or a header that should not carry it."""
         return self._server.issued_secrets()
+
+    def token_info(self, token: str) -> dict[str, Any]:
+        """What an API learns by introspecting an access token (RFC 7662): ``active``, and its ``sub``,
+        ``scope`` and ``aud`` (the RFC 8707 resource it was issued for; the client id by default)."""
+        return self._server.token_info(token)
 
     def grant_alive(self, token: str) -> bool:
         """Whether the grant that issued this access or refresh token is still alive (not revoked).

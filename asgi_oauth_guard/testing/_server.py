@@ -149,6 +149,9 @@ class _AccessToken:
     grant: _Grant
     expires_at: float
     revoked: bool = False
+    # RFC 8707: the API this token is for (its audience), or None for the provider's default
+    resource: str | None = None
+    scope: str | None = None
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -486,7 +489,55 @@ class AuthorizationServer:
             return self._exchange_code(params)
         if grant_type == "refresh_token":
             return self._refresh(params)
-        raise OAuthError("unsupported_grant_type", "supported grant types: authorization_code, refresh_token")
+        if grant_type == "client_credentials":
+            return self._client_credentials(params)
+        raise OAuthError(
+            "unsupported_grant_type",
+            "supported grant types: authorization_code, refresh_token, client_credentials",
+        )
+
+    def _client_credentials(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """RFC 6749 4.4: a token for the client itself, for the scopes and the resource (RFC 8707) asked."""
+        s = self.settings
+        now = s.clock()
+        scope = params.get("scope", "")
+        if "openid" in scope.split() or "offline_access" in scope.split():
+            raise OAuthError("invalid_scope", "openid and offline_access are for users")
+        access_token = secrets.token_urlsafe(32)
+        grant = _Grant(sub=s.client_id, scope=scope, auth_time=now)
+        self._access_tokens[access_token] = _AccessToken(
+            grant=grant, expires_at=now + s.access_token_ttl, resource=params.get("resource"), scope=scope
+        )
+        body: dict[str, Any] = {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": _seconds(s.access_token_ttl),
+        }
+        if scope:
+            body["scope"] = scope
+        return body
+
+    def token_info(self, token: str) -> dict[str, Any]:
+        """What an API learns by introspecting an access token (RFC 7662): ``active``, and its ``sub``,
+        ``scope`` and ``aud`` (the resource it was issued for, RFC 8707; the client id by default)."""
+        found = self._access_tokens.get(token)
+        if found is None:
+            return {"active": False}
+        user = self.users.get(found.grant.sub)
+        active = (
+            not found.revoked
+            and found.grant.alive
+            and self.settings.clock() < found.expires_at
+            and (user is None or not user.disabled)
+        )
+        if not active:
+            return {"active": False}
+        return {
+            "active": True,
+            "sub": found.grant.sub,
+            "scope": found.scope if found.scope is not None else found.grant.scope,
+            "aud": found.resource or self.settings.client_id,
+        }
 
     def _invalid_grant(self, cause: str, why: str) -> OAuthError:
         """The refusal for ``cause`` (a `CAUSES` key): the mimicked provider's answer, or the generic one."""
@@ -546,10 +597,15 @@ class AuthorizationServer:
         refused = self.refusals.get(token.grant.sub)
         if refused is not None:
             raise self._invalid_grant(refused, f"refused as the mimicked provider would ({refused})")
+        resource = params.get("resource")
         if self.settings.rotate_refresh_tokens:
             token.consumed = True
-            return self._issue(token.grant, user, nonce=None, refresh_token=None, refreshed=True)
-        return self._issue(token.grant, user, nonce=None, refresh_token=value, refreshed=True)
+            return self._issue(
+                token.grant, user, nonce=None, refresh_token=None, refreshed=True, resource=resource
+            )
+        return self._issue(
+            token.grant, user, nonce=None, refresh_token=value, refreshed=True, resource=resource
+        )
 
     def _new_refresh_token(self, value: str, grant: _Grant, now: float) -> None:
         token = _RefreshToken(grant=grant, expires_at=now + self.settings.refresh_token_ttl)
@@ -579,11 +635,14 @@ class AuthorizationServer:
         nonce: str | None,
         refresh_token: str | None,
         refreshed: bool = False,
+        resource: str | None = None,
     ) -> dict[str, Any]:
         s = self.settings
         now = s.clock()
         access_token = secrets.token_urlsafe(32)
-        self._access_tokens[access_token] = _AccessToken(grant=grant, expires_at=now + s.access_token_ttl)
+        self._access_tokens[access_token] = _AccessToken(
+            grant=grant, expires_at=now + s.access_token_ttl, resource=resource
+        )
         body: dict[str, Any] = {
             "access_token": access_token,
             "token_type": "Bearer",

@@ -36,7 +36,7 @@ async def test_discovery_document(client, provider) -> None:
     assert doc["code_challenge_methods_supported"] == ["S256"]
     assert doc["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post"]
     assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
-    assert set(doc["grant_types_supported"]) == {"authorization_code", "refresh_token"}
+    assert set(doc["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
     assert "openid" in doc["scopes_supported"]
     assert doc["authorization_response_iss_parameter_supported"] is True
 

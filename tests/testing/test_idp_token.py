@@ -242,7 +242,7 @@ async def test_disabled_user_cannot_exchange_a_pending_code(flow, provider) -> N
     [
         ({}, "invalid_request"),
         ({"grant_type": "password", "username": "a", "password": "b"}, "unsupported_grant_type"),
-        ({"grant_type": "client_credentials"}, "unsupported_grant_type"),
+        ({"grant_type": "urn:ietf:params:oauth:grant-type:device_code"}, "unsupported_grant_type"),
         ({"grant_type": "authorization_code", "redirect_uri": "https://a.test/cb"}, "invalid_request"),
         ({"grant_type": "authorization_code", "code": "abc"}, "invalid_request"),
         ({"grant_type": "refresh_token"}, "invalid_request"),
