@@ -58,8 +58,23 @@ COOKIE_NAMES = {
     "guard-noop": "guard_session",
 }
 
-# The bare app answers a constant shaped like the others' answers.
-BARE_ANSWER = {"user": "alice", "access_token": "x" * 43, "expires_at": 1_800_000_000}
+
+def answer(user: str, access_token: str, expires_at: float | None) -> dict[str, Any]:
+    """The endpoint's JSON, about 1 KB as an API's answer usually is: the user, a token, a page of items."""
+    return {
+        "user": user,
+        "access_token": access_token,
+        "expires_at": expires_at,
+        "profile": {"name": "Alice Example", "email": "alice@example.com", "locale": "en-US", "tz": "UTC"},
+        "items": [
+            {"id": i, "title": f"Quarterly report {i}", "status": "open", "updated": 1_733_000_000 + i}
+            for i in range(12)
+        ],
+    }
+
+
+# What the bare app answers: built per request like the others' answers, of the same shape and size.
+BARE_USER = ("alice", "x" * 43, 1_800_000_000)
 
 
 def make_provider(**settings: Any) -> OAuthTestProvider:
@@ -71,7 +86,7 @@ def make_provider(**settings: Any) -> OAuthTestProvider:
 
 def bare_app(lifespan: Lifespan[Any] | None = None) -> Starlette:
     async def me(request: Request) -> Response:
-        return JSONResponse(BARE_ANSWER)
+        return JSONResponse(answer(*BARE_USER))
 
     return Starlette(routes=[Route(PATH, me)], lifespan=lifespan)
 
@@ -81,7 +96,7 @@ def session_app(lifespan: Lifespan[Any] | None = None) -> Starlette:
         user = request.session.get("user")
         if user is None:
             return JSONResponse({"error": "login_required"}, status_code=401)
-        return JSONResponse({"user": user, "access_token": "x" * 43, "expires_at": 1_800_000_000})
+        return JSONResponse(answer(user, "x" * 43, 1_800_000_000))
 
     async def login(request: Request) -> Response:
         request.session["user"] = "alice"
@@ -134,11 +149,7 @@ def authlib_app(
             fresh.setdefault("refresh_token", token["refresh_token"])
             token = request.session["token"] = dict(fresh)
         return JSONResponse(
-            {
-                "user": request.session["user"]["sub"],
-                "access_token": token["access_token"],
-                "expires_at": token["expires_at"],
-            }
+            answer(request.session["user"]["sub"], token["access_token"], token["expires_at"])
         )
 
     async def login(request: Request) -> Response:
@@ -165,9 +176,7 @@ def guarded_app(lifespan: Lifespan[Any] | None = None) -> Starlette:
     async def me(request: Request) -> Response:
         identity = current_identity()
         assert identity is not None  # /api/ requires login
-        return JSONResponse(
-            {"user": identity.sub, "access_token": identity.access_token, "expires_at": identity.expires_at}
-        )
+        return JSONResponse(answer(identity.sub, identity.access_token, identity.expires_at))
 
     return Starlette(routes=[Route(PATH, me)], lifespan=lifespan)
 

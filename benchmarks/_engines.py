@@ -67,7 +67,7 @@ def one_read_app(store: Store) -> Starlette:
 
     async def me(request: Request) -> Response:
         await store.get("probe")
-        return JSONResponse(_apps.BARE_ANSWER)
+        return JSONResponse(_apps.answer(*_apps.BARE_USER))
 
     return Starlette(routes=[Route(_apps.PATH, me)])
 

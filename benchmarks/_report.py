@@ -151,6 +151,7 @@ def markdown(results: dict[str, Any]) -> str:
         parts.append(
             f"### 2. End to end (uvicorn, one worker; wrk -t{e2e['threads']} -c{e2e['connections']}, "
             f"{e2e['seconds']:g} s x {e2e['rounds']} interleaved rounds, medians)"
+            + (f"\n\n{e2e['cases'][0]['server']}; {e2e['cases'][0]['request']}." if e2e.get("cases") else "")
         )
         rows = []
         for name, row in e2e["variants"].items():
@@ -170,6 +171,11 @@ def markdown(results: dict[str, Any]) -> str:
         header = ["variant", "requests/s", "vs bare", "p99 ms", "p99 vs bare"]
         header += ["server CPU µs/request", "CPU vs bare", "non-2xx"]
         parts.append(_table(header, rows))
+        cases = e2e.get("cases", [])
+        if cases:
+            parts.append(_cases_section(cases))
+        if e2e.get("profile"):
+            parts.append(_profile_section(e2e["profile"]))
 
     stampede = results.get("stampede")
     if stampede:
@@ -242,9 +248,13 @@ def markdown(results: dict[str, Any]) -> str:
     if memory:
         parts.append(_memory_section(memory))
 
+    scaling = results.get("scaling")
+    if scaling:
+        parts.append(_scaling_section(scaling))
+
     targets = results.get("targets")
     if targets:
-        parts.append("### Targets (issue 8)")
+        parts.append("### Targets (issue 21)")
         parts.append(
             _table(
                 ["target", "measured", "met"],
@@ -294,3 +304,120 @@ def _memory_section(memory: dict[str, Any]) -> str:
     return f"### 5. Memory per session ({n} sessions, each from a new browser)\n\n" + _table(
         ["where", "bytes", "notes"], rows
     )
+
+
+def _range(values: list[float], unit: str = "", digits: int = 2) -> str:
+    return f"{values[0]:.{digits}f}{unit}..{values[1]:.{digits}f}{unit}"
+
+
+def _cases_section(cases: list[dict[str, Any]]) -> str:
+    rows = []
+    for case in cases:
+        bare, guard = case["variants"].get("bare"), case["variants"].get("guard-memory")
+        if bare is None or guard is None:
+            continue
+        rows.append(
+            [
+                case["server"],
+                case["request"],
+                f"{bare['rps_median']:.0f}",
+                f"{guard['rps_ratio']:.2f}x ({_range(guard['rps_ratio_range'])})",
+                f"{bare['server_cpu_us_median']:.0f}",
+                f"+{guard['cpu_over_bare_us']:.0f} ({_range(guard['cpu_over_bare_us_range'], digits=0)})",
+            ]
+        )
+    header = ["server", "request", "bare requests/s", "guard vs bare (range)", "bare CPU µs/request"]
+    header.append("guard CPU over bare µs (range)")
+    return "What the request and the server change (guard, MemoryStore; same run):\n\n" + _table(header, rows)
+
+
+def _profile_section(profile: dict[str, Any], lines: int = 22) -> str:
+    parts = ["cProfile in the uvicorn process under wrk (by own time; cProfile inflates every call):"]
+    for name, got in profile.items():
+        body = "\n".join(got["top"].splitlines()[:lines])
+        parts.append(
+            f"{_label(name)}: {got['calls_per_request']:.0f} Python calls per request\n\n```\n{body}\n```"
+        )
+    return "\n\n".join(parts)
+
+
+def _ratio(value: float, span: list[float]) -> str:
+    return f"{value:.2f}x ({_range(span)})"
+
+
+def _scaling_section(scaling: dict[str, Any]) -> str:
+    store = {"memory": "MemoryStore", "redis": "RedisStore"}
+    base = {"memory": "bare Starlette", "redis": "bare Starlette + one Redis GET"}
+    parts = ["### 6. Cost as work grows (in-process, ratios per round to the app named)"]
+    rows = [
+        [
+            store[r["store"]],
+            f"{r['stored']:,}",
+            f"{r['guard_us']:.1f}",
+            base[r["store"]],
+            _ratio(r["vs_bare"], r["vs_bare_range"]),
+        ]
+        for r in scaling["stored_sessions"]
+    ]
+    parts.append(
+        "Stored sessions: requests from 100 signed-in users while N sessions are stored.\n\n"
+        + _table(["store", "sessions stored", "guard µs", "compared with", "guard vs it (range)"], rows)
+    )
+    rows = [
+        [
+            store[r["store"]],
+            f"{r['stored']:,}",
+            f"{r['warm_us']:.1f}",
+            f"{r['cold_us']:.1f}",
+            _ratio(r["cold_vs_warm"], r["cold_vs_warm_range"]),
+            f"{r['warm_vs_bare']:.2f}x / {r['cold_vs_bare']:.2f}x",
+        ]
+        for r in scaling["cold_path"]
+    ]
+    parts.append(
+        "Cold path: each request from a random one of the stored sessions (the guard's caches hold 10,000), "
+        "against the warm path (100 users) in the same rounds.\n\n"
+        + _table(
+            ["store", "sessions stored", "warm µs", "cold µs", "cold vs warm (range)", "warm / cold vs bare"],
+            rows,
+        )
+    )
+    rows = [
+        [
+            f"{r['others']:,}",
+            f"{r['cookie_bytes']:,}",
+            f"{r['guard_us']:.1f}",
+            _ratio(r["vs_bare"], r["vs_bare_range"]),
+        ]
+        for r in scaling["cookie_sizes"]
+    ]
+    parts.append(
+        "Cookie header size: the app's other cookies, sent to bare and guard alike.\n\n"
+        + _table(["other cookies, bytes", "Cookie header bytes", "guard µs", "guard vs bare (range)"], rows)
+    )
+    s = scaling["sign_ins"]
+    parts.append(
+        f"Sign-ins ({s['sign_ins']} from new browsers: login, authorize, callback; discovery, keys cached): "
+        f"the guard's own {s['guard_us']:.0f} µs each ({_range(s['guard_us_range'], digits=0)}), "
+        f"**{s['per_second_per_core']:.0f} sign-ins per second per core**; the provider's "
+        f"{s['provider_us']:.0f} µs (its transport and authorize step, in this process) taken out."
+    )
+    rows = [
+        [
+            store[r["store"]],
+            f"{r['refreshes']} / {r['requests']}",
+            f"{r['own_us']:.0f} ({_range(r['own_us_range'], digits=0)})",
+            f"{r['provider_us']:.0f}",
+            f"{r['warm_us']:.1f}",
+        ]
+        for r in scaling["refresh"]
+    ]
+    parts.append(
+        "Refresh: requests whose access token is due, each refreshing it (lock, session read again, the "
+        "refresh token's claim, its result, the session written, unlock).\n\n"
+        + _table(
+            ["store", "refreshes / requests", "own µs (range)", "provider µs taken out", "warm request µs"],
+            rows,
+        )
+    )
+    return "\n\n".join(parts)

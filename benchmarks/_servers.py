@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -10,8 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -90,29 +92,45 @@ def redis_version() -> str | None:
 
 
 @contextlib.contextmanager
-def uvicorn_app(variant: str, *, redis_url: str | None, directory: Path) -> Iterator[tuple[str, str, int]]:
-    """``variant`` served by uvicorn (one worker, no access log) on loopback: ``(url, cookie_header, pid)``.
+def uvicorn_app(
+    variant: str,
+    *,
+    redis_url: str | None,
+    directory: Path,
+    options: Sequence[str] = ("--no-access-log",),
+    settings: Mapping[str, Any] | None = None,
+    profile: Path | None = None,
+    label: str | None = None,
+) -> Iterator[tuple[str, str, int]]:
+    """``variant`` served by uvicorn (one worker) on loopback: ``(url, cookie_header, pid)``.
 
-    The app signs its user in during its lifespan startup (so an in-memory session lives in the server
-    process) and writes the Cookie header to a file.
+    ``options`` are uvicorn's command-line options beyond the app, host and port (none: uvicorn's defaults,
+    access log included, which goes to a file here). ``settings``: more keyword arguments for the guard;
+    ``profile``: where the server writes its cProfile (see ``_serve``). The app signs its user in during its
+    lifespan startup (so an in-memory session lives in the server process) and writes the Cookie header
+    (``name=value``) to a file.
     """
     port = free_port()
-    cookie_file = directory / f"{variant}.cookie"
-    log = directory / f"{variant}.log"
+    name = label or variant
+    cookie_file = directory / f"{name}.cookie"
+    log = directory / f"{name}.log"
     env = {
         **os.environ,
         "BENCH_VARIANT": variant,
         "BENCH_COOKIE_FILE": str(cookie_file),
+        "BENCH_SETTINGS": json.dumps(dict(settings or {})),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     if redis_url:
         env["BENCH_REDIS_URL"] = redis_url
+    if profile is not None:
+        env["BENCH_PROFILE"] = str(profile)
     command = [sys.executable, "-m", "uvicorn", "--factory", "benchmarks._serve:create_app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    command += ["--host", "127.0.0.1", "--port", str(port), *options]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait(process, lambda: cookie_file.exists() and _listening(port), f"uvicorn ({variant})", log, 30)
+        _wait(process, lambda: cookie_file.exists() and _listening(port), f"uvicorn ({name})", log, 30)
         yield f"http://127.0.0.1:{port}", cookie_file.read_text(), process.pid
     finally:
         _stop(process)

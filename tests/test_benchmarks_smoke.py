@@ -47,6 +47,17 @@ def test_smoke_run_measures_every_variant_and_the_races(tmp_path: Path) -> None:
         assert duplicates[name]["working_tokens"] == duplicates[name]["tabs"]
 
     assert results["memory"]["memory_store"]["session_bytes"] > 0
+
+    scaling = results["scaling"]
+    stores = ["memory", "redis"] if with_redis else ["memory"]
+    assert [(r["store"], r["stored"]) for r in scaling["stored_sessions"]] == [(s, 1000) for s in stores]
+    assert [r["store"] for r in scaling["cold_path"]] == stores
+    assert all(r["cold_us"] > 0 and r["warm_us"] > 0 for r in scaling["cold_path"])
+    assert [r["others"] for r in scaling["cookie_sizes"]] == [100, 500, 1000, 2000, 4000]
+    assert scaling["sign_ins"]["per_second_per_core"] > 0
+    assert [r["store"] for r in scaling["refresh"]] == stores
+    for row in scaling["refresh"]:
+        assert row["refreshes"] == row["requests"]  # each due request refreshed once, none twice
     assert results["end_to_end"] == {"skipped": "smoke mode"}
     assert "| guard, MemoryStore |" in done.stdout  # the markdown table
 
