@@ -17,6 +17,9 @@ With neither ``OAUTH_ISSUER`` nor endpoints, an app runs against the embedded te
 ``/idp`` in the same app (the demo): the guard reaches it in-process, so it works offline. Then
 ``DEMO_AUTO_APPROVE=1`` skips its sign-in page and ``DEMO_TOKEN_LIFETIME`` sets the access tokens'
 lifetime in seconds (default 30, so refreshes happen while you watch).
+
+``GUARD_METRICS=1`` reports the guard's OpenTelemetry metrics on ``/metrics`` for Prometheus
+(``examples/_metrics.py``; needs ``opentelemetry-sdk`` and ``opentelemetry-exporter-prometheus``).
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-from starlette.routing import Mount, Router
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_oauth_guard import (
@@ -45,6 +48,9 @@ from asgi_oauth_guard import (
     store_from_url,
 )
 from asgi_oauth_guard.testing import OAuthTestProvider
+
+if TYPE_CHECKING:
+    from ._metrics import Prometheus
 
 __all__ = ["Settings", "Setup", "setup"]
 
@@ -69,6 +75,7 @@ class Settings:
     store_url: str = "memory://"
     demo_auto_approve: bool = False
     demo_token_lifetime: float = 30.0
+    metrics: bool = False
 
     @property
     def embedded(self) -> bool:
@@ -128,6 +135,7 @@ class Settings:
             store_url=get("GUARD_STORE") or "memory://",
             demo_auto_approve=get("DEMO_AUTO_APPROVE") in ("1", "true", "yes"),
             demo_token_lifetime=float(lifetime) if lifetime else 30.0,
+            metrics=get("GUARD_METRICS") in ("1", "true", "yes"),
         )
 
 
@@ -148,6 +156,7 @@ class Setup:
     http: httpx.AsyncClient
     store: Store
     clock: Callable[[], float]
+    prometheus: Prometheus | None = None  # with GUARD_METRICS=1
 
     def guard_options(self) -> dict[str, Any]:
         """The keyword settings of :class:`~asgi_oauth_guard.OAuthGuard` for this app."""
@@ -163,6 +172,8 @@ class Setup:
             "public_url": s.public_url,
             "clock": self.clock,
         }
+        if self.prometheus is not None:
+            options["telemetry"] = self.prometheus.telemetry
         if self.idp is not None:
             options["issuer"] = self.idp.issuer
             options["refresh_leeway"] = min(60.0, s.demo_token_lifetime / 3)
@@ -177,11 +188,15 @@ class Setup:
 
         The lifespan goes to the guard, so a provider that cannot work stops the server at startup with
         the fix named; this setup closes its client and store at shutdown."""
-        routes = [Mount("/idp", app=self.idp)] if self.idp is not None else []
+        routes: list[BaseRoute] = [Mount("/idp", app=self.idp)] if self.idp is not None else []
+        if self.prometheus is not None:
+            routes.append(Route("/metrics", self.prometheus.endpoint))
         return _Served(Router(routes=routes, default=guard, redirect_slashes=False), guard, self)
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        if self.prometheus is not None:
+            self.prometheus.shutdown()
         aclose = getattr(self.store, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -264,4 +279,16 @@ def setup(
     elif not settings.embedded:
         idp = None
     http = httpx.AsyncClient(transport=idp.transport()) if idp is not None else httpx.AsyncClient(timeout=10)
-    return Setup(settings=settings, idp=idp, http=http, store=store_from_url(settings.store_url), clock=clock)
+    prometheus = None
+    if settings.metrics:
+        from ._metrics import Prometheus  # the OpenTelemetry SDK, only when asked for
+
+        prometheus = Prometheus.create()
+    return Setup(
+        settings=settings,
+        idp=idp,
+        http=http,
+        store=store_from_url(settings.store_url),
+        clock=clock,
+        prometheus=prometheus,
+    )

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -370,3 +371,20 @@ def test_without_the_extra_nothing_of_opentelemetry_is_imported(tmp_path: Any) -
         """
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=120)
+
+
+def test_the_benchmark_finds_the_same_hot_path_with_and_without_telemetry() -> None:
+    """``python -m benchmarks.otel --smoke`` runs, and counts the same Python calls per hot-path request with
+    GuardTelemetry (no-op or SDK providers) as without: the hot path never reaches the telemetry. Never speed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.otel", "--smoke"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| guard")]
+    assert len(rows) == 3, done.stdout
+    calls = {row[3].strip() for row in rows}
+    assert len(calls) == 1 and int(calls.pop()) > 10, done.stdout
