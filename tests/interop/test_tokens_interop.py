@@ -1,0 +1,219 @@
+"""The token manager against panva's oidc-provider with refresh-token rotation and reuse detection.
+
+Four worker processes and a job runner (five processes on one Redis) call ``for_user`` for one user 100
+times at once when the access token is due, while the user's browser makes requests through a guard of its
+own: the provider sees one refresh, no refresh token twice, and the grant stays alive. Then the grant is
+revoked at the provider: the job gets ``ConsentRequired``, one event says so, the next sign-in asks for
+consent, and the next job gets a token.
+
+Each process's clock runs ``OFFSET`` seconds ahead, so the sign-in's token is due at once for them (and
+still valid at the provider) without the test waiting for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import anyio
+import httpx
+import pytest
+
+from asgi_oauth_guard import ConsentRequired, GuardEvent, OAuthGuard, OfflineAccess, store_from_url
+
+from ..conftest import SECRET_KEY, inner_app
+from .conftest import REPO, InteropProvider, running_oidc_provider, unique_user
+from .guard_app import Journal, select
+
+ACCESS_TOKEN_TTL = 60  # the guard refreshes at half of it (its leeway is capped there)
+OFFSET = 40.0  # past the half, well before the end: due for the guard, valid at the provider
+PUBLIC_URL = "http://127.0.0.1:8765"
+SERVER_KEYS = ["interop-server-key-0123456789abcdef012345"]
+PROCESSES = {"worker-1": 20, "worker-2": 20, "worker-3": 20, "worker-4": 20, "job-runner": 20}
+START_TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def jobs_provider() -> Iterator[InteropProvider]:
+    with running_oidc_provider(access_token_ttl=ACCESS_TOKEN_TTL) as running:
+        yield running
+
+
+PREFIX = f"tokens-{os.getpid()}:"
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[Any]:
+    store = store_from_url(redis_url, key_prefix=PREFIX)
+    yield store
+    await store.aclose()  # type: ignore[attr-defined]
+
+
+def make_guard(provider: InteropProvider, store: Any, *, offset: float = 0.0, **settings: Any) -> OAuthGuard:
+    return OAuthGuard(
+        inner_app(),
+        issuer=provider.issuer,
+        client_id=provider.client_id,
+        client_secret=provider.client_secret,
+        secret_key=SECRET_KEY,
+        server_keys=SERVER_KEYS,
+        offline=OfflineAccess(),
+        store=store,
+        public_url=PUBLIC_URL,
+        require_login=["/api/"],
+        clock=lambda: time.time() + offset,
+        **settings,
+    )
+
+
+async def sign_in(guard: OAuthGuard, browser: httpx.AsyncClient, idp: httpx.AsyncClient) -> dict[str, str]:
+    """The login walk: the guard's login route, the provider's headless interaction, the callback. Returns
+    the authorization request's parameters."""
+    answer = await browser.get("/auth/login", params={"next": "/"})
+    assert answer.status_code == 303, answer.text
+    url = answer.headers["location"]
+    asked = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    for _ in range(8):
+        if url.startswith(PUBLIC_URL):
+            break
+        hop = await idp.get(url)
+        assert hop.is_redirect, f"{hop.status_code}: {hop.text[:300]}"
+        url = urljoin(url, hop.headers["location"])
+    callback = await browser.get(url)
+    assert callback.status_code == 303, callback.text
+    return asked
+
+
+def spawn(name: str, calls: int, cfg: dict[str, Any], tmp: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TOKEN_WORKER": json.dumps({**cfg, "calls": calls, "ready": str(tmp / f"{name}.ready")}),
+    }
+    with (tmp / f"{name}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.interop.token_worker"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+
+
+@pytest.mark.anyio
+async def test_five_processes_and_the_browser_at_expiry_share_one_refresh_and_a_lost_grant_comes_back(
+    jobs_provider: InteropProvider, store: Any, redis_url: str, tmp_path: Path
+) -> None:
+    provider = jobs_provider
+    sub = unique_user("jobs")
+    events: list[GuardEvent] = []
+    web = make_guard(provider, store, authorize_params={"login_hint": sub})
+    due = make_guard(provider, store, offset=OFFSET, on_event=events.append)  # the browser's other worker
+    later = make_guard(provider, store, offset=2 * OFFSET, on_event=events.append)
+    try:
+        await run(provider, web, due, later, events, sub, redis_url, tmp_path)
+    finally:
+        for guard in (web, due, later):
+            await guard.aclose()
+
+
+async def run(
+    provider: InteropProvider,
+    web: OAuthGuard,
+    due: OAuthGuard,
+    later: OAuthGuard,
+    events: list[GuardEvent],
+    sub: str,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(web), base_url=PUBLIC_URL) as browser,
+        httpx.AsyncClient(timeout=10) as idp,
+    ):
+        asked = await sign_in(web, browser, idp)
+        assert "offline_access" in asked["scope"].split() and "prompt" not in asked
+        journal = Journal(provider)
+        mark = await journal.mark()
+
+        cfg = {
+            "issuer": provider.issuer,
+            "client_id": provider.client_id,
+            "client_secret": provider.client_secret,
+            "secret_key": SECRET_KEY,
+            "server_keys": SERVER_KEYS,
+            "store": redis_url,
+            "key_prefix": PREFIX,
+            "public_url": PUBLIC_URL,
+            "offset": OFFSET,
+            "sub": sub,
+            "go": str(tmp_path / "go"),
+        }
+        processes = {name: spawn(name, calls, cfg, tmp_path) for name, calls in PROCESSES.items()}
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while not all((tmp_path / f"{name}.ready").exists() for name in processes):
+                for name, process in processes.items():
+                    assert process.poll() is None, (tmp_path / f"{name}.log").read_text()
+                assert time.monotonic() < deadline, "the worker processes did not start"
+                await anyio.sleep(0.05)
+            pages: list[httpx.Response] = []
+            in_browser = httpx.AsyncClient(
+                transport=httpx.ASGITransport(due), base_url=PUBLIC_URL, cookies=browser.cookies
+            )
+
+            async def page() -> None:
+                pages.append(await in_browser.get("/api/me"))
+
+            (tmp_path / "go").touch()
+            async with anyio.create_task_group() as tg:
+                for _ in range(10):
+                    tg.start_soon(page)
+            outputs = {}
+            for name, process in processes.items():
+                out, _ = await anyio.to_thread.run_sync(lambda p=process: p.communicate(timeout=60))
+                assert process.stdout is not None
+                process.stdout.close()
+                assert process.returncode == 0, (tmp_path / f"{name}.log").read_text()
+                outputs[name] = json.loads(out)
+            await in_browser.aclose()
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                if process.stdout is not None and not process.stdout.closed:
+                    process.stdout.close()
+
+        tokens = [token for got in outputs.values() for token in got]
+        assert len(tokens) == 100
+        happened = await journal.since(mark)
+        refreshes = select(happened, "grant.success", grant_type="refresh_token")
+        assert len(refreshes) == 1, happened
+        assert select(happened, "grant.error") == []  # no refresh token presented twice
+        assert [p.status_code for p in pages] == [200] * 10
+        assert len(set(tokens) | {p.json()["access_token"] for p in pages}) == 1
+        grants = await journal.grants(sub)
+        assert len(grants) == 1 and grants[0]["refresh_tokens"] == 1  # alive, one current refresh token
+
+        # The grant is revoked at the provider (a password change): the next job learns it, once.
+        await provider.arevoke_grants(sub)
+        async with later.tokens() as tm:
+            for _ in range(2):
+                with pytest.raises(ConsentRequired) as caught:
+                    await tm.for_user(sub)
+                assert caught.value.reason == "revoked"
+        assert [e.detail for e in events if e.kind == "offline_grant_lost"] == ["revoked"]
+        # The user's next sign-in (the same browser) asks for consent and restores the grant.
+        asked = await sign_in(web, browser, idp)
+        assert asked.get("prompt") == "consent"
+        async with later.tokens() as tm:
+            token = await tm.for_user(sub)
+        assert token.access_token
+        assert len(await journal.grants(sub)) == 1
