@@ -295,7 +295,10 @@ class OfflineGrants:
                 await self._refresher.release(LOCK_NAME + name, owner)
         if previous is not None and previous.consent is not None:
             await emit(
-                self._on_event, GuardEvent(kind="offline_grant_restored", sub=sub, detail=previous.consent)
+                self._on_event,
+                GuardEvent(
+                    kind="offline_grant_restored", sub=sub, provider=self.provider, detail=previous.consent
+                ),
             )
         return dataclasses.replace(tokens, refresh_token=None, refresh_expires_at=None), True
 
@@ -386,7 +389,8 @@ class OfflineGrants:
         except TimeoutError:
             raise ProviderUnavailable("too many refreshes in flight in this process") from None
         if refreshed:
-            await emit(self._on_event, GuardEvent(kind="refresh", sub=sub, detail="offline"))
+            event = GuardEvent(kind="refresh", sub=sub, provider=self.provider, detail="offline")
+            await emit(self._on_event, event)
         return tokens
 
     async def _refresh_locked(
@@ -447,7 +451,8 @@ class OfflineGrants:
         marked = dataclasses.replace(grant, tokens=None, resources={}, consent=reason, updated_at=now)
         with contextlib.suppress(StoreUnavailable):
             await self._write(name, marked, replace=True)
-        await emit(self._on_event, GuardEvent(kind="offline_grant_lost", sub=grant.sub, detail=reason))
+        lost = GuardEvent(kind="offline_grant_lost", sub=grant.sub, provider=self.provider, detail=reason)
+        await emit(self._on_event, lost)
         return ConsentRequired(provider=self.provider, sub=grant.sub, reason=reason)
 
     async def _save_refreshed(self, name: str, grant: OfflineGrant, *, retry_until: float) -> None:

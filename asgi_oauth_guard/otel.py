@@ -127,6 +127,9 @@ class GuardTelemetry:
         self.relogins = counter("relogins", "{response}", "Re-login responses, by reason.")
         self.sessions_ended = counter("sessions.ended", "{session}", "Sessions ended, by cause.")
         self.store_errors = counter("store.errors", "{error}", "Store operations that failed, by operation.")
+        self.offline_grants_lost = counter(
+            "offline_grants.lost", "{grant}", "Offline grants that need the user's consent again, by detail."
+        )
         self.token_request_duration = seconds(
             "token_request.duration", "Duration of the calls to the provider's token endpoint."
         )
@@ -172,6 +175,8 @@ class GuardTelemetry:
             self.sessions_ended.add(1, {**attributes, END_CAUSE: _code(event.detail)})
         elif kind == "store_error":
             self.store_errors.add(1, {**attributes, STORE_OPERATION: _code(event.detail)})
+        elif kind == "offline_grant_lost":
+            self.offline_grants_lost.add(1, {**attributes, DETAIL: _code(event.detail)})
         span = _current.get()
         if span is not None and span.is_recording():
             marks = {key: value for key, value in attributes.items() if key != PROVIDER}

@@ -388,3 +388,28 @@ def test_the_benchmark_finds_the_same_hot_path_with_and_without_telemetry() -> N
     assert len(rows) == 3, done.stdout
     calls = {row[3].strip() for row in rows}
     assert len(calls) == 1 and int(calls.pop()) > 10, done.stdout
+
+
+async def test_a_lost_offline_grant_is_counted_once_by_detail(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    clock: FakeClock,
+    telemetry: Telemetry,
+) -> None:
+    from asgi_oauth_guard import ConsentRequired, OfflineAccess
+
+    guard = guard_factory(
+        telemetry=telemetry.guard,
+        offline=OfflineAccess(),
+        server_keys=["otel-server-key-0123456789abcdef0123"],
+    )
+    await login(browser_factory(guard), provider)
+    provider.revoke_grants("alice")
+    clock.advance(3600)
+    async with guard.tokens() as tm:
+        for _ in range(2):
+            with pytest.raises(ConsentRequired):
+                await tm.for_user("alice")
+    lost = telemetry.sum("asgi_oauth_guard.offline_grants.lost", asgi_oauth_guard__detail="revoked")
+    assert lost == 1

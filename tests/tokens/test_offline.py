@@ -129,7 +129,7 @@ async def test_a_grant_revoked_at_the_provider_asks_for_consent_once_and_sign_in
             assert caught.value.reason == "revoked" and caught.value.sub == "alice"
         assert await tm.consent_needed("alice")
     lost = [e for e in events if e.kind == "offline_grant_lost"]
-    assert lost == [GuardEvent(kind="offline_grant_lost", sub="alice", detail="revoked")]
+    assert lost == [GuardEvent(kind="offline_grant_lost", sub="alice", provider="default", detail="revoked")]
     assert provider.count(endpoint="token", grant_type="refresh_token") == 1  # never tried again
     # The browser's session drew on that grant: the user must sign in, and that sign-in asks for consent.
     answer = await browser.get("/api/me")
