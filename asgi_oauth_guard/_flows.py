@@ -191,6 +191,7 @@ class Flows:
             code_challenge=challenge,
             nonce=nonce,
             extra=await self._login_params(scope),
+            resources=self._offline.settings.resources if self._offline is not None else (),
         )
         response = RedirectResponse(url, status_code=303, headers=NO_STORE)
         self._cookies.set_binding(response, scope, binding_cookie)

@@ -46,7 +46,8 @@ from ._errors import (
 from ._events import EventHook, GuardEvent, emit
 from ._protocol import TokenSet, refresh_due
 from ._reasons import Reason
-from ._refresh import SAVE_WITHIN, revoke
+from ._refresh import SAVE_WITHIN, TARGET_ERRORS, revoke
+from ._resources import check_resource
 from ._server_keys import ServerKeys
 from ._session import Session
 from ._single_flight import SingleFlight
@@ -87,6 +88,10 @@ class OfflineAccess:
             revoking it at the provider (RFC 7009). ``False``: jobs keep working after the user signs out.
         max_idle: Seconds an offline grant is kept without a refresh (the store's TTL of its record); a
             provider's refresh token lifetime (``refresh_expires_in``) shortens it.
+        resources: The APIs (RFC 8707 resource indicators) jobs ask tokens for with
+            ``for_user(..., resource=...)``: each is asked for at sign-in (a ``resource`` parameter), and
+            no other is ever refreshed for. Some providers (oidc-provider) spend the refresh token before
+            they check the resource, so a refresh for an API the grant does not cover costs the grant.
     """
 
     scopes: tuple[str, ...] = ("offline_access",)
@@ -94,6 +99,7 @@ class OfflineAccess:
     consent_params: Mapping[str, str] = dataclasses.field(default_factory=lambda: {"prompt": "consent"})
     end_with_sessions: bool = False
     max_idle: float = DEFAULT_MAX_IDLE
+    resources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.scopes, str) or any(not isinstance(s, str) or not s for s in self.scopes):
@@ -106,6 +112,10 @@ class OfflineAccess:
                 raise ConfigurationError(f"OfflineAccess({name}=...) must map strings to strings")
         if not self.max_idle > 0:
             raise ConfigurationError("OfflineAccess(max_idle=...) must be positive")
+        if isinstance(self.resources, str):
+            raise ConfigurationError("OfflineAccess(resources=...) must be a tuple of URIs, not one string")
+        for resource in self.resources:
+            check_resource(resource)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -362,6 +372,11 @@ class OfflineGrants:
         """A fresh access token of the user's grant (for ``resource``, RFC 8707): the one on record when
         it is fresh, else one refresh, one at a time per grant across processes. ``rejected``: an API
         refused this access token, so get another unless it was replaced already."""
+        if resource is not None and resource not in self.settings.resources:
+            raise ConfigurationError(
+                f"resource {resource!r} is not in OfflineAccess(resources=...): add it there, so that "
+                "sign-in asks for it (a refresh for an API the grant does not cover can cost the grant)"
+            )
         name = grant_name(self.provider, sub)
         grant = await self._load(name)
         self._check(grant, sub)
@@ -433,7 +448,9 @@ class OfflineGrants:
                 tokens, _ = await refresher.spend(
                     grant.tokens, sid=name, key=self._results_key, resource=resource
                 )
-            except TokenEndpointError:
+            except TokenEndpointError as exc:
+                if exc.error in TARGET_ERRORS:
+                    raise  # a resource or scopes this grant does not cover: the grant itself is fine
                 raise await self._lose(
                     name, grant, lost_reason(grant, self._clock(), self.settings.max_idle)
                 ) from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -63,8 +63,11 @@ def authorize_url(
     code_challenge: str,
     nonce: str | None,
     extra: Mapping[str, str],
+    resources: Sequence[str] = (),
 ) -> str:
-    params: dict[str, str] = dict(extra)
+    params: dict[str, str | list[str]] = dict(extra)
+    if resources:
+        params["resource"] = list(resources)  # RFC 8707: one parameter per API
     params["code_challenge"] = code_challenge
     params["code_challenge_method"] = "S256"
     if nonce is not None:

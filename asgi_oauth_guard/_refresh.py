@@ -58,6 +58,8 @@ CLIENT_REFUSAL_COOLDOWN = 30.0
 # Rotated tokens the store failed to take are tried again for this share of the lock's lease (which the
 # refresh token's claim shares): a quarter of it stays between the last try and another worker's turn.
 SAVE_WITHIN = 0.75
+# A refresh for a resource (RFC 8707) the grant does not cover: the caller's mistake alone.
+TARGET_ERRORS = frozenset({"invalid_target", "invalid_scope"})
 # A refresh token whose claimant gave up is claimed again, a few times at most.
 MAX_CLAIM_TAKEOVERS = 3
 
@@ -387,6 +389,11 @@ class Refresher:
                 tokens = await self._client.refresh(current, resource=resource)
         except TokenEndpointError as exc:
             await self._unclaim(spent)
+            if resource is not None and exc.error in TARGET_ERRORS:
+                # A resource (RFC 8707) this grant does not cover: the caller asked for the wrong thing;
+                # the grant and this client are fine.
+                self.breaker.answered()
+                raise
             raise self._refused(exc, spent) from None
         except BaseException:
             self.breaker.inconclusive()

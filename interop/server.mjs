@@ -10,7 +10,7 @@
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 // ---------------------------------------------------------------------------------------------------------
 // configuration from the environment
@@ -73,6 +73,11 @@ if (!['RS256', 'ES256', 'HS256'].includes(ID_TOKEN_ALG)) {
   throw new Error(`ID_TOKEN_ALG must be RS256, ES256 or HS256, got ${JSON.stringify(ID_TOKEN_ALG)}`);
 }
 const LOG_EVENTS = process.env.LOG_EVENTS === '1';
+// RFC 8707: the APIs (resource indicators) this provider issues JWT access tokens for, their audience being
+// the resource itself (none: every resource= is refused with invalid_target, oidc-provider's default)
+const RESOURCES = listFromEnv('RESOURCES', []);
+// RFC 6749 4.4: the main client may use the client_credentials grant
+const CLIENT_CREDENTIALS = process.env.CLIENT_CREDENTIALS === '1';
 
 // ---------------------------------------------------------------------------------------------------------
 // a clock tests can move forward (POST /admin/advance-clock?seconds=N), so "after its TTL" needs no sleep.
@@ -345,7 +350,11 @@ function clientConfig(clientId, clientSecret, idTokenAlg = 'RS256', jwks = undef
     application_type: 'native',
     redirect_uris: REDIRECT_URIS,
     post_logout_redirect_uris: POST_LOGOUT_REDIRECT_URIS,
-    grant_types: ['authorization_code', 'refresh_token'],
+    grant_types: [
+      'authorization_code',
+      'refresh_token',
+      ...(CLIENT_CREDENTIALS && clientId === CLIENT_ID ? ['client_credentials'] : []),
+    ],
     response_types: ['code'],
     // client_secret_post is accepted too: oidc-provider takes either secret method for this client
     token_endpoint_auth_method: 'client_secret_basic',
@@ -421,6 +430,20 @@ function createProvider(issuer) {
         allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
       },
       backchannelLogout: { enabled: true },
+      clientCredentials: { enabled: CLIENT_CREDENTIALS },
+      resourceIndicators: {
+        enabled: true,
+        getResourceServerInfo: async (_ctx, resourceIndicator) => {
+          if (!RESOURCES.includes(resourceIndicator)) throw new errors.InvalidTarget();
+          return {
+            scope: 'api:read',
+            audience: resourceIndicator,
+            accessTokenTTL: ACCESS_TOKEN_TTL,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
       rpInitiatedLogout: {
         enabled: true,
         // auto-submitting confirmation, so a browser signs out without a click; headless clients post the

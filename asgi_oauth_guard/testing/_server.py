@@ -280,6 +280,7 @@ class AuthorizationServer:
         def refuse(error: str, description: str) -> RedirectError:
             return RedirectError(error, description, redirect_uri=redirect_uri, state=state)
 
+        repeated = repeated - {"resource"}  # RFC 8707: one resource parameter per API asked for
         if repeated:
             raise refuse("invalid_request", f"parameters sent more than once: {', '.join(sorted(repeated))}")
         response_type = params.get("response_type")

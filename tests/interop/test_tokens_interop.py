@@ -24,11 +24,31 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import anyio
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 
-from asgi_oauth_guard import ConsentRequired, GuardEvent, OAuthGuard, OfflineAccess, store_from_url
+from asgi_oauth_guard import (
+    ConfigurationError,
+    ConsentRequired,
+    GuardEvent,
+    OAuthGuard,
+    OfflineAccess,
+    store_from_url,
+)
+from asgi_oauth_guard._resources import audience
 
 from ..conftest import SECRET_KEY, inner_app
-from .conftest import REPO, InteropProvider, running_oidc_provider, unique_user
+from .conftest import (
+    REPO,
+    InteropProvider,
+    authorize,
+    exchange_code,
+    refresh,
+    running_oidc_provider,
+    token_request,
+    unique_user,
+)
 from .guard_app import Journal, select
 
 ACCESS_TOKEN_TTL = 60  # the guard refreshes at half of it (its leeway is capped there)
@@ -39,9 +59,14 @@ PROCESSES = {"worker-1": 20, "worker-2": 20, "worker-3": 20, "worker-4": 20, "jo
 START_TIMEOUT = 60.0
 
 
+API_A = "https://api-a.example.test"
+API_B = "https://api-b.example.test"
+
+
 @pytest.fixture(scope="module")
 def jobs_provider() -> Iterator[InteropProvider]:
-    with running_oidc_provider(access_token_ttl=ACCESS_TOKEN_TTL) as running:
+    env = {"RESOURCES": f"{API_A},{API_B}", "CLIENT_CREDENTIALS": "1"}
+    with running_oidc_provider(access_token_ttl=ACCESS_TOKEN_TTL, extra_env=env) as running:
         yield running
 
 
@@ -56,6 +81,7 @@ async def store(redis_url: str) -> AsyncIterator[Any]:
 
 
 def make_guard(provider: InteropProvider, store: Any, *, offset: float = 0.0, **settings: Any) -> OAuthGuard:
+    settings.setdefault("offline", OfflineAccess())
     return OAuthGuard(
         inner_app(),
         issuer=provider.issuer,
@@ -63,7 +89,6 @@ def make_guard(provider: InteropProvider, store: Any, *, offset: float = 0.0, **
         client_secret=provider.client_secret,
         secret_key=SECRET_KEY,
         server_keys=SERVER_KEYS,
-        offline=OfflineAccess(),
         store=store,
         public_url=PUBLIC_URL,
         require_login=["/api/"],
@@ -217,3 +242,105 @@ async def run(
             token = await tm.for_user(sub)
         assert token.access_token
         assert len(await journal.grants(sub)) == 1
+
+
+async def api_accepts(provider: InteropProvider, token: str, *, api: str) -> bool:
+    """What an API's audience check does with a JWT access token: the provider's signature, then ``aud``
+    is this API, then not expired."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        jwks_uri = (await client.get(provider.url("/.well-known/openid-configuration"))).json()["jwks_uri"]
+        keys = KeySet.import_key_set((await client.get(jwks_uri)).json())
+    try:
+        claims = jwt.decode(token, keys).claims
+    except (JoseError, ValueError):
+        return False
+    aud = claims.get("aud")
+    return (aud == api or (isinstance(aud, list) and api in aud)) and claims.get("exp", 0) > time.time()
+
+
+@pytest.mark.anyio
+async def test_a_token_for_api_a_is_refused_by_api_b_and_client_credentials_are_shared_per_api(
+    jobs_provider: InteropProvider, store: Any
+) -> None:
+    provider = jobs_provider
+    sub = unique_user("api")
+    # RFC 8707 at oidc-provider: the resources are granted at sign-in, then asked for at each refresh.
+    web = make_guard(
+        provider,
+        store,
+        scopes=["openid", "profile", "api:read"],
+        authorize_params={"login_hint": sub},
+        offline=OfflineAccess(resources=(API_A, API_B)),
+    )
+    journal = Journal(provider)
+    try:
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(web), base_url=PUBLIC_URL) as browser,
+            httpx.AsyncClient(timeout=10) as idp,
+        ):
+            asked = await sign_in(web, browser, idp)
+            assert asked["resource"] == API_A  # and API_B: one parameter each
+        async with web.tokens() as tm:
+            for_a = await tm.for_user(sub, resource=API_A)
+            assert (await tm.for_user(sub, resource=API_A)).access_token == for_a.access_token  # cached
+            for_b = await tm.for_user(sub, resource=API_B)
+            default = await tm.for_user(sub)
+            renewed = await tm.for_user(sub, rejected=default.access_token)  # three rotations later: alive
+            assert renewed.access_token != default.access_token
+            with pytest.raises(ConfigurationError, match="OfflineAccess"):
+                await tm.for_user(sub, resource="https://api-c.example.test")  # never sent to the provider
+
+            mark = await journal.mark()
+            service: list[str] = []
+
+            async def service_call() -> None:
+                token = await tm.client_credentials(scopes=["api:read"], resource=API_B)
+                service.append(token.access_token)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(50):
+                    tg.start_soon(service_call)
+            service_a = await tm.client_credentials(scopes=["api:read"], resource=API_A)
+        assert audience(default.access_token) is None  # the default token is opaque (for userinfo)
+        assert await api_accepts(provider, for_a.access_token, api=API_A)
+        assert not await api_accepts(provider, for_a.access_token, api=API_B)
+        assert await api_accepts(provider, for_b.access_token, api=API_B)
+        assert not await api_accepts(provider, for_b.access_token, api=API_A)
+        assert len(set(service)) == 1
+        assert await api_accepts(provider, service[0], api=API_B)
+        assert not await api_accepts(provider, service[0], api=API_A)
+        assert await api_accepts(provider, service_a.access_token, api=API_A)
+        happened = await journal.since(mark)
+        assert len(select(happened, "grant.success", grant_type="client_credentials")) == 2
+        grants = await journal.grants(sub)
+        assert len(grants) == 1 and grants[0]["refresh_tokens"] == 1
+    finally:
+        await web.aclose()
+
+
+@pytest.mark.anyio
+async def test_fact_oidc_provider_spends_the_refresh_token_before_it_checks_the_resource(
+    jobs_provider: InteropProvider,
+) -> None:
+    """Why OfflineAccess(resources=...) must list every API: a refresh for a resource the grant does not
+    cover is refused (invalid_target) after the provider consumed the refresh token, so the next refresh
+    with it is a reuse, and the grant is revoked."""
+    provider = jobs_provider
+    async with httpx.AsyncClient(timeout=10) as client:
+        authorization = await authorize(
+            client,
+            provider,
+            redirect_uri="http://127.0.0.1/callback",
+            scope="openid offline_access api:read",
+            login_hint=unique_user("fact"),
+            resource=API_A,
+        )
+        tokens = (await exchange_code(client, provider, authorization)).json()
+        refused = await token_request(
+            client,
+            provider,
+            {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "resource": API_B},
+        )
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_target"
+        again = await refresh(client, provider, tokens["refresh_token"])
+        assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
