@@ -232,7 +232,9 @@ async def test_a_resource_gets_its_own_token_and_the_grant_rotates_once_per_refr
     guard = offline_guard(guard_factory, offline=OfflineAccess(resources=(api_a, api_b)))
     browser = await signed_in(guard, browser_factory, provider)
     authorize = next(c for c in provider.calls if c.endpoint == "authorize")
-    assert authorize.params["resource"] == api_a  # one resource parameter per API (the record keeps the first)
+    assert (
+        authorize.params["resource"] == api_a
+    )  # one resource parameter per API (the record keeps the first)
     async with guard.tokens() as tm:
         with pytest.raises(ConfigurationError, match="OfflineAccess\\(resources="):
             await tm.for_user("alice", resource="https://api-c.example.test")  # never asked for
