@@ -49,6 +49,8 @@ from asgi_oauth_guard import (
 )
 from asgi_oauth_guard.testing import OAuthTestProvider
 
+from ._demo import Demo, DemoClock, Journal
+
 if TYPE_CHECKING:
     from ._metrics import Prometheus
 
@@ -157,6 +159,7 @@ class Setup:
     store: Store
     clock: Callable[[], float]
     prometheus: Prometheus | None = None  # with GUARD_METRICS=1
+    demo: Demo | None = None  # with the embedded provider: the event timeline and the experiments
 
     def guard_options(self) -> dict[str, Any]:
         """The keyword settings of :class:`~asgi_oauth_guard.OAuthGuard` for this app."""
@@ -174,9 +177,11 @@ class Setup:
         }
         if self.prometheus is not None:
             options["telemetry"] = self.prometheus.telemetry
+        if self.demo is not None:
+            options["on_event"] = self.demo.journal.record
         if self.idp is not None:
             options["issuer"] = self.idp.issuer
-            options["refresh_leeway"] = min(60.0, s.demo_token_lifetime / 3)
+            options["refresh_leeway"] = demo_leeway(s)
         elif s.provider is not None:
             options["provider"] = s.provider
         else:
@@ -191,6 +196,12 @@ class Setup:
         routes: list[BaseRoute] = [Mount("/idp", app=self.idp)] if self.idp is not None else []
         if self.prometheus is not None:
             routes.append(Route("/metrics", self.prometheus.endpoint))
+        if self.demo is not None:
+            self.demo.guard = guard
+            routes += [
+                Route("/demo/events", self.demo.events),
+                Route("/demo/try/{name}", self.demo.run, methods=["POST"]),
+            ]
         return _Served(Router(routes=routes, default=guard, redirect_slashes=False), guard, self)
 
     async def aclose(self) -> None:
@@ -266,6 +277,8 @@ def setup(
     Tests pass their own ``idp`` (the embedded provider) and ``clock``.
     """
     settings = settings if settings is not None else Settings.from_env()
+    if settings.embedded and clock is time.time:
+        clock = DemoClock()  # the experiments move it forward: "the token expired" is a click
     if settings.embedded and idp is None:
         idp = OAuthTestProvider(
             issuer=settings.embedded_issuer,
@@ -279,6 +292,9 @@ def setup(
     elif not settings.embedded:
         idp = None
     http = httpx.AsyncClient(transport=idp.transport()) if idp is not None else httpx.AsyncClient(timeout=10)
+    demo = None
+    if idp is not None:
+        demo = Demo(idp=idp, journal=Journal(clock), clock=clock, leeway=demo_leeway(settings))
     prometheus = None
     if settings.metrics:
         from ._metrics import Prometheus  # the OpenTelemetry SDK, only when asked for
@@ -291,4 +307,10 @@ def setup(
         store=store_from_url(settings.store_url),
         clock=clock,
         prometheus=prometheus,
+        demo=demo,
     )
+
+
+def demo_leeway(settings: Settings) -> float:
+    """The refresh leeway with the embedded provider's short-lived tokens: a third of their lifetime."""
+    return min(60.0, settings.demo_token_lifetime / 3)

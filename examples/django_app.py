@@ -130,7 +130,7 @@ def create_app(
     django_app = get_asgi_application()
 
     async def this_example(scope: Scope, receive: Receive, send: Send) -> None:
-        token = _example.set((env, clock))
+        token = _example.set((env, env.clock))
         try:
             await django_app(scope, receive, send)
         finally:

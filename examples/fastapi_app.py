@@ -33,7 +33,7 @@ def create_app(
     @api.get("/", response_class=HTMLResponse)
     async def home(request: Request, user: guard.OptionalUser) -> str:
         return home_page(
-            "FastAPI", user, get_state(request).reason, now=clock(), demo=demo, root=_root(request)
+            "FastAPI", user, get_state(request).reason, now=env.clock(), demo=demo, root=_root(request)
         )
 
     @api.get("/public", response_class=HTMLResponse)
@@ -44,7 +44,7 @@ def create_app(
 
     @router.get("/me")
     async def me(user: guard.CurrentUser) -> dict[str, Any]:
-        return me_json(user, now=clock(), show_token=demo)
+        return me_json(user, now=env.clock(), show_token=demo)
 
     api.include_router(router)
 

@@ -40,7 +40,7 @@ def create_app(
         state = current_state()
         assert state is not None
         return home_page(
-            "Flask", state.identity, state.reason, now=clock(), demo=demo, root=request.script_root
+            "Flask", state.identity, state.reason, now=env.clock(), demo=demo, root=request.script_root
         )
 
     @flask_app.get("/api/me")
@@ -48,7 +48,7 @@ def create_app(
     def me() -> dict[str, Any]:
         user = current_user()
         assert user is not None
-        return me_json(user, now=clock(), show_token=demo)
+        return me_json(user, now=env.clock(), show_token=demo)
 
     @flask_app.get("/public")
     def public() -> str:

@@ -34,7 +34,7 @@ def create_app(
             "Starlette",
             state.identity,
             state.reason,
-            now=clock(),
+            now=env.clock(),
             demo=env.idp is not None,
             root=_root(request),
         )
@@ -44,7 +44,7 @@ def create_app(
     async def me(request: Request) -> JSONResponse:
         identity = get_identity(request)
         assert identity is not None
-        return JSONResponse(me_json(identity, now=clock(), show_token=env.idp is not None))
+        return JSONResponse(me_json(identity, now=env.clock(), show_token=env.idp is not None))
 
     async def public(request: Request) -> HTMLResponse:
         return HTMLResponse(public_page("Starlette", root=_root(request)))

@@ -24,6 +24,7 @@ import uvicorn
 
 from asgi_oauth_guard.testing import OAuthTestProvider
 from examples import starlette_app
+from examples._demo import DemoClock
 from examples._settings import Settings
 
 if TYPE_CHECKING:
@@ -85,14 +86,16 @@ def serve_demo(public_host: str = "127.0.0.1", example: ModuleType = starlette_a
     sock.bind(("127.0.0.1", 0))
     base = f"http://{public_host}:{sock.getsockname()[1]}"
     settings = Settings.from_env({"PUBLIC_URL": base})  # as scripts/demo runs it: a sign-in page, 30 s tokens
+    clock = DemoClock()  # as the demo's: the experiments move it forward, for the guard and the provider
     provider = OAuthTestProvider(
         issuer=settings.embedded_issuer,
         client_id=settings.client_id,
         client_secret=settings.client_secret,
         access_token_ttl=settings.demo_token_lifetime,
         auto_approve=False,
+        clock=clock,
     )
-    with serve_in_thread(example.create_app(settings, idp=provider), sock):
+    with serve_in_thread(example.create_app(settings, idp=provider, clock=clock), sock):
         yield Demo(base, provider)
 
 
@@ -270,3 +273,101 @@ def test_a_sign_in_started_on_127_0_0_1_with_localhost_as_public_url_succeeds_fi
         page.wait_for_url(f"{demo.base}/")
         expect(page.locator("#user")).to_have_text("Alice")
         assert demo.exchanges() == 1
+
+
+def provider_counts(provider: OAuthTestProvider) -> dict[str, int]:
+    """The provider's own records, counted here (not by the demo's code)."""
+    calls = provider.calls
+    return {
+        "exchanges": sum(c.endpoint == "token" and c.grant_type == "authorization_code" for c in calls),
+        "refreshes": sum(
+            c.endpoint == "token" and c.grant_type == "refresh_token" and c.status > 0 for c in calls
+        ),
+        "invalid_grant": sum(c.endpoint == "token" and c.error == "invalid_grant" for c in calls),
+        "revocations": sum(c.endpoint == "revoke" for c in calls),
+    }
+
+
+PROVIDER_LABELS = {
+    "exchanges": "code exchanges",
+    "refreshes": "refresh requests",
+    "invalid_grant": "invalid_grant answers",
+    "revocations": "revocations",
+}
+# What each experiment must make the guard do, beside what the provider records.
+EXPECTED = {
+    "duplicate-callbacks": {"exchanges": 1, "duplicates": 4},
+    "stampede": {"refreshes": 1, "shared": 49},
+    "revoke": {"refresh_failures": 1, "relogins": 1},
+    "sign-out-elsewhere": {"sign_outs": 1},
+    "provider-down": {"refresh_failures": 2},
+}
+GUARD_LABELS = {
+    "exchanges": "code exchanges",
+    "duplicates": "duplicates absorbed",
+    "refreshes": "refreshes",
+    "shared": "shared refreshes",
+    "refresh_failures": "refused refreshes",
+    "relogins": "re-logins",
+    "sign_outs": "sign-outs",
+}
+
+
+def try_experiment(page: Page, demo: Demo, name: str) -> None:
+    """Click the experiment's button; the result panel's counts are the provider's own records of it."""
+    before = provider_counts(demo.provider)
+    page.click(f"#try-{name}")
+    expect(page.locator("#result")).to_have_attribute("data-experiment", name, timeout=30_000)
+    after = provider_counts(demo.provider)
+    for key, label in PROVIDER_LABELS.items():
+        expect(page.locator(f"#result-provider-{key}")).to_have_text(
+            f"provider {label}: {after[key] - before[key]}"
+        )
+    for key, value in EXPECTED[name].items():
+        expect(page.locator(f"#result-guard-{key}")).to_have_text(f"{GUARD_LABELS[key]}: {value}")
+    # The running totals (polled each second) are the provider's too, and the guard's agree with them.
+    for key in PROVIDER_LABELS:
+        expect(page.locator(f"#provider-{key}")).to_have_text(str(after[key]))
+    expect(page.locator("#guard-exchanges")).to_have_text(str(after["exchanges"]))
+    expect(page.locator("#guard-sign_outs")).to_have_text(str(after["revocations"]))
+
+
+def save_timeline(page: Page, name: str) -> None:
+    if os.environ.get("DEMO_SCREENSHOTS") == "1":
+        svg = page.locator("#result-timeline svg").evaluate("svg => svg.outerHTML")
+        (ROOT / "docs" / "img" / name).write_text(svg + "\n")
+
+
+def test_each_demo_experiment_shows_the_providers_own_counts(page: Page, demo: Demo) -> None:
+    sign_in(page, demo)
+    expect(page.locator("#guard-exchanges")).to_have_text("1")
+    expect(page.locator("#timeline li[data-kind=login]")).to_have_count(1)
+
+    try_experiment(page, demo, "duplicate-callbacks")
+    expect(page.locator("#result-did")).to_contain_text("Grant alive: yes")
+    screenshot(page, "demo-experiment-duplicates.png")
+    save_timeline(page, "timeline-duplicate-callbacks.svg")
+    expect(page.locator("#timeline li[data-kind=duplicate_absorbed]")).to_have_count(4)
+
+    try_experiment(page, demo, "stampede")
+    expect(page.locator("#result-did")).to_contain_text("50 of 50 answered 200")
+    screenshot(page, "demo-experiment-stampede.png")
+    save_timeline(page, "timeline-stampede.svg")
+
+    try_experiment(page, demo, "revoke")
+    page.goto(f"{demo.base}/")  # what the page's next poll does: it reloads, asked to sign in again
+    expect(page.locator("#reason")).to_have_attribute("data-reason", "refresh_rejected")
+
+    sign_in(page, demo)
+    try_experiment(page, demo, "sign-out-elsewhere")
+    page.goto(f"{demo.base}/")
+    expect(page.locator("#status")).to_have_text("You are not signed in.")
+
+    sign_in(page, demo)
+    page.eval_on_selector("#try-provider-down", "button => { button.dataset.seconds = '1'; }")
+    try_experiment(page, demo, "provider-down")
+    expect(page.locator("#result-did")).to_contain_text("kept the session")
+    expect(page.locator("#provider-state")).to_have_text("up", timeout=30_000)  # back after 1 s
+    page.goto(f"{demo.base}/")  # the expired token is refreshed now: the session lived through it
+    expect(page.locator("#user")).to_have_text("Alice")
+    assert provider_counts(demo.provider)["exchanges"] == demo.exchanges() == 4
