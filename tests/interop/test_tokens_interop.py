@@ -27,6 +27,7 @@ import pytest
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from redis.asyncio import Redis
 
 from asgi_oauth_guard import (
     ConfigurationError,
@@ -113,6 +114,26 @@ async def sign_in(guard: OAuthGuard, browser: httpx.AsyncClient, idp: httpx.Asyn
     callback = await browser.get(url)
     assert callback.status_code == 303, callback.text
     return asked
+
+
+async def redis_dump(url: str) -> bytes:
+    """Every value under this test's key prefix, as bytes."""
+    redis = Redis.from_url(url)
+    try:
+        chunks: list[bytes] = []
+        async for key in redis.scan_iter(match=f"{PREFIX}*"):
+            kind = (await redis.type(key)).decode()
+            if kind == "string":
+                chunks.append(await redis.get(key) or b"")
+            elif kind == "zset":
+                chunks.extend(await redis.zrange(key, 0, -1))
+            elif kind == "hash":
+                chunks.extend(v for pair in (await redis.hgetall(key)).items() for v in pair)
+            elif kind == "set":
+                chunks.extend(await redis.smembers(key))
+        return b"\n".join(chunks)
+    finally:
+        await redis.aclose()
 
 
 def spawn(name: str, calls: int, cfg: dict[str, Any], tmp: Path) -> subprocess.Popen[bytes]:
@@ -226,6 +247,9 @@ async def run(
         assert len(set(tokens) | {p.json()["access_token"] for p in pages}) == 1
         grants = await journal.grants(sub)
         assert len(grants) == 1 and grants[0]["refresh_tokens"] == 1  # alive, one current refresh token
+        # A dump of the store (every key the guard wrote) holds none of these tokens in the clear.
+        dump = await redis_dump(redis_url)
+        assert dump and not any(token.encode() in dump for token in set(tokens))
 
         # The grant is revoked at the provider (a password change): the next job learns it, once.
         await provider.arevoke_grants(sub)

@@ -250,3 +250,25 @@ async def test_a_resource_gets_its_own_token_and_the_grant_rotates_once_per_refr
     clock.advance(3600)
     me = await browser.get("/api/me")
     assert me.status_code == 200 and provider.grant_alive(me.json()["access_token"])
+
+
+async def test_the_user_auth_gets_another_token_once_when_the_api_refuses_it(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
+) -> None:
+    guard = offline_guard(guard_factory)
+    browser = await signed_in(guard, browser_factory, provider)
+    seen: list[str] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return httpx.Response(401 if len(seen) == 1 else 200)
+
+    async with guard.tokens() as tm, httpx.AsyncClient(transport=httpx.MockTransport(api)) as http:
+        answer = await http.get("https://api.example.test/", auth=tm.user_auth("alice"))
+    assert answer.status_code == 200
+    assert len(seen) == 2 and seen[0] != seen[1]
+    assert provider.count(endpoint="token", grant_type="refresh_token") == 1
+    # The grant rotated under the session's feet: the session still works, with no refresh of its own.
+    assert (await browser.get("/api/me")).status_code == 200
+    assert provider.grant_alive(seen[1].removeprefix("Bearer "))
+    assert provider.count(endpoint="token", grant_type="refresh_token") == 1
