@@ -12,10 +12,12 @@ import pytest
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 from examples._timeline import Mark, Span, timeline_svg
 
-from .conftest import APP
+from .conftest import APP, EXAMPLES
 from .test_examples import sign_in
 
 ON_STARLETTE = pytest.mark.parametrize(("example", "anyio_backend"), [("starlette", "asyncio")])
+# The experiments are routes in front of the guard, the same for every framework: run them on each.
+ON_EACH = pytest.mark.parametrize(("example", "anyio_backend"), [(name, "asyncio") for name in EXAMPLES])
 
 
 async def run(client: httpx.AsyncClient, name: str, **options: Any) -> dict[str, Any]:
@@ -29,7 +31,7 @@ async def run(client: httpx.AsyncClient, name: str, **options: Any) -> dict[str,
 
 
 @pytest.mark.anyio
-@ON_STARLETTE
+@ON_EACH
 async def test_each_experiment_counts_what_the_provider_recorded(
     client: httpx.AsyncClient, provider: OAuthTestProvider, clock: FakeClock
 ) -> None:

@@ -75,6 +75,10 @@ async def test_without_guard_metrics_there_is_no_metrics_route(provider: OAuthTe
         assert (await client.get("/metrics")).status_code == 404
 
 
+def telemetry_instance() -> GuardTelemetry:
+    return GuardTelemetry(meter_provider=MeterProvider())
+
+
 def exported() -> tuple[set[str], set[str]]:
     """Every series name and label name the Prometheus exporter writes for the guard's instruments, each
     instrument used once."""
@@ -89,6 +93,7 @@ def exported() -> tuple[set[str], set[str]]:
     telemetry.on_event(GuardEvent(kind="relogin", reason=Reason.refresh_rejected))
     telemetry.on_event(GuardEvent(kind="session_ended", detail="max_age"))
     telemetry.on_event(GuardEvent(kind="store_error", detail="read"))
+    telemetry.on_event(GuardEvent(kind="offline_grant_lost", detail="revoked"))
     with telemetry.span("refresh", {}):
         with telemetry.span("refresh_lock", {}):
             pass
@@ -114,9 +119,13 @@ def test_the_grafana_dashboard_asks_only_for_metrics_and_labels_the_exporter_wri
     assert len(names_used) >= 10 and len(labels_used) >= 7
     assert names_used <= names, names_used - names
     assert labels_used <= labels, labels_used - labels
-    # Every instrument of GuardTelemetry is on the dashboard.
+    # Every instrument of GuardTelemetry is used above, and is on the dashboard.
+    instruments = [
+        v for v in vars(telemetry_instance()).values() if hasattr(v, "add") or hasattr(v, "record")
+    ]
     families = {
         re.sub(r"_(total|bucket|count|sum)$", "", n) for n in names if n.startswith("asgi_oauth_guard_")
     }
+    assert len(families) == len(instruments), (sorted(families), len(instruments))
     shown = {re.sub(r"_(total|bucket|count|sum)$", "", n) for n in names_used}
     assert families <= shown, families - shown

@@ -5,6 +5,7 @@ Each test builds its own meter and tracer providers (nothing global), so tests s
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -413,3 +414,17 @@ async def test_a_lost_offline_grant_is_counted_once_by_detail(
                 await tm.for_user("alice")
     lost = telemetry.sum("asgi_oauth_guard.offline_grants.lost", asgi_oauth_guard__detail="revoked")
     assert lost == 1
+
+
+def test_the_attribute_table_lists_every_reason_and_event_kind() -> None:
+    """docs/observability.md names every value asgi_oauth_guard.reason can take, and every event kind."""
+    from typing import get_args
+
+    from asgi_oauth_guard import Reason
+    from asgi_oauth_guard._events import EventKind
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
+    (row,) = [line for line in text.splitlines() if line.startswith("| `asgi_oauth_guard.reason` |")]
+    assert {r.value for r in Reason} <= set(re.findall(r"`(\w+)`", row))
+    (events,) = [p for p in text.split("\n\n") if "`on_event` gets the same events" in p]
+    assert set(get_args(EventKind)) <= set(re.findall(r"`(\w+)`", events)), events
