@@ -185,6 +185,8 @@ class GuardTelemetry:
             if event.detail is not None:
                 marks[DETAIL] = _code(event.detail)
             span.add_event(f"{SCOPE}.{kind}", marks)
+            if PROVIDER in attributes:  # a callback learns its provider from its sign-in record
+                span.set_attribute(PROVIDER, attributes[PROVIDER])
             if kind in _OUTCOMES:
                 span.set_attribute(OUTCOME, kind)
                 if event.reason is not None:
