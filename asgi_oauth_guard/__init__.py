@@ -5,7 +5,6 @@ server-side, and a clear re-login response when the provider says no.
 """
 
 from ._auth import GuardAuth
-from ._client import Provider
 from ._context import SCOPE_KEY, GuardState, Identity, current_identity, current_state
 from ._errors import (
     ConfigurationError,
@@ -32,6 +31,7 @@ from ._store import MemoryStore, Store
 from ._telemetry import Telemetry
 from ._token_manager import AccessToken, TokenAuth, TokenManager
 from ._user import GuardUser
+from .providers import Provider
 
 __version__ = "0.1.0"
 

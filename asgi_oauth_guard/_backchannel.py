@@ -20,12 +20,14 @@ from urllib.parse import parse_qsl
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope
 
-from ._client import OAuthClient
+from . import _id_token
 from ._ending import SessionEnder
 from ._errors import IDTokenError, ProviderUnavailable, StoreUnavailable
 from ._http import headers_map
 from ._relogin import NO_STORE
 from ._store import Store
+from .providers._client import ProviderClient
+from .providers._registry import Providers
 
 __all__ = ["BackchannelLogout", "InvalidLogoutToken", "LogoutRequest", "check_logout_token"]
 
@@ -113,8 +115,8 @@ def _number(value: Any) -> float | None:
 class BackchannelLogout:
     """The route: ``POST`` with a form ``logout_token=...``."""
 
-    def __init__(self, *, client: OAuthClient, store: Store, ender: SessionEnder, clock: Any) -> None:
-        self._client = client
+    def __init__(self, *, providers: Providers, store: Store, ender: SessionEnder, clock: Any) -> None:
+        self._providers = providers
         self._store = store
         self._ender = ender
         self._clock = clock
@@ -143,10 +145,11 @@ class BackchannelLogout:
         if len(tokens) != 1 or not tokens[0]:
             return _invalid("the form must carry exactly one logout_token")
         try:
-            provider = await self._client.provider()
-            header, claims = await self._client.verify_signed_jwt(tokens[0])
+            client = await self._addressee(tokens[0])
+            provider = await client.endpoints()
+            header, claims = await client.verify_signed_jwt(tokens[0])
             request = check_logout_token(
-                header, claims, issuer=provider.issuer, client_id=self._client.client_id, now=self._clock()
+                header, claims, issuer=provider.issuer, client_id=client.client_id, now=self._clock()
             )
         except IDTokenError:
             logger.warning("back-channel logout refused: the logout token's signature does not verify")
@@ -166,11 +169,11 @@ class BackchannelLogout:
             try:
                 if request.sid is not None:
                     ended = await self._ender.end_op_session(
-                        request.sid, sub=request.sub, cause="backchannel"
+                        request.sid, sub=request.sub, provider=client, cause="backchannel"
                     )
                 else:
                     assert request.sub is not None
-                    ended = await self._ender.end_user(request.sub, cause="backchannel")
+                    ended = await self._ender.end_user(request.sub, provider=client, cause="backchannel")
             except StoreUnavailable:
                 # Let the provider's retry through: the sessions may not all have ended.
                 await self._store.delete(jti_key)
@@ -180,6 +183,19 @@ class BackchannelLogout:
             return _unavailable()
         logger.info("back-channel logout: %d session(s) ended", ended)
         return Response(status_code=200, headers=NO_STORE)
+
+    async def _addressee(self, token: str) -> ProviderClient:
+        """The provider (and registration) the token names by its ``iss`` and ``aud``, read before the
+        signature is checked only to pick whose keys check it; with one provider, that one."""
+        if len(self._providers) == 1:
+            return self._providers.default
+        claims = _id_token.unverified_claims(token)
+        iss, aud = claims.get("iss"), claims.get("aud")
+        audiences = aud if isinstance(aud, list) else [aud]
+        for client in self._providers:
+            if client.client_id in audiences and (await client.endpoints()).issuer == iss:
+                return client
+        raise InvalidLogoutToken("its iss and aud name none of this app's providers")
 
 
 def _invalid(description: str) -> Response:

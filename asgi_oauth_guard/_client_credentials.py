@@ -28,8 +28,8 @@ from ._single_flight import SingleFlight
 from ._store import Store
 
 if TYPE_CHECKING:
-    from ._client import OAuthClient
     from ._refresh import Refresher
+    from .providers._client import ProviderClient
 
 __all__ = ["ClientCredentials"]
 
@@ -47,7 +47,7 @@ class ClientCredentials:
         *,
         store: Store,
         keys: ServerKeys,
-        client: OAuthClient,
+        client: ProviderClient,
         refresher: Refresher,
         provider: str,
         clock: Callable[[], float],

@@ -23,7 +23,8 @@ SCOPE_KEY = "asgi_oauth_guard"
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Identity:
-    """The signed-in user of this request: ID-token claims and a fresh access token."""
+    """The signed-in user of this request: ID-token claims and a fresh access token, and the name of the
+    provider they signed in with."""
 
     claims: Mapping[str, Any]
     access_token: str
@@ -31,13 +32,17 @@ class Identity:
     expires_at: float | None
     scope: str | None
     refreshes: int
+    provider: str = "default"
 
     @property
     def sub(self) -> str:
         return str(self.claims.get("sub", ""))
 
     def __repr__(self) -> str:
-        return f"Identity(sub={self.sub!r}, expires_at={self.expires_at!r}, access_token=<hidden>)"
+        return (
+            f"Identity(sub={self.sub!r}, provider={self.provider!r}, expires_at={self.expires_at!r}, "
+            "access_token=<hidden>)"
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

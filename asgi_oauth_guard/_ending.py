@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from ._client import OAuthClient
 from ._events import EventHook, GuardEvent, emit
 from ._index import SessionIndex, SessionInfo
 from ._sessions import Sessions
+from .providers._client import ProviderClient
 
 __all__ = ["Cause", "SessionEnder"]
 
@@ -19,24 +19,26 @@ Cause = Literal["backchannel", "app", "user_limit"]
 
 
 class SessionEnder:
-    def __init__(
-        self, *, sessions: Sessions, index: SessionIndex, client: OAuthClient, on_event: EventHook | None
-    ) -> None:
+    """Each call names the provider: a ``sub`` or ``sid`` means something only at its issuer."""
+
+    def __init__(self, *, sessions: Sessions, index: SessionIndex, on_event: EventHook | None) -> None:
         self._sessions = sessions
         self._index = index
-        self._client = client
         self._on_event = on_event
 
-    async def issuer(self) -> str:
-        return (await self._client.provider()).issuer
+    @staticmethod
+    async def issuer(provider: ProviderClient) -> str:
+        return (await provider.endpoints()).issuer
 
-    async def end_user(self, sub: str, *, cause: Cause) -> int:
-        sids = await self._index.sessions_of_sub(sub, issuer=await self.issuer())
+    async def end_user(self, sub: str, *, provider: ProviderClient, cause: Cause) -> int:
+        sids = await self._index.sessions_of_sub(sub, issuer=await self.issuer(provider))
         return await self.end(sids, cause=cause, sub=sub)
 
-    async def end_op_session(self, oidc_sid: str, *, sub: str | None, cause: Cause) -> int:
+    async def end_op_session(
+        self, oidc_sid: str, *, sub: str | None, provider: ProviderClient, cause: Cause
+    ) -> int:
         """The sessions of the provider's session ``oidc_sid`` (and of ``sub`` when given: both match)."""
-        issuer = await self.issuer()
+        issuer = await self.issuer(provider)
         sids = await self._index.sessions_of_op_session(oidc_sid, issuer=issuer)
         if sub is not None and sids:
             of_user = set(await self._index.sessions_of_sub(sub, issuer=issuer))
@@ -54,16 +56,16 @@ class SessionEnder:
                 await emit(self._on_event, GuardEvent(kind="session_ended", sub=sub, detail=cause))
         return ended
 
-    async def after_sign_in(self, sub: str | None) -> None:
+    async def after_sign_in(self, sub: str | None, *, issuer: str) -> None:
         """Keep the user within the cap: their oldest sessions beyond it end."""
         if sub is None:
             return
-        oldest = await self._index.beyond_cap(sub, issuer=await self.issuer())
+        oldest = await self._index.beyond_cap(sub, issuer=issuer)
         if oldest:
             await self.end(oldest, cause="user_limit", sub=sub)
 
-    async def sessions_of(self, sub: str) -> list[SessionInfo]:
-        issuer = await self.issuer()
+    async def sessions_of(self, sub: str, *, provider: ProviderClient) -> list[SessionInfo]:
+        issuer = await self.issuer(provider)
         infos = []
         for sid in await self._index.sessions_of_sub(sub, issuer=issuer):
             info = await self._index.info(sid)

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import anyio
@@ -16,14 +16,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope
 
-from ._client import OAuthClient, UserinfoTransport
 from ._crypto import Keyring, b64e, seal, unseal
 from ._ending import SessionEnder
 from ._errors import ConfigurationError, IDTokenError, ProviderUnavailable, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
 from ._http import BadRequest, ForwardedTrust, cookie, headers_map, query_params, request_origin, root_path
 from ._offline import OfflineGrants
-from ._pages import NO_STORE, Pages
+from ._pages import NO_STORE, Pages, bad_request
 from ._paths import Prefixes
 from ._protocol import (
     TokenSet,
@@ -46,6 +45,8 @@ from ._sessions import Sessions
 from ._store import Store
 from ._telemetry import NO_TELEMETRY, Telemetry
 from ._worker_advice import WorkerAdvice
+from .providers._client import ProviderClient
+from .providers._registry import Providers
 
 if TYPE_CHECKING:
     from ._cookies import CookieJar
@@ -70,7 +71,7 @@ class Flows:
     def __init__(
         self,
         *,
-        client: OAuthClient,
+        providers: Providers,
         store: Store,
         sessions: Sessions,
         refresher: Refresher,
@@ -79,8 +80,6 @@ class Flows:
         relogin: Relogin,
         sign_out: SignOutGate,
         pages: Pages,
-        scope: str,
-        authorize_params: Mapping[str, str],
         redirect_uri: str | None,
         public_base: str | None = None,
         callback_path: str,
@@ -94,7 +93,6 @@ class Flows:
         max_waiting_duplicates: int = MAX_WAITING_DUPLICATES,
         post_logout_redirect: str,
         rp_initiated_logout: bool,
-        fetch_userinfo: UserinfoTransport | None = None,
         api_prefixes: Prefixes,
         clock: Callable[[], float],
         on_event: EventHook | None,
@@ -107,7 +105,7 @@ class Flows:
         self._offline = offline
         self._ender = ender
         self._advice = advice
-        self._client = client
+        self._providers = providers
         self._store = store
         self._sessions = sessions
         self._refresher = refresher
@@ -116,9 +114,6 @@ class Flows:
         self._relogin = relogin
         self._sign_out = sign_out
         self._pages = pages
-        self._scope = scope
-        self._openid = "openid" in scope.split()
-        self._authorize_params = dict(authorize_params)
         self._redirect_uri = redirect_uri
         self._public_base = public_base
         self._callback_path = callback_path
@@ -136,7 +131,6 @@ class Flows:
         self._duplicates_waiting = 0
         self._post_logout = post_logout_redirect
         self._rp_logout = rp_initiated_logout
-        self._fetch_userinfo = fetch_userinfo
         self._api_prefixes = api_prefixes
         self._clock = clock
         self._on_event = on_event
@@ -161,20 +155,24 @@ class Flows:
                 reason,
                 sign_in_url=login_url(root_path(scope), self._login_path, next_path=next_path),
             )
+        client = self._providers.get(params.get("provider"))
+        if client is None or ("provider" not in params and len(self._providers) > 1):
+            return await self._choose(scope, next_path, unknown="provider" in params)
         if scope["method"] == "HEAD" or is_prefetch(headers_map(scope)):
             return Response(status_code=204, headers={**NO_STORE, "Vary": "Sec-Purpose"})
-        provider = await self._client.provider()
+        provider = await client.endpoints()
         browser_id, binding_cookie = self._browser(scope)
         redirect_uri = self._redirect_uri or self._absolute(scope, self._callback_path)
         state = new_state()
         verifier, challenge = new_pkce()
-        nonce = new_state() if self._openid else None
+        nonce = new_state() if client.openid else None
         tx = Transaction(
             verifier=verifier,
             nonce=nonce,
             redirect_uri=redirect_uri,
             next=next_path,
             created_at=self._clock(),
+            provider=client.name,
         )
         await self._store.set(
             TX_PREFIX + state,
@@ -184,26 +182,26 @@ class Flows:
         await self._cap_transactions(browser_id, state)
         url = authorize_url(
             provider.authorization_endpoint,
-            client_id=self._client.client_id,
+            client_id=client.client_id,
             redirect_uri=redirect_uri,
-            scope=self._scope,
+            scope=" ".join(client.scopes),
             state=state,
             code_challenge=challenge,
             nonce=nonce,
-            extra=await self._login_params(scope),
+            extra=await self._login_params(scope, client),
             resources=self._offline.settings.resources if self._offline is not None else (),
         )
         response = RedirectResponse(url, status_code=303, headers=NO_STORE)
         self._cookies.set_binding(response, scope, binding_cookie)
         return response
 
-    async def _login_params(self, scope: Scope) -> Mapping[str, str]:
+    async def _login_params(self, scope: Scope, client: ProviderClient) -> Mapping[str, str]:
         """The authorization request's extra parameters. With offline access, its own, and its consent
         parameters when this browser's user lost their grant: only then, so users are not asked to
         consent at every sign-in (Google: ``prompt=consent`` is what makes it issue a new refresh token)."""
         if self._offline is None:
-            return self._authorize_params
-        params = {**self._authorize_params, **self._offline.settings.authorize_params}
+            return client.provider.authorize_params
+        params = {**client.provider.authorize_params, **self._offline.settings.authorize_params}
         value = cookie(scope, self._cookies.session_name)
         opened = self._keys.open_session_cookie(value) if value else None
         # The browser's last session, even one whose tokens were dropped when its grant was lost.
@@ -212,6 +210,36 @@ class Flows:
         if sub is not None and await self._offline.consent_needed(sub):
             params.update(self._offline.settings.consent_params)
         return params
+
+    async def _choose(self, scope: Scope, next_path: str, *, unknown: bool) -> ASGIApp:
+        """The chooser: several providers and none named (or one this guard does not have: 400)."""
+        request = Request(scope)
+        choices = [
+            (
+                client.provider.label,
+                login_url(root_path(scope), self._login_path, next_path=next_path, provider=client.name),
+            )
+            for client in self._providers
+        ]
+        if unknown:
+            logger.info("a sign-in named a provider this app does not have")
+            if not self._pages.wants_page(request):
+                return bad_request(
+                    f"unknown provider; this app signs in with: {', '.join(self._providers.names)}"
+                )
+            status = 400
+        elif not self._pages.wants_page(request):
+            return bad_request(f"name a provider: ?provider= one of {', '.join(self._providers.names)}")
+        else:
+            status = 200
+        return await self._pages.page(
+            request,
+            "chooser",
+            message=self._pages.text("chooser.message"),
+            status=status,
+            choices=choices,
+            headers=NO_STORE,
+        )
 
     def _to_canonical_origin(self, scope: Scope, params: Mapping[str, str]) -> Response | None:
         """A sign-in started on another origin of this app (``127.0.0.1`` for ``localhost``, a bare IP)
@@ -347,8 +375,11 @@ class Flows:
             return await self._refuse(request, state, "binding_mismatch")
         tx_id, tx_key, plain = opened
         tx = Transaction.loads(plain)
+        client = self._providers.for_record(tx.provider)
+        if client is None:  # the provider was taken out of the app while this sign-in was under way
+            return await self._refuse(request, state, "provider_removed")
 
-        provider = await self._client.provider()
+        provider = await client.endpoints()
         iss = params.get("iss")
         if (iss is not None and iss != provider.issuer) or (iss is None and provider.iss_parameter_supported):
             # RFC 9207: a response from another issuer (mix-up attack), or one that lost its iss.
@@ -369,7 +400,7 @@ class Flows:
         self._waiting[state] = done
         try:
             with anyio.CancelScope(shield=True):
-                result = await self._exchange(request, state, code, code_hash, tx, tx_key)
+                result = await self._exchange(client, request, state, code, code_hash, tx, tx_key)
         finally:
             del self._waiting[state]
             done.set()
@@ -382,7 +413,14 @@ class Flows:
         )
 
     async def _exchange(
-        self, request: Request, state: str, code: str, code_hash: str, tx: Transaction, tx_key: bytes
+        self,
+        client: ProviderClient,
+        request: Request,
+        state: str,
+        code: str,
+        code_hash: str,
+        tx: Transaction,
+        tx_key: bytes,
     ) -> Outcome:
         """The one exchange of this code: record the outcome for every duplicate, whatever happens."""
         code_mark = CODE_PREFIX + code_hash
@@ -391,23 +429,10 @@ class Flows:
             outcome = Outcome(ok=False, next=tx.next, reason=Reason.code_reused.value)
         else:
             try:
-                tokens = await self._exchange_code(code, tx)
-                claims: dict[str, Any] = {}
-                if tokens.id_token is not None:
-                    claims = await self._client.validate_id_token(
-                        tokens.id_token, nonce=tx.nonce, access_token=tokens.access_token
-                    )
-                elif self._openid:
-                    raise IDTokenError("the token answer has no id_token although the openid scope was asked")
-                if self._fetch_userinfo is not None:
-                    userinfo = await self._client.userinfo(
-                        tokens.access_token,
-                        transport=self._fetch_userinfo,
-                        expected_sub=claims.get("sub") if claims else None,
-                    )
-                    claims = self._client.merge_userinfo(claims, userinfo)
+                tokens = await self._exchange_code(client, code, tx)
+                claims = await client.identity(tokens, nonce=tx.nonce)
                 sid, key, cookie_value = self._keys.new_session_cookie()
-                provider = await self._client.provider()
+                provider = await client.endpoints()
                 offline = False
                 sub = claims.get("sub")
                 if self._offline is not None and isinstance(sub, str) and sub:
@@ -420,12 +445,13 @@ class Flows:
                     created_at=self._clock(),
                     issuer=provider.issuer,
                     offline=offline,
+                    provider=client.name,
                 )
                 await self._sessions.save(session, key)
                 outcome = Outcome(ok=True, next=tx.next, cookie=cookie_value, sid=sid)
                 await emit(self._on_event, GuardEvent(kind="login", sub=session.sub))
                 if self._ender is not None:
-                    await self._ender.after_sign_in(session.sub)
+                    await self._ender.after_sign_in(session.sub, issuer=provider.issuer)
             except TokenEndpointError as exc:
                 logger.warning("the provider refused a code: %s", exc.describe(code, tx.verifier))
                 try:
@@ -477,12 +503,14 @@ class Flows:
         await self._store.delete(TX_PREFIX + state)
         return outcome
 
-    async def _exchange_code(self, code: str, tx: Transaction) -> TokenSet:
+    async def _exchange_code(self, client: ProviderClient, code: str, tx: Transaction) -> TokenSet:
         """The token request for the code, the only one: its span, and its event whatever it answers."""
         detail = "error"
         try:
-            with self._telemetry.span("token_request", {"grant_type": "authorization_code"}):
-                tokens = await self._client.exchange_code(
+            with self._telemetry.span(
+                "token_request", {"grant_type": "authorization_code", "provider": client.name}
+            ):
+                tokens = await client.exchange_code(
                     code=code, redirect_uri=tx.redirect_uri, verifier=tx.verifier
                 )
             detail = "ok"
@@ -640,20 +668,21 @@ class Flows:
         session = await self._refresher.end(*opened) if opened is not None else None
         if session is not None:
             tokens = session.tokens
+            client = self._providers.for_record(session.provider)
             if session.offline and self._offline is not None:
                 # The session's tokens are its user's offline grant's: revoked only with the grant.
                 if self._offline.settings.end_with_sessions and session.sub is not None:
                     await self._offline.end(session.sub)
-            elif tokens is not None:
-                await revoke(self._client, tokens)
-            if tokens is not None:
-                provider = await self._client.provider()
+            elif tokens is not None and client is not None:
+                await revoke(client, tokens)
+            if tokens is not None and client is not None:
+                provider = await client.endpoints()
                 if self._rp_logout and provider.end_session_endpoint and tokens.id_token:
                     query = urlencode(
                         {
                             "id_token_hint": tokens.id_token,
                             "post_logout_redirect_uri": post_logout,
-                            "client_id": self._client.client_id,
+                            "client_id": client.client_id,
                         }
                     )
                     target = f"{provider.end_session_endpoint}?{query}"

@@ -76,7 +76,8 @@ def header_of(token: str) -> dict[str, Any]:
 
 
 def unverified_claims(token: str) -> dict[str, Any]:
-    """The payload of a compact JWS without checking it: only for a token this client checked before."""
+    """The payload of a compact JWS without checking it: only for a token this client checked before, or to
+    pick whose keys check it."""
     try:
         segment = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -12,10 +13,8 @@ import httpx
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import _id_token
 from . import _websocket as websocket
 from ._backchannel import BackchannelLogout
-from ._client import ClientAuthMethod, OAuthClient, Provider
 from ._client_credentials import ClientCredentials
 from ._context import SCOPE_KEY, GuardState, Identity, _state
 from ._cookies import CookieJar, SameSite, check_cookie_prefix, default_cookie_name
@@ -44,14 +43,16 @@ from ._store import CheckedStore, MemoryStore, Store
 from ._telemetry import NO_TELEMETRY, Telemetry, with_telemetry
 from ._token_manager import TokenManager
 from ._worker_advice import WorkerAdvice
+from .providers import ClientAuthMethod, Provider
+from .providers._client import ProviderClient
+from .providers._client_auth import CLIENT_AUTH_METHODS
+from .providers._registry import Providers
 
 logger = logging.getLogger("asgi_oauth_guard")
 
 __all__ = ["OAuthGuard"]
 
 DEFAULT_SESSION_MAX_AGE = 12 * 3600.0
-# The provider's name in offline records and events, until a guard has several.
-DEFAULT_PROVIDER = "default"
 
 
 class OAuthGuard:
@@ -61,13 +62,14 @@ class OAuthGuard:
     session (one store read), refreshes its access token when due (one refresh per session at a time), and
     publishes the user as ``scope["asgi_oauth_guard"]`` and :func:`current_identity`.
 
-    Give the provider as ``issuer=`` (OIDC discovery, fetched once) or ``provider=Provider(...)``.
+    Give one provider as ``issuer=`` (OIDC discovery, fetched once) or ``provider=Provider(...)`` with the
+    client settings here, or several as ``providers=[Provider(name=..., client_id=..., ...), ...]``.
     Settings are checked here: a mistake raises :class:`ConfigurationError` saying what to fix.
     docs/configuration.md is generated from this signature and the list below (scripts/gen_config_docs.py).
 
     Args:
         app: The ASGI app to guard.
-        client_id: The client ID the provider gave this app.
+        client_id: The client ID the provider gave this app (one-provider form).
         client_secret: The client secret the provider gave this app; sent only to the token and revocation
             endpoints, never logged. Not needed with ``client_auth="private_key_jwt"``.
         secret_key: 32 or more random characters that sign the cookies. A list rotates keys: the last one
@@ -76,6 +78,10 @@ class OAuthGuard:
             startup (a mistake stops it, naming the fix), or when first needed. Give this or ``provider``.
         provider: The provider's endpoints written out, ``Provider(...)``, for providers without discovery
             (GitHub). Give this or ``issuer``.
+        providers: Several providers, each a ``Provider`` with its own name, client settings and endpoints
+            (or a preset from ``asgi_oauth_guard.providers``); the login route shows a chooser unless
+            ``?provider=NAME`` names one. The first is the default. Instead of ``client_id``, ``issuer``,
+            ``provider`` and the client settings above.
         client_auth: How the app authenticates at the token endpoint: ``"client_secret_basic"`` (HTTP Basic),
             ``"client_secret_post"`` (in the form body), or ``"private_key_jwt"`` (a JWT signed with
             ``client_key``, RFC 7523).
@@ -199,11 +205,12 @@ class OAuthGuard:
         self,
         app: ASGIApp,
         *,
-        client_id: str,
+        client_id: str = "",
         client_secret: str = "",
         secret_key: str | Sequence[str],
         issuer: str | None = None,
         provider: Provider | None = None,
+        providers: Sequence[Provider] | None = None,
         client_auth: ClientAuthMethod = "client_secret_basic",
         client_key: str | Mapping[str, Any] | None = None,
         id_token_signed_response_alg: str | None = None,
@@ -252,38 +259,6 @@ class OAuthGuard:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
-        if (issuer is None) == (provider is None):
-            raise ConfigurationError("give exactly one of issuer= (OIDC discovery) or provider=Provider(...)")
-        if issuer is not None:
-            _absolute_url("issuer", issuer)
-        if not client_id:
-            raise ConfigurationError("client_id= is empty: set it to the client ID your provider gave you")
-        if client_auth not in ("client_secret_basic", "client_secret_post", "private_key_jwt"):
-            raise ConfigurationError(
-                "client_auth= must be 'client_secret_basic', 'client_secret_post' or 'private_key_jwt'"
-            )
-        if not client_secret and client_auth != "private_key_jwt":
-            raise ConfigurationError(
-                "client_secret= is empty: set it to the client secret your provider gave you"
-            )
-        if client_key is not None and client_auth != "private_key_jwt":
-            raise ConfigurationError("client_key= is only used with client_auth='private_key_jwt'")
-        if id_token_signed_response_alg is not None and id_token_signed_response_alg not in (
-            _id_token.ASYMMETRIC | _id_token.SYMMETRIC
-        ):
-            raise ConfigurationError(
-                f"id_token_signed_response_alg= {id_token_signed_response_alg!r} is not a JWS algorithm "
-                "this guard checks ('none' is never accepted)"
-            )
-        if id_token_signed_response_alg in _id_token.SYMMETRIC and not client_secret:
-            raise ConfigurationError(
-                f"id_token_signed_response_alg={id_token_signed_response_alg!r} is checked with the client "
-                "secret: set client_secret="
-            )
-        if fetch_userinfo not in (True, False, "body"):
-            raise ConfigurationError("fetch_userinfo= must be True, False or 'body'")
-        if fetch_userinfo and provider is not None and provider.userinfo_endpoint is None:
-            raise ConfigurationError("fetch_userinfo= needs Provider(userinfo_endpoint=...)")
         keys = [secret_key] if isinstance(secret_key, str) else list(secret_key)
         if not keys or any(not isinstance(k, str) or len(k) < 32 for k in keys):
             raise ConfigurationError(
@@ -297,11 +272,6 @@ class OAuthGuard:
         api_prefixes = _strings("api_prefixes", api_prefixes)
         if not isinstance(require_login, bool):
             require_login = _strings("require_login", require_login)
-        if authorize_params is not None and not isinstance(authorize_params, Mapping):
-            raise ConfigurationError(
-                "authorize_params= must be a mapping, such as {'prompt': 'consent'}, "
-                f"got {type(authorize_params).__name__}"
-            )
         if not scope_list or any(not s or " " in s for s in scope_list):
             raise ConfigurationError("scopes= must be a list of scope names, e.g. ['openid', 'email']")
         if offline is not None and not isinstance(offline, OfflineAccess):
@@ -314,6 +284,28 @@ class OAuthGuard:
                     "holds; generate one with python -c 'import secrets; print(secrets.token_urlsafe(32))'"
                 )
             scope_list += [s for s in offline.scopes if s not in scope_list]
+        configured = _providers(
+            providers,
+            one=dict(
+                client_id=client_id,
+                client_secret=client_secret,
+                issuer=issuer,
+                provider=provider,
+                client_auth=client_auth,
+                client_key=client_key,
+                id_token_signed_response_alg=id_token_signed_response_alg,
+                fetch_userinfo=fetch_userinfo,
+                authorize_params=authorize_params,
+            ),
+            scopes=tuple(scope_list),
+        )
+        if offline is not None:  # every provider asks for what offline access needs
+            configured = [
+                dataclasses.replace(p, scopes=(*p.scopes, *(s for s in offline.scopes if s not in p.scopes)))
+                if p.scopes is not None
+                else p
+                for p in configured
+            ]
         paths = {"login_path": login_path, "callback_path": callback_path, "logout_path": logout_path}
         if backchannel_logout_path is not None:
             paths["backchannel_logout_path"] = backchannel_logout_path
@@ -421,18 +413,12 @@ class OAuthGuard:
         tracing = telemetry if telemetry is not None else NO_TELEMETRY
         checked = CheckedStore(self.store, on_event=on_event)
         self._keyring = Keyring(keys)
-        self.client = OAuthClient(
-            http=self._http,
-            client_id=client_id,
-            client_secret=client_secret,
-            auth_method=client_auth,
-            issuer=issuer,
-            provider=provider,
-            timeout=http_timeout,
-            clock=clock,
-            client_key=client_key,
-            id_token_alg=id_token_signed_response_alg,
+        self.providers = Providers(
+            [ProviderClient(p, http=self._http, timeout=http_timeout, clock=clock) for p in configured]
         )
+        """The guard's providers by name (``guard.providers["google"]``), the first the default."""
+        self.client = self.providers.default
+        """The default provider's client (with one provider, the provider's)."""
         self._index = SessionIndex(checked, self._keyring, clock=clock, max_per_user=max_sessions_per_user)
         self._sessions = Sessions(
             checked,
@@ -440,9 +426,7 @@ class OAuthGuard:
             clock=clock,
             index=self._index,
         )
-        self._ender = SessionEnder(
-            sessions=self._sessions, index=self._index, client=self.client, on_event=on_event
-        )
+        self._ender = SessionEnder(sessions=self._sessions, index=self._index, on_event=on_event)
         self._on_event = on_event
         self._private = private_cache_headers
         self._trust = trust
@@ -450,7 +434,7 @@ class OAuthGuard:
         self._refresher = Refresher(
             store=checked,
             sessions=self._sessions,
-            client=self.client,
+            providers=self.providers,
             clock=clock,
             leeway=refresh_leeway,
             lease=http_timeout * 2 + 5,
@@ -470,20 +454,21 @@ class OAuthGuard:
                 refresher=self._refresher,
                 sessions=self._sessions,
                 client=self.client,
-                provider=DEFAULT_PROVIDER,
+                provider=self.client.name,
                 clock=clock,
                 leeway=refresh_leeway,
                 on_event=on_event,
             )
             self._refresher.offline = self._offline
         self._credentials: dict[str, ClientCredentials] = {}
-        if keys_ring is not None:
-            self._credentials[DEFAULT_PROVIDER] = ClientCredentials(
+        for each in self.providers if keys_ring is not None else ():
+            assert keys_ring is not None
+            self._credentials[each.name] = ClientCredentials(
                 store=checked,
                 keys=keys_ring,
-                client=self.client,
+                client=each,
                 refresher=self._refresher,
-                provider=DEFAULT_PROVIDER,
+                provider=each.name,
                 clock=clock,
                 leeway=refresh_leeway,
             )
@@ -515,7 +500,7 @@ class OAuthGuard:
         # A MemoryStore in one of several worker processes loses sign-ins and sessions: say so.
         self._advice = WorkerAdvice(active=isinstance(self.store, MemoryStore))
         self._flows = Flows(
-            client=self.client,
+            providers=self.providers,
             store=checked,
             sessions=self._sessions,
             refresher=self._refresher,
@@ -526,8 +511,6 @@ class OAuthGuard:
                 origins=origins, keyring=self._keyring, logout_path=logout_path, pages=self._pages
             ),
             pages=self._pages,
-            scope=" ".join(scope_list),
-            authorize_params=authorize_params or {},
             redirect_uri=redirect_uri,
             public_base=public_url.rstrip("/") if public_url is not None else None,
             callback_path=callback_path,
@@ -540,7 +523,6 @@ class OAuthGuard:
             duplicate_window=duplicate_window,
             post_logout_redirect=post_logout_redirect,
             rp_initiated_logout=rp_initiated_logout,
-            fetch_userinfo="body" if fetch_userinfo == "body" else ("header" if fetch_userinfo else None),
             api_prefixes=self._api_prefixes,
             clock=clock,
             on_event=on_event,
@@ -556,12 +538,12 @@ class OAuthGuard:
         }
         if backchannel_logout_path is not None:
             self._routes[backchannel_logout_path] = BackchannelLogout(
-                client=self.client, store=checked, ender=self._ender, clock=clock
+                providers=self.providers, store=checked, ender=self._ender, clock=clock
             ).serve
         self.scopes: tuple[str, ...] = tuple(scope_list)
         """The scopes the guard asks for."""
         self._startup = Startup(
-            client=self.client,
+            providers=self.providers,
             warnings=setting_warnings(
                 redirect_uri=redirect_uri, same_site=cookie_same_site, secure=cookie_secure
             ),
@@ -665,6 +647,7 @@ class OAuthGuard:
             expires_at=tokens.expires_at,
             scope=tokens.scope,
             refreshes=session.refreshes,
+            provider=session.provider or self.providers.default.name,
         )
         state = GuardState(guard=self, identity=identity, handle=handle)
         if session.sid not in self._published and len(self._published) >= 10_000:
@@ -802,23 +785,31 @@ class OAuthGuard:
         return published
 
     async def end_sessions(
-        self, *, sub: str | None = None, sid: str | None = None, offline: bool | None = None
+        self,
+        *,
+        sub: str | None = None,
+        sid: str | None = None,
+        provider: str | None = None,
+        offline: bool | None = None,
     ) -> int:
         """End sessions, in every worker: all of user ``sub`` (a password change, a closed account, an
         admin's action), or those of the provider's session ``sid`` (the ID token's ``sid`` claim; with
         ``sub`` too, those of both). Returns how many ended. Their cookies get the re-login response;
         the refresh tokens are not revoked at the provider (they are sealed with keys only the cookies hold).
 
+        ``provider``: the name of the provider ``sub`` and ``sid`` belong to (they mean something only
+        there); needed when the guard has several.
         ``offline``: also end user ``sub``'s offline grant, revoking it at the provider (``None``: as
         ``OfflineAccess(end_with_sessions=...)`` says). Needs ``sub``.
         """
+        client = self._provider_named(provider)
         if sid is not None:
-            ended = await self._ender.end_op_session(sid, sub=sub, cause="app")
+            ended = await self._ender.end_op_session(sid, sub=sub, provider=client, cause="app")
         elif sub is None:
             raise TypeError("end_sessions() needs sub= or sid=")
         else:
-            ended = await self._ender.end_user(sub, cause="app")
-        if self._offline is not None and sub is not None:
+            ended = await self._ender.end_user(sub, provider=client, cause="app")
+        if self._offline is not None and sub is not None and client is self.client:
             if offline if offline is not None else self._offline.settings.end_with_sessions:
                 await self._offline.end(sub)
         elif offline:
@@ -828,16 +819,27 @@ class OAuthGuard:
     def tokens(self) -> TokenManager:
         """The token manager, for code outside requests (jobs, workers, cron): ``async with guard.tokens()
         as tm: token = await tm.for_user(sub)``. See :class:`TokenManager` and docs/background-jobs.md."""
-        offline = {DEFAULT_PROVIDER: self._offline} if self._offline is not None else {}
-        return TokenManager(offline=offline, credentials=self._credentials, default=DEFAULT_PROVIDER)
+        offline = {self.client.name: self._offline} if self._offline is not None else {}
+        return TokenManager(offline=offline, credentials=self._credentials, default=self.client.name)
 
-    async def sessions_of(self, sub: str) -> list[SessionInfo]:
+    async def sessions_of(self, sub: str, *, provider: str | None = None) -> list[SessionInfo]:
         """The user's live sessions, oldest first: when each started, was last used, at which issuer.
-        Across workers (read from the store); no token is in them."""
-        return await self._ender.sessions_of(sub)
+        Across workers (read from the store); no token is in them. ``provider`` as in :meth:`end_sessions`."""
+        return await self._ender.sessions_of(sub, provider=self._provider_named(provider))
+
+    def _provider_named(self, name: str | None) -> ProviderClient:
+        if name is None and len(self.providers) > 1:
+            raise TypeError(
+                f"name the provider (provider= one of {', '.join(self.providers.names)}): a user's sub "
+                "means something only at its provider"
+            )
+        client = self.providers.get(name)
+        if client is None:
+            raise KeyError(f"no provider named {name!r}; this guard has {', '.join(self.providers.names)}")
+        return client
 
     async def check(self) -> None:
-        """Fetch the provider's discovery document and keys now, and log the startup warnings.
+        """Fetch each provider's discovery document and keys now, and log the startup warnings.
 
         Lifespan startup does this by itself (a mistake fails startup); on a server without lifespan, call
         it at startup. Raises :class:`ConfigurationError` naming the fix for a mistake that cannot heal
@@ -853,6 +855,87 @@ class OAuthGuard:
 
 
 Route = Callable[[Scope, Receive], Awaitable[ASGIApp]]
+
+# The one-provider form's settings, as OAuthGuard's signature defaults them: with providers=, none is given.
+_ONE_PROVIDER_DEFAULTS: Mapping[str, object] = {
+    "client_id": "",
+    "client_secret": "",
+    "issuer": None,
+    "provider": None,
+    "client_auth": "client_secret_basic",
+    "client_key": None,
+    "id_token_signed_response_alg": None,
+    "fetch_userinfo": False,
+    "authorize_params": None,
+}
+
+
+def _providers(
+    providers: Sequence[Provider] | None, *, one: Mapping[str, Any], scopes: tuple[str, ...]
+) -> list[Provider]:
+    """The guard's providers, each complete: from ``providers=``, or built from the one-provider settings."""
+    if providers is not None:
+        given = [name for name, default in _ONE_PROVIDER_DEFAULTS.items() if one[name] != default]
+        if given:
+            raise ConfigurationError(
+                f"with providers=, give {', '.join(f'{n}=' for n in given)} in each Provider(...) instead"
+            )
+        if isinstance(providers, (Provider, str)) or not isinstance(providers, Sequence):
+            raise ConfigurationError("providers= must be a list of Provider(...)")
+        for item in providers:
+            if not isinstance(item, Provider):
+                raise ConfigurationError(
+                    f"providers= must be a list of Provider(...), not {type(item).__name__}"
+                )
+            if not item.client_id:
+                raise ConfigurationError(f"Provider(name={item.name!r}) needs client_id=")
+        built = [p if p.scopes is not None else dataclasses.replace(p, scopes=scopes) for p in providers]
+    else:
+        issuer, provider = one["issuer"], one["provider"]
+        if (issuer is None) == (provider is None):
+            raise ConfigurationError(
+                "give exactly one of issuer= (OIDC discovery) or provider=Provider(...), "
+                "or several providers as providers=[...]"
+            )
+        if issuer is not None:
+            _absolute_url("issuer", issuer)
+        if not one["client_id"]:
+            raise ConfigurationError("client_id= is empty: set it to the client ID your provider gave you")
+        if one["client_auth"] not in CLIENT_AUTH_METHODS:
+            raise ConfigurationError(
+                f"client_auth= must be one of {', '.join(map(repr, CLIENT_AUTH_METHODS))}"
+            )
+        if not one["client_secret"] and one["client_auth"] in ("client_secret_basic", "client_secret_post"):
+            raise ConfigurationError(
+                "client_secret= is empty: set it to the client secret your provider gave you"
+            )
+        authorize_params = one["authorize_params"]
+        if authorize_params is not None and not isinstance(authorize_params, Mapping):
+            raise ConfigurationError(
+                "authorize_params= must be a mapping, such as {'prompt': 'consent'}, "
+                f"got {type(authorize_params).__name__}"
+            )
+        if provider is not None and not isinstance(provider, Provider):
+            raise ConfigurationError(f"provider= must be a Provider(...), not {type(provider).__name__}")
+        base = provider if provider is not None else Provider(issuer=issuer)
+        if base.client_id and base.client_id != one["client_id"]:
+            raise ConfigurationError("give client_id= once: in OAuthGuard(...) or in Provider(...)")
+        if one["fetch_userinfo"] and base.resolved_discovery == "none" and base.userinfo_endpoint is None:
+            raise ConfigurationError("fetch_userinfo= needs Provider(userinfo_endpoint=...)")
+        built = [
+            dataclasses.replace(
+                base,
+                client_id=one["client_id"],
+                client_secret=one["client_secret"],
+                client_auth=one["client_auth"],
+                client_key=one["client_key"],
+                id_token_signed_response_alg=one["id_token_signed_response_alg"],
+                fetch_userinfo=one["fetch_userinfo"],
+                scopes=base.scopes if base.scopes is not None else scopes,
+                authorize_params={**base.authorize_params, **(authorize_params or {})},
+            )
+        ]
+    return built
 
 
 def _without_body(route: Callable[[Scope], Awaitable[ASGIApp]]) -> Route:

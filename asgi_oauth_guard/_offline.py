@@ -54,9 +54,9 @@ from ._single_flight import SingleFlight
 from ._store import Store
 
 if TYPE_CHECKING:
-    from ._client import OAuthClient
     from ._refresh import Refresher
     from ._sessions import Sessions
+    from .providers._client import ProviderClient
 
 __all__ = ["OfflineAccess", "OfflineGrant", "OfflineGrants"]
 
@@ -199,7 +199,7 @@ class OfflineGrants:
         keys: ServerKeys,
         refresher: Refresher,
         sessions: Sessions,
-        client: OAuthClient,
+        client: ProviderClient,
         provider: str,
         clock: Callable[[], float],
         leeway: float,
@@ -446,7 +446,7 @@ class OfflineGrants:
             save_by = time.monotonic() + refresher.lease * SAVE_WITHIN
             try:
                 tokens, _ = await refresher.spend(
-                    grant.tokens, sid=name, key=self._results_key, resource=resource
+                    grant.tokens, client=self._client, sid=name, key=self._results_key, resource=resource
                 )
             except TokenEndpointError as exc:
                 if exc.error in TARGET_ERRORS:

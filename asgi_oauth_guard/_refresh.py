@@ -10,7 +10,7 @@ cancellation: a client that goes away mid-refresh must not lose a rotated refres
 issued.
 
 The lock's lease (``2 * http_timeout + 5``) outlasts the token request: discovery and the token call are each
-bounded by ``http_timeout`` as a whole (``OAuthClient``). Should the lock be lost anyway (a store failover,
+bounded by ``http_timeout`` as a whole (``ProviderClient``). Should the lock be lost anyway (a store failover,
 an eviction), the claim on the refresh token, a key of its own, still stops a second sending.
 
 The session's end is fenced here too: sign-out takes the same lock (``end``), every write of an existing
@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._breaker import ClientBreaker
-from ._client import OAuthClient
 from ._errors import GuardError, ProviderUnavailable, ReloginRequired, StoreUnavailable, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
 from ._lifetime import refresh_token_expired
@@ -44,6 +43,8 @@ from ._session import Session
 from ._sessions import Sessions
 from ._store import Store
 from ._telemetry import NO_TELEMETRY, Telemetry
+from .providers._client import ProviderClient
+from .providers._registry import Providers
 
 if TYPE_CHECKING:
     from ._offline import OfflineGrants
@@ -85,7 +86,7 @@ class Refresher:
         *,
         store: Store,
         sessions: Sessions,
-        client: OAuthClient,
+        providers: Providers,
         clock: Callable[[], float],
         leeway: float,
         lease: float,
@@ -97,7 +98,7 @@ class Refresher:
         self._telemetry = telemetry
         self._store = store
         self._sessions = sessions
-        self._client = client
+        self._providers = providers
         self._clock = clock
         self._leeway = leeway
         self._lease = lease
@@ -107,7 +108,11 @@ class Refresher:
         self.limiter = RefreshLimiter(max_concurrent)
         self._unsaved: dict[str, Session] = {}
         self._results = RefreshResults(store, claim_ttl=lease, ttl=2 * lease)
-        self.breaker = ClientBreaker(cooldown=CLIENT_REFUSAL_COOLDOWN, clock=clock)
+        # One per provider: a provider refusing this app's client says nothing about the others.
+        self._breakers = {
+            client.name: ClientBreaker(cooldown=CLIENT_REFUSAL_COOLDOWN, clock=clock) for client in providers
+        }
+        self.breaker = self._breakers[providers.default.name]
         self.lease = lease
         self.wait = wait
         # Sessions signed in with offline access hold no refresh token of their own: their grant's is in
@@ -337,7 +342,9 @@ class Refresher:
             save_by = time.monotonic() + self._lease * SAVE_WITHIN
             try:
                 assert current.tokens is not None
-                tokens, fresh = await self.spend(current.tokens, sid=seen.sid, key=key)
+                tokens, fresh = await self.spend(
+                    current.tokens, client=self.client_of(current), sid=seen.sid, key=key
+                )
             except TokenEndpointError as exc:
                 await self._sessions.drop_tokens(current, key)
                 raise ReloginRequired(Reason.refresh_rejected, exc.error) from None
@@ -359,7 +366,13 @@ class Refresher:
         await self._release(name, owner)
 
     async def spend(
-        self, current: TokenSet, *, sid: str, key: bytes, resource: str | None = None
+        self,
+        current: TokenSet,
+        *,
+        client: ProviderClient,
+        sid: str,
+        key: bytes,
+        resource: str | None = None,
     ) -> tuple[TokenSet, bool]:
         """Present a refresh token, once: new tokens, or the result of whoever spent it, and whether they
         are new (from the provider, not another worker's result). ``sid`` and
@@ -367,6 +380,7 @@ class Refresher:
         RFC 8707, the API the new access token is for."""
         assert current.refresh_token is not None
         spent = current.refresh_token
+        breaker = self._breakers[client.name]
         for _ in range(MAX_CLAIM_TAKEOVERS):
             if await self._results.claim(spent):
                 break
@@ -381,38 +395,42 @@ class Refresher:
             # token (a claimant that got an answer records it first). Claim it again.
         else:
             raise ProviderUnavailable("this session's refresh token keeps being claimed and given up")
-        if not await self.breaker.allow():
+        if not await breaker.allow():
             await self._unclaim(spent)
             raise ClientRefused("paused")
         try:
-            with self._telemetry.span("token_request", {"grant_type": "refresh_token"}):
-                tokens = await self._client.refresh(current, resource=resource)
+            with self._telemetry.span(
+                "token_request", {"grant_type": "refresh_token", "provider": client.name}
+            ):
+                tokens = await client.refresh(current, resource=resource)
         except TokenEndpointError as exc:
             await self._unclaim(spent)
             if resource is not None and exc.error in TARGET_ERRORS:
                 # A resource (RFC 8707) this grant does not cover: the caller asked for the wrong thing;
                 # the grant and this client are fine.
-                self.breaker.answered()
+                breaker.answered()
                 raise
-            raise self._refused(exc, spent) from None
+            raise self._refused(exc, spent, breaker) from None
         except BaseException:
-            self.breaker.inconclusive()
+            breaker.inconclusive()
             await self._unclaim(spent)
             raise
-        self.breaker.answered()
+        breaker.answered()
         # If the store fails here, the save below fails too, and keeps the tokens in this process.
         with contextlib.suppress(StoreUnavailable):
             await self._results.record(spent, sid, key, tokens)
         return tokens, True
 
-    def _refused(self, exc: TokenEndpointError, spent: str) -> TokenEndpointError | ClientRefused:
+    def _refused(
+        self, exc: TokenEndpointError, spent: str, breaker: ClientBreaker
+    ) -> TokenEndpointError | ClientRefused:
         """What a refusal means: the user's grant (``invalid_grant``: their session's tokens go), or this
         client (every session is kept, refreshes pause, and the log says what to fix)."""
         if grant_refused(exc):
-            self.breaker.answered()
+            breaker.answered()
             logger.warning("the provider refused a refresh: %s", exc.describe(spent))
             return exc
-        self.breaker.refused()
+        breaker.refused()
         logger.error(
             "the provider refused a refresh with %s: %s. Every session is kept; refreshes pause for "
             "%.0f s, then one is tried at a time until one succeeds",
@@ -459,15 +477,23 @@ class Refresher:
             logger.warning("saved a refreshed session after %d failed tries (the store failed over?)", tries)
         if not saved:
             assert session.tokens is not None
-            await revoke(self._client, session.tokens)
+            await revoke(self.client_of(session), session.tokens)
             raise ReloginRequired(Reason.session_expired, "ended_during_refresh")
+
+    def client_of(self, session: Session) -> ProviderClient:
+        """The provider the session signed in with; a session of a provider this guard no longer has
+        cannot be refreshed (nor its grant revoked): it must sign in again."""
+        client = self._providers.for_record(session.provider)
+        if client is None:
+            raise ReloginRequired(Reason.session_expired, "provider_removed")
+        return client
 
 
 def _sub(session: Session) -> str | None:
     return str(session.claims.get("sub") or "") or None
 
 
-async def revoke(client: OAuthClient, tokens: TokenSet) -> None:
+async def revoke(client: ProviderClient, tokens: TokenSet) -> None:
     """Revoke a session's grant at the provider (RFC 7009), best effort: the refresh token when there is
     one (which ends the grant at most providers), else the access token."""
     try:

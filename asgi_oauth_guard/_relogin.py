@@ -37,8 +37,17 @@ STOP_REASONS = frozenset(
 )
 
 
-def login_url(scope_or_root: str, login_path: str, *, next_path: str, reason: Reason | None = None) -> str:
+def login_url(
+    scope_or_root: str,
+    login_path: str,
+    *,
+    next_path: str,
+    reason: Reason | None = None,
+    provider: str | None = None,
+) -> str:
     query = {"next": next_path}
+    if provider is not None:
+        query["provider"] = provider
     if reason is not None:
         query["reason"] = reason.value
     return f"{scope_or_root}{login_path}?{urlencode(query)}"

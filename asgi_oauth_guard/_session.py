@@ -11,13 +11,15 @@ from ._protocol import TokenSet
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Transaction:
-    """One login in flight, stored under its ``state`` until its callback (or its TTL)."""
+    """One login in flight, stored under its ``state`` until its callback (or its TTL). ``provider`` is the
+    name of the provider it went to: the callback talks to that one, whatever the response says."""
 
     verifier: str
     nonce: str | None
     redirect_uri: str
     next: str
     created_at: float
+    provider: str | None = None
 
     def dumps(self) -> bytes:
         return json.dumps(dataclasses.asdict(self)).encode()
@@ -59,7 +61,8 @@ class Session:
 
     ``created_at`` is the sign-in (the absolute age counts from it; refreshes never move it);
     ``last_seen`` is the last request that was written down (at most once a minute), for the idle timeout.
-    ``issuer`` is the provider's (records written before it existed have ``None``). ``offline``: the
+    ``issuer`` is the provider's and ``provider`` its name in the guard (records written before these
+    existed have ``None``: the default provider's). ``offline``: the
     session's refresh token is its user's offline grant's (``_offline``), which it refreshes through;
     its own ``tokens`` then hold no refresh token. The user's ``sub``,
     the provider's session id (OIDC ``sid``, for back-channel logout) and ``auth_time`` are read from the
@@ -75,6 +78,7 @@ class Session:
 
     issuer: str | None = None
     offline: bool = False
+    provider: str | None = None
 
     @property
     def seen_at(self) -> float:

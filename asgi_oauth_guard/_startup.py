@@ -18,9 +18,10 @@ import httpx
 from anyio.abc import TaskGroup
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._client import OAuthClient
 from ._errors import ConfigurationError, ProviderUnavailable
 from ._logs import log_under_uvicorn
+from .providers._client import ProviderClient
+from .providers._registry import Providers
 
 logger = logging.getLogger("asgi_oauth_guard")
 
@@ -65,12 +66,12 @@ class Startup:
     def __init__(
         self,
         *,
-        client: OAuthClient,
+        providers: Providers,
         warnings: Sequence[str],
         aclose: Callable[[], Awaitable[None]] | None,
         retry_delays: Sequence[float] = RETRY_DELAYS,
     ) -> None:
-        self._client = client
+        self._providers = providers
         self._warnings = tuple(warnings)
         self._aclose = aclose
         self._retry_delays = tuple(retry_delays)
@@ -87,8 +88,31 @@ class Startup:
             logger.warning("%s", warning)
 
     async def check(self) -> None:
+        """Check every provider; a mistake in any raises ``ConfigurationError``, and one that does not
+        answer ``ProviderUnavailable`` (after the others are checked)."""
         self.announce()
-        await self._client.check()
+        silent = await self._check(list(self._providers))
+        if silent:
+            raise silent[0][1]
+
+    async def _check(
+        self, clients: Sequence[ProviderClient]
+    ) -> list[tuple[ProviderClient, ProviderUnavailable]]:
+        """Check these providers; those that did not answer, with why."""
+        silent: list[tuple[ProviderClient, ProviderUnavailable]] = []
+        named = len(self._providers) > 1
+        for client in clients:
+            try:
+                await client.check()
+            except ConfigurationError as exc:
+                if named:
+                    raise ConfigurationError(f"provider {client.name!r}: {exc}") from None
+                raise
+            except ProviderUnavailable as exc:
+                silent.append(
+                    (client, ProviderUnavailable(f"provider {client.name!r}: {exc}") if named else exc)
+                )
+        return silent
 
     async def serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app's lifespan with the guard's startup check before its ``startup.complete``.
@@ -149,38 +173,42 @@ class Startup:
 
     async def _startup(self, tasks: TaskGroup) -> str | None:
         """The check; the message to fail startup with, or None (an unreachable provider is retried)."""
+        self.announce()
         try:
-            await self.check()
+            silent = await self._check(list(self._providers))
         except ConfigurationError as exc:
             return f"asgi-oauth-guard: {exc}"
-        except ProviderUnavailable as exc:
+        for _, why in silent:
             logger.warning(
                 "the provider did not answer at startup (%s): sign-ins get a 503 until it does; "
                 "retrying in the background",
-                exc,
+                why,
             )
-            tasks.start_soon(self._retry)
+        if silent:
+            tasks.start_soon(self._retry, [client for client, _ in silent])
         return None
 
-    async def _retry(self) -> None:
+    async def _retry(self, clients: list[ProviderClient]) -> None:
         with anyio.CancelScope() as self._retrying:
             attempt = 0
-            while True:
+            while clients:
                 await anyio.sleep(self._retry_delays[min(attempt, len(self._retry_delays) - 1)])
                 attempt += 1
                 try:
-                    await self._client.check()
+                    silent = await self._check(clients)
                 except ConfigurationError as exc:
                     logger.error("the provider answers, but sign-in cannot work: %s", exc)
                     return
-                except ProviderUnavailable as exc:
-                    logger.warning("the provider still does not answer (%s); retrying", exc)
-                    continue
                 except Exception:
                     logger.exception("checking the provider failed; retrying")
                     continue
-                logger.info("the provider answers: sign-in is available")
-                return
+                for _, why in silent:
+                    logger.warning("the provider still does not answer (%s); retrying", why)
+                answered = [client for client in clients if client not in {c for c, _ in silent}]
+                clients = [client for client, _ in silent]
+                for client in answered:
+                    named = f" {client.name!r}" if len(self._providers) > 1 else ""
+                    logger.info("the provider%s answers: sign-in is available", named)
 
     async def _shutdown(self) -> None:
         if self._retrying is not None:

@@ -19,7 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TESTS = "tests/conformance/test_rp_cases.py"
 ID_TOKEN = "asgi_oauth_guard/_id_token.py"
-CLIENT = "asgi_oauth_guard/_client.py"
+CLIENT = "asgi_oauth_guard/providers/_client.py"
+METADATA = "asgi_oauth_guard/providers/_metadata.py"
 BACKCHANNEL = "asgi_oauth_guard/_backchannel.py"
 BACKCHANNEL_TESTS = "tests/conformance/test_backchannel_cases.py"
 
@@ -161,7 +162,7 @@ MUTATIONS = [
     ),
     Mutation(
         "discovery must name the configured issuer",
-        CLIENT,
+        METADATA,
         "if named != issuer:",
         "if False:",
         own("test_rp_discovery_issuer_not_matching_config"),

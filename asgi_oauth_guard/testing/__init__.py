@@ -17,6 +17,7 @@ from ._mimic import CAUSES as MIMIC_CAUSES
 from ._mimic import Mimic
 from ._provider import OAuthTestProvider
 from ._records import RecordedCall
+from ._routes import providers_transport
 from ._signed_in import find_guard, signed_in
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "OAuthTestProvider",
     "RecordedCall",
     "find_guard",
+    "providers_transport",
     "signed_in",
 ]

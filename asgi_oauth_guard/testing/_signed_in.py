@@ -46,7 +46,7 @@ async def signed_in(
     client = guard.client
     if provider is None:
         provider = OAuthTestProvider(**_matching_provider(guard))
-    issuer = client._issuer
+    issuer = client.provider.issuer if client.provider.resolved_discovery != "none" else None
     if issuer is not None and provider.issuer.rstrip("/") != issuer.rstrip("/"):
         raise ValueError(
             f"the provider's issuer {provider.issuer!r} is not the guard's ({issuer!r}): "
@@ -118,7 +118,7 @@ def find_guard(app: object) -> OAuthGuard:
 def _matching_provider(guard: OAuthGuard) -> dict[str, Any]:
     # The guard's own settings, read inside the package: a test double must match them exactly.
     client = guard.client
-    if client._issuer is None:
+    if client.provider.resolved_discovery == "none":
         raise ValueError(
             "this guard has explicit endpoints (provider=Provider(...)): pass an OAuthTestProvider whose "
             "issuer and endpoints match them as provider="
@@ -130,7 +130,12 @@ def _matching_provider(guard: OAuthGuard) -> dict[str, Any]:
             "built with the client's public keys as provider="
         )
     clock = guard._clock
-    return {"issuer": client._issuer, "client_id": client.client_id, "client_secret": secret, "clock": clock}
+    return {
+        "issuer": client.provider.issuer,
+        "client_id": client.client_id,
+        "client_secret": secret,
+        "clock": clock,
+    }
 
 
 def _is_provider(url: str, provider: OAuthTestProvider) -> bool:

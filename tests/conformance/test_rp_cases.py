@@ -19,8 +19,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from asgi_oauth_guard import IDTokenError
-from asgi_oauth_guard._client import JWKS_REFETCH_INTERVAL
 from asgi_oauth_guard._id_token import unverified_claims
+from asgi_oauth_guard.providers._client import JWKS_REFETCH_INTERVAL
 from asgi_oauth_guard.testing import CONFORMANCE_CASES, Conformance, OAuthTestProvider
 from asgi_oauth_guard.testing._keys import ec_key, rsa_key
 

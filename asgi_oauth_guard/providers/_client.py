@@ -1,6 +1,7 @@
-"""The one place the guard talks HTTP to the provider: discovery, JWKS, token, revocation.
+"""The one place the guard talks HTTP to a provider: discovery, JWKS, token, revocation, userinfo.
 
-Takes an injected ``httpx.AsyncClient``; whoever created it closes it.
+One ``ProviderClient`` per :class:`Provider`. Takes an injected ``httpx.AsyncClient``; whoever created it
+closes it.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ from authlib.oauth2.rfc6749.parameters import prepare_token_request
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OctKey
 
-from . import _id_token
-from ._client_auth import ClientAuthMethod, client_credentials
-from ._errors import ConfigurationError, IDTokenError, ProviderUnavailable
-from ._protocol import TokenSet, parse_token_response
+from .. import _id_token
+from .._errors import ConfigurationError, IDTokenError, ProviderUnavailable
+from .._protocol import TokenSet, parse_token_response
+from ._client_auth import client_credentials
+from ._metadata import Endpoints
+from ._provider import DEFAULT_SCOPES, Provider
 
 logger = logging.getLogger("asgi_oauth_guard")
 
-__all__ = ["JWKS_REFETCH_INTERVAL", "ClientAuthMethod", "OAuthClient", "Provider", "UserinfoTransport"]
+__all__ = ["JWKS_REFETCH_INTERVAL", "ProviderClient", "UserinfoTransport"]
 
 # A token naming a key the cached JWKS lacks makes the client fetch the JWKS again (the provider rotated
 # its keys), at most once per this many seconds: a flood of tokens with made-up kids cannot turn the
@@ -39,106 +42,40 @@ _ID_TOKEN_ONLY = frozenset(
 )
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Provider:
-    """The provider's endpoints: from OIDC discovery (:meth:`OAuthGuard` ``issuer=``) or written out here."""
-
-    issuer: str
-    authorization_endpoint: str
-    token_endpoint: str
-    jwks_uri: str | None = None
-    userinfo_endpoint: str | None = None
-    revocation_endpoint: str | None = None
-    end_session_endpoint: str | None = None
-    iss_parameter_supported: bool = False
-    id_token_algorithms: tuple[str, ...] = ("RS256",)
-
-    def __post_init__(self) -> None:
-        for name in ("issuer", "authorization_endpoint", "token_endpoint"):
-            _check_url(f"Provider({name}=...)", getattr(self, name))
-        for name in ("jwks_uri", "userinfo_endpoint", "revocation_endpoint", "end_session_endpoint"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_url(f"Provider({name}=...)", value)
-
-    @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any], *, issuer: str) -> Provider:
-        """From a discovery document, checking that it is the issuer's own (OIDC Discovery section 4.3).
-
-        An issuer given without the trailing slash the provider uses (Auth0's ``https://tenant.auth0.com/``),
-        or with one it does not use, takes the provider's exact spelling: ID tokens carry that one.
-        """
-        named = metadata.get("issuer")
-        if isinstance(named, str) and named.rstrip("/") == issuer.rstrip("/"):
-            issuer = named
-        if named != issuer:
-            raise ConfigurationError(
-                f"the discovery document of {issuer!r} names issuer {named!r}: set issuer= to exactly "
-                "the provider's issuer URL (the one its discovery document names, if that is the "
-                "provider you mean)"
-            )
-        algs = metadata.get("id_token_signing_alg_values_supported")
-        try:
-            return cls(
-                issuer=issuer,
-                authorization_endpoint=str(metadata["authorization_endpoint"]),
-                token_endpoint=str(metadata["token_endpoint"]),
-                jwks_uri=_opt(metadata, "jwks_uri"),
-                userinfo_endpoint=_opt(metadata, "userinfo_endpoint"),
-                revocation_endpoint=_opt(metadata, "revocation_endpoint"),
-                end_session_endpoint=_opt(metadata, "end_session_endpoint"),
-                iss_parameter_supported=metadata.get("authorization_response_iss_parameter_supported")
-                is True,
-                id_token_algorithms=tuple(a for a in algs if isinstance(a, str) and a != "none")
-                if isinstance(algs, list)
-                else ("RS256",),
-            )
-        except KeyError as exc:
-            raise ConfigurationError(
-                f"the discovery document of {issuer!r} lacks {exc.args[0]!r}: this provider cannot be "
-                "discovered; write its endpoints out with provider=Provider(...)"
-            ) from None
-
-
-def _opt(metadata: Mapping[str, Any], name: str) -> str | None:
-    value = metadata.get(name)
-    return value if isinstance(value, str) and value else None
-
-
-def _check_url(what: str, value: str) -> None:
-    url = httpx.URL(value) if isinstance(value, str) else None
-    if url is None or url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"{what} must be an absolute http(s) URL, got {value!r}")
-
-
-class OAuthClient:
+class ProviderClient:
     """Talks to one provider for one client. Holds no user's token: every call takes what it needs."""
 
     def __init__(
         self,
+        provider: Provider,
         *,
         http: httpx.AsyncClient,
-        client_id: str,
-        client_secret: str,
-        auth_method: ClientAuthMethod,
-        issuer: str | None,
-        provider: Provider | None,
         timeout: float,
         clock: Callable[[], float],
-        client_key: str | Mapping[str, Any] | None = None,
-        id_token_alg: str | None = None,
     ) -> None:
+        if not provider.client_id:
+            raise ConfigurationError(
+                f"Provider(name={provider.name!r}) has no client_id=: set it to the client ID the provider "
+                "gave this app"
+            )
+        self.provider = provider
+        self.name = provider.name
+        self.client_id = provider.client_id
+        self.scopes: tuple[str, ...] = provider.scopes if provider.scopes is not None else DEFAULT_SCOPES
+        self.openid = "openid" in self.scopes
         self._http = http
-        self.client_id = client_id
-        self._secret = client_secret
+        self._secret = provider.client_secret
         self._credentials = client_credentials(
-            auth_method, client_id=client_id, client_secret=client_secret, client_key=client_key, clock=clock
+            provider.client_auth,
+            client_id=provider.client_id,
+            client_secret=provider.client_secret,
+            client_key=provider.client_key,
+            clock=clock,
         )
-        self._issuer = issuer
-        self._provider = provider
+        self._discovery = provider.resolved_discovery
         self._timeout = timeout
         self._clock = clock
-        self._id_token_alg = id_token_alg
+        self._id_token_alg = provider.id_token_signed_response_alg
         self._discovery_lock = anyio.Lock()
         self._jwks_lock = anyio.Lock()
         self._discovery_failure: ConfigurationError | ProviderUnavailable | None = None
@@ -146,42 +83,81 @@ class OAuthClient:
         self._retry_at = 0.0
         self._jwks: KeySet | None = None
         self._jwks_refetched_at: float | None = None
+        self._endpoints: Endpoints | None = self._written_out() if self._discovery == "none" else None
+
+    def _written_out(self) -> Endpoints:
+        p = self.provider
+        assert p.issuer is not None
+        assert p.authorization_endpoint is not None
+        assert p.token_endpoint is not None
+        return Endpoints(
+            issuer=p.issuer,
+            authorization_endpoint=p.authorization_endpoint,
+            token_endpoint=p.token_endpoint,
+            jwks_uri=p.jwks_uri,
+            userinfo_endpoint=p.userinfo_endpoint,
+            revocation_endpoint=p.revocation_endpoint,
+            end_session_endpoint=p.end_session_endpoint,
+            pushed_authorization_request_endpoint=p.pushed_authorization_request_endpoint,
+            iss_parameter_supported=bool(p.iss_parameter_supported),
+            id_token_algorithms=p.id_token_algorithms or ("RS256",),
+        )
+
+    def _completed(self, found: Endpoints) -> Endpoints:
+        """The discovered endpoints, with what the Provider writes out winning."""
+        p = self.provider
+        changes: dict[str, Any] = dict(p.given_endpoints())
+        if p.iss_parameter_supported is not None:
+            changes["iss_parameter_supported"] = p.iss_parameter_supported
+        if p.id_token_algorithms is not None:
+            changes["id_token_algorithms"] = p.id_token_algorithms
+        return dataclasses.replace(found, **changes) if changes else found
 
     def reroute(self, http: httpx.AsyncClient) -> httpx.AsyncClient:
         """Send every call through ``http`` from now on, and forget the endpoints discovered and the keys
         fetched so far (another server may answer now); returns the client used until now. For tests:
         ``asgi_oauth_guard.testing.signed_in`` routes a guard to the embedded provider this way."""
         previous, self._http = self._http, http
-        if self._issuer is not None:
-            self._provider = None
+        if self._discovery != "none":
+            self._endpoints = None
         self._jwks = None
         self._jwks_refetched_at = None
         return previous
 
-    async def provider(self) -> Provider:
+    async def endpoints(self) -> Endpoints:
         """The provider's endpoints; discovery runs once, and again only after a failure.
 
         After a failure, requests fail at once with the same error until a backoff (1 s doubling to
         30 s) has passed: a provider that is down is not asked once per request, and a request does
         not wait out a connect timeout that the previous one just waited out.
         """
-        if self._provider is not None:
-            return self._provider
+        if self._endpoints is not None:
+            return self._endpoints
         failure = self._discovery_failure
         if failure is not None and self._clock() < self._retry_at:
             raise type(failure)(str(failure))
         async with self._discovery_lock:
-            if self._provider is None:
+            if self._endpoints is None:
                 await self._discover()
-            assert self._provider is not None
-            return self._provider
+            assert self._endpoints is not None
+            return self._endpoints
 
     async def _discover(self) -> None:
-        assert self._issuer is not None
-        url = self._issuer.rstrip("/") + "/.well-known/openid-configuration"
+        issuer = self.provider.issuer
+        assert issuer is not None
+        if self._discovery == "oidc":
+            url, what = issuer.rstrip("/") + "/.well-known/openid-configuration", "OIDC discovery"
+        else:
+            # RFC 8414 section 3.1: the well-known segment goes between the host and the issuer's path.
+            parsed = httpx.URL(issuer)
+            path = parsed.path.rstrip("/")
+            url = str(parsed.copy_with(path="/.well-known/oauth-authorization-server" + path))
+            what = "RFC 8414 metadata"
         try:
-            metadata = await self._get_json(url, "OIDC discovery", issuer=True)
-            self._provider = Provider.from_metadata(metadata, issuer=self._issuer)
+            metadata = await self._get_json(url, what, issuer=True)
+            self._endpoints = self._completed(
+                Endpoints.from_metadata(metadata, issuer=issuer, **self.provider.given_endpoints())
+            )
         except (ConfigurationError, ProviderUnavailable) as exc:
             self._discovery_failures += 1
             self._discovery_failure = exc
@@ -190,16 +166,16 @@ class OAuthClient:
         self._discovery_failure = None
         self._discovery_failures = 0
 
-    async def check(self) -> Provider:
+    async def check(self) -> Endpoints:
         """Discovery and the key set, fetched now (whatever the backoff says): for startup checks.
 
         Raises :class:`ConfigurationError` for a mistake that cannot heal by itself (a wrong issuer, a
         404, an answer that is not JSON) and :class:`ProviderUnavailable` for one that may (no answer,
         a timeout, a 5xx)."""
         async with self._discovery_lock:
-            if self._provider is None:
+            if self._endpoints is None:
                 await self._discover()
-        provider = await self.provider()
+        provider = await self.endpoints()
         if provider.jwks_uri is not None:
             keys = await self._fetch_keys(provider)
             async with self._jwks_lock:
@@ -207,7 +183,7 @@ class OAuthClient:
         return provider
 
     async def exchange_code(self, *, code: str, redirect_uri: str, verifier: str) -> TokenSet:
-        provider = await self.provider()
+        provider = await self.endpoints()
         body = prepare_token_request(
             "authorization_code", code=code, redirect_uri=redirect_uri, code_verifier=verifier
         )
@@ -219,7 +195,7 @@ class OAuthClient:
     async def refresh(self, tokens: TokenSet, *, resource: str | None = None) -> TokenSet:
         """A refresh (RFC 6749 6); ``resource``: the API the new access token is for (RFC 8707)."""
         assert tokens.refresh_token is not None
-        provider = await self.provider()
+        provider = await self.endpoints()
         extra = {"resource": resource} if resource is not None else {}
         body = prepare_token_request("refresh_token", refresh_token=tokens.refresh_token, **extra)
         status, data = await self._post(
@@ -242,7 +218,7 @@ class OAuthClient:
     async def client_credentials(self, *, scopes: Sequence[str], resource: str | None) -> TokenSet:
         """A token for this client itself (RFC 6749 4.4), for ``scopes`` and the API ``resource``
         (RFC 8707)."""
-        provider = await self.provider()
+        provider = await self.endpoints()
         extra: dict[str, str] = {}
         if scopes:
             extra["scope"] = " ".join(scopes)
@@ -267,7 +243,7 @@ class OAuthClient:
 
     async def revoke(self, token: str, hint: Literal["refresh_token", "access_token"]) -> bool:
         """RFC 7009. ``False`` when the provider has no revocation endpoint or did not accept."""
-        provider = await self.provider()
+        provider = await self.endpoints()
         if provider.revocation_endpoint is None:
             return False
         body = f"token={quote(token, safe='')}&token_type_hint={hint}"
@@ -281,7 +257,7 @@ class OAuthClient:
         self, id_token: str, *, nonce: str | None, access_token: str | None = None, leeway: float = 60
     ) -> dict[str, Any]:
         """The ID token's claims, after every check of OIDC Core 3.1.3.7 (see ``_id_token``)."""
-        provider = await self.provider()
+        provider = await self.endpoints()
         header = _id_token.header_of(id_token)
         _id_token.check_header(
             header, _id_token.allowed_algorithms(provider.id_token_algorithms, self._id_token_alg)
@@ -294,10 +270,11 @@ class OAuthClient:
             claims = _id_token.verify(id_token, keys, alg)[1]
         else:
             claims = await self._verify_with_published_keys(provider, id_token, header)
+        expected_issuer = self.provider.quirks.id_token_issuer
         _id_token.check_claims(
             claims,
             alg=alg,
-            issuer=provider.issuer,
+            issuer=provider.issuer if expected_issuer is None else expected_issuer(claims),
             client_id=self.client_id,
             nonce=nonce,
             access_token=access_token,
@@ -309,7 +286,7 @@ class OAuthClient:
     async def verify_signed_jwt(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The header and claims of a JWT the provider signed as it signs ID tokens (the same algorithms
         and keys, ``none`` never): a back-channel logout token. ``IDTokenError`` if it is not one."""
-        provider = await self.provider()
+        provider = await self.endpoints()
         header = _id_token.header_of(token)
         alg = header["alg"]
         if alg not in _id_token.allowed_algorithms(provider.id_token_algorithms, self._id_token_alg):
@@ -324,7 +301,7 @@ class OAuthClient:
         return header, await self._verify_with_published_keys(provider, token, header)
 
     async def _verify_with_published_keys(
-        self, provider: Provider, id_token: str, header: Mapping[str, Any]
+        self, provider: Endpoints, id_token: str, header: Mapping[str, Any]
     ) -> dict[str, Any]:
         keys = await self._keys(provider)
         candidates = _id_token.candidate_keys(keys, header)
@@ -344,7 +321,7 @@ class OAuthClient:
     ) -> dict[str, Any]:
         """The userinfo answer (OIDC Core 5.3), sent the token in the header or the form body (RFC 6750
         2.1, 2.2); ``IDTokenError`` when its ``sub`` is not the ID token's (5.3.2: token substitution)."""
-        provider = await self.provider()
+        provider = await self.endpoints()
         if provider.userinfo_endpoint is None:
             # Found out mid-sign-in (discovery came late): answered like an outage, so the sign-in's
             # outcome is recorded; the log says what to change.
@@ -372,11 +349,50 @@ class OAuthClient:
             data = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             data = None
-        if not isinstance(data, dict) or not isinstance(data.get("sub"), str) or not data["sub"]:
-            raise IDTokenError("the userinfo answer is not a JSON object with a sub")
+        if not isinstance(data, dict):
+            raise IDTokenError("the userinfo answer is not a JSON object")
+        mapper = self.provider.userinfo_claims
+        if mapper is not None:
+            try:
+                mapped = mapper(data)
+            except Exception as exc:  # the app's function: its failure refuses the sign-in, never a 500
+                raise IDTokenError(
+                    f"userinfo_claims= failed on the userinfo answer: {type(exc).__name__}"
+                ) from None
+            if not isinstance(mapped, Mapping):
+                raise IDTokenError("userinfo_claims= must return a mapping of claims")
+            data = dict(mapped)
+        if not isinstance(data.get("sub"), str) or not data["sub"]:
+            raise IDTokenError("the userinfo answer has no sub (a non-empty string) to name the user by")
         if expected_sub is not None and data["sub"] != expected_sub:
             raise IDTokenError("the userinfo answer is about another user than the ID token (sub differs)")
         return data
+
+    async def identity(self, tokens: TokenSet, *, nonce: str | None) -> dict[str, Any]:
+        """The user's claims from a fresh token answer: the ID token's (every check passed), with the
+        userinfo answer's added when the provider reads it; a provider without ID tokens gives them through
+        userinfo alone."""
+        claims: dict[str, Any] = {}
+        if tokens.id_token is not None:
+            claims = await self.validate_id_token(
+                tokens.id_token, nonce=nonce, access_token=tokens.access_token
+            )
+        elif self.openid:
+            raise IDTokenError("the token answer has no id_token although the openid scope was asked")
+        provider = self.provider
+        if provider.fetch_userinfo or provider.userinfo_claims is not None:
+            userinfo = await self.userinfo(
+                tokens.access_token,
+                transport="body" if provider.fetch_userinfo == "body" else "header",
+                expected_sub=claims.get("sub") if claims else None,
+            )
+            claims = self.merge_userinfo(claims, userinfo)
+        elif not claims:
+            raise IDTokenError(
+                f"provider {self.name!r} gave no ID token and reads no userinfo: nothing names the user "
+                "(ask for the openid scope, or set userinfo_claims=)"
+            )
+        return claims
 
     @staticmethod
     def merge_userinfo(id_claims: Mapping[str, Any], userinfo: Mapping[str, Any]) -> dict[str, Any]:
@@ -387,14 +403,14 @@ class OAuthClient:
             merged["sub"] = userinfo["sub"]
         return merged
 
-    async def _keys(self, provider: Provider) -> KeySet:
+    async def _keys(self, provider: Endpoints) -> KeySet:
         if self._jwks is None:
             async with self._jwks_lock:
                 if self._jwks is None:
                     self._jwks = await self._fetch_keys(provider)
         return self._jwks
 
-    async def _refetch_keys(self, provider: Provider, seen: KeySet) -> KeySet | None:
+    async def _refetch_keys(self, provider: Endpoints, seen: KeySet) -> KeySet | None:
         """The JWKS fetched again, or ``None`` when a refetch ran less than ``JWKS_REFETCH_INTERVAL`` ago.
 
         Concurrent callers share one fetch: whoever waited on the lock finds the new set in place."""
@@ -408,7 +424,7 @@ class OAuthClient:
             self._jwks = await self._fetch_keys(provider)
             return self._jwks
 
-    async def _fetch_keys(self, provider: Provider) -> KeySet:
+    async def _fetch_keys(self, provider: Endpoints) -> KeySet:
         if provider.jwks_uri is None:
             raise ConfigurationError("the provider has no jwks_uri: ID tokens cannot be checked")
         data = await self._get_json(provider.jwks_uri, "the provider's key set (jwks_uri)")
@@ -442,7 +458,8 @@ class OAuthClient:
             raise ProviderUnavailable(f"{what} at {url} answered {status}")
         fix = (
             "set issuer= to the provider's issuer URL, the one that serves /.well-known/openid-configuration "
-            "(for a provider without discovery, give provider=Provider(...))"
+            "(for a provider without discovery, write its endpoints out: "
+            "Provider(authorization_endpoint=..., token_endpoint=...))"
             if issuer
             else "check the provider's configuration"
         )

@@ -17,11 +17,17 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
-__all__ = ["ASSERTION_TYPE", "ClientAuthMethod", "Credentials", "client_credentials"]
+__all__ = ["ASSERTION_TYPE", "CLIENT_AUTH_METHODS", "ClientAuthMethod", "Credentials", "client_credentials"]
 
-ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+CLIENT_AUTH_METHODS: tuple[ClientAuthMethod, ...] = (
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "none",
+)
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # Long enough for clock skew between here and the provider, short enough that a leaked assertion
 # (a proxy log) is useless soon; each one also carries a unique jti the provider can refuse twice.
@@ -48,6 +54,17 @@ class _Secret:
     def prepare(self, headers: dict[str, str], body: str, *, audience: str) -> tuple[dict[str, str], str]:
         _, headers, body = self._auth.prepare("POST", audience, headers, body)
         return headers, body
+
+
+class _Public:
+    """A public client (RFC 6749 section 2.1: a native or single-page app, no secret): it names itself
+    with ``client_id`` in the body; PKCE is what binds the code to it."""
+
+    def __init__(self, client_id: str) -> None:
+        self._id = f"client_id={quote(client_id, safe='')}"
+
+    def prepare(self, headers: dict[str, str], body: str, *, audience: str) -> tuple[dict[str, str], str]:
+        return headers, f"{body}&{self._id}" if body else self._id
 
 
 class _PrivateKeyJWT:
@@ -100,6 +117,8 @@ def client_credentials(
                 "or a JWK dict (with the kid registered at the provider)"
             )
         return _PrivateKeyJWT(client_id, load_private_key(client_key), clock)
+    if method == "none":
+        return _Public(client_id)
     return _Secret(client_id, client_secret, method)
 
 
