@@ -20,6 +20,7 @@ def test_public_names() -> None:
         "OAuthTestProvider",
         "RecordedCall",
         "find_guard",
+        "providers_transport",
         "signed_in",
     ]
     for name in testing.__all__:
