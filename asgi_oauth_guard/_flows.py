@@ -507,9 +507,7 @@ class Flows:
         """The token request for the code, the only one: its span, and its event whatever it answers."""
         detail = "error"
         try:
-            with self._telemetry.span(
-                "token_request", {"grant_type": "authorization_code", "provider": client.name}
-            ):
+            with self._telemetry.span("token_request", {"grant_type": "authorization_code"}):
                 tokens = await client.exchange_code(
                     code=code, redirect_uri=tx.redirect_uri, verifier=tx.verifier
                 )

@@ -399,9 +399,7 @@ class Refresher:
             await self._unclaim(spent)
             raise ClientRefused("paused")
         try:
-            with self._telemetry.span(
-                "token_request", {"grant_type": "refresh_token", "provider": client.name}
-            ):
+            with self._telemetry.span("token_request", {"grant_type": "refresh_token"}):
                 tokens = await client.refresh(current, resource=resource)
         except TokenEndpointError as exc:
             await self._unclaim(spent)
