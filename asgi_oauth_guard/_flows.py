@@ -99,10 +99,10 @@ class Flows:
         ender: SessionEnder | None = None,
         advice: WorkerAdvice | None = None,
         telemetry: Telemetry = NO_TELEMETRY,
-        offline: OfflineGrants | None = None,
+        offline: Mapping[str, OfflineGrants] | None = None,
     ) -> None:
         self._telemetry = telemetry
-        self._offline = offline
+        self._offline: Mapping[str, OfflineGrants] = offline or {}
         self._ender = ender
         self._advice = advice
         self._providers = providers
@@ -189,7 +189,7 @@ class Flows:
             code_challenge=challenge,
             nonce=nonce,
             extra=await self._login_params(scope, client),
-            resources=self._offline.settings.resources if self._offline is not None else (),
+            resources=grants.settings.resources if (grants := self._offline.get(client.name)) else (),
         )
         response = RedirectResponse(url, status_code=303, headers=NO_STORE)
         self._cookies.set_binding(response, scope, binding_cookie)
@@ -199,16 +199,18 @@ class Flows:
         """The authorization request's extra parameters. With offline access, its own, and its consent
         parameters when this browser's user lost their grant: only then, so users are not asked to
         consent at every sign-in (Google: ``prompt=consent`` is what makes it issue a new refresh token)."""
-        if self._offline is None:
+        grants = self._offline.get(client.name)
+        if grants is None:
             return client.provider.authorize_params
-        params = {**client.provider.authorize_params, **self._offline.settings.authorize_params}
+        params = {**client.provider.authorize_params, **grants.settings.authorize_params}
         value = cookie(scope, self._cookies.session_name)
         opened = self._keys.open_session_cookie(value) if value else None
         # The browser's last session, even one whose tokens were dropped when its grant was lost.
         session = await self._sessions.load(*opened) if opened is not None else None
-        sub = session.sub if session is not None else None
-        if sub is not None and await self._offline.consent_needed(sub):
-            params.update(self._offline.settings.consent_params)
+        ours = session is not None and (session.provider or self._providers.default.name) == client.name
+        sub = session.sub if session is not None and ours else None
+        if sub is not None and await grants.consent_needed(sub):
+            params.update(grants.settings.consent_params)
         return params
 
     async def _choose(self, scope: Scope, next_path: str, *, unknown: bool) -> ASGIApp:
@@ -435,9 +437,10 @@ class Flows:
                 provider = await client.endpoints()
                 offline = False
                 sub = claims.get("sub")
-                if self._offline is not None and isinstance(sub, str) and sub:
+                grants = self._offline.get(client.name)
+                if grants is not None and isinstance(sub, str) and sub:
                     # The grant's refresh token moves to the user's offline record; the session draws on it.
-                    tokens, offline = await self._offline.adopt(sub, tokens)
+                    tokens, offline = await grants.adopt(sub, tokens)
                 session = Session(
                     sid=sid,
                     tokens=tokens,
@@ -667,10 +670,11 @@ class Flows:
         if session is not None:
             tokens = session.tokens
             client = self._providers.for_record(session.provider)
-            if session.offline and self._offline is not None:
+            grants = self._offline.get(client.name) if client is not None else None
+            if session.offline and grants is not None:
                 # The session's tokens are its user's offline grant's: revoked only with the grant.
-                if self._offline.settings.end_with_sessions and session.sub is not None:
-                    await self._offline.end(session.sub)
+                if grants.settings.end_with_sessions and session.sub is not None:
+                    await grants.end(session.sub)
             elif tokens is not None and client is not None:
                 await revoke(client, tokens)
             if tokens is not None and client is not None:

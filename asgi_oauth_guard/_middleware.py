@@ -185,7 +185,8 @@ class OAuthGuard:
             the app sets is kept, a ``Vary`` it sets gets ``Cookie`` added.
         offline: Offline access, ``OfflineAccess(...)``: each user's refresh token is kept in an offline
             record (sealed with ``server_keys``) that sessions and the token manager (``guard.tokens()``)
-            share, so background jobs get the user's tokens (docs/background-jobs.md). ``None``: off.
+            share, so background jobs get the user's tokens (docs/background-jobs.md). ``None``: off. With
+            ``providers=``, give it per provider: ``Provider(offline=...)``.
         server_keys: Keys that seal what the servers keep without a cookie to key it (offline grants,
             client-credentials tokens): 32 or more random characters each; the last encrypts, all decrypt.
             Every process (web and workers) needs the same list. Needed by ``offline`` and
@@ -277,13 +278,6 @@ class OAuthGuard:
         if offline is not None and not isinstance(offline, OfflineAccess):
             raise ConfigurationError("offline= must be OfflineAccess(...) or None")
         keys_ring = ServerKeys(server_keys) if server_keys is not None else None
-        if offline is not None:
-            if keys_ring is None:
-                raise ConfigurationError(
-                    "offline= needs server_keys=[...]: the offline grants are sealed with keys every process "
-                    "holds; generate one with python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-                )
-            scope_list += [s for s in offline.scopes if s not in scope_list]
         configured = _providers(
             providers,
             one=dict(
@@ -296,16 +290,24 @@ class OAuthGuard:
                 id_token_signed_response_alg=id_token_signed_response_alg,
                 fetch_userinfo=fetch_userinfo,
                 authorize_params=authorize_params,
+                offline=offline,
             ),
             scopes=tuple(scope_list),
         )
-        if offline is not None:  # every provider asks for what offline access needs
-            configured = [
-                dataclasses.replace(p, scopes=(*p.scopes, *(s for s in offline.scopes if s not in p.scopes)))
-                if p.scopes is not None
-                else p
-                for p in configured
-            ]
+        for item in configured:
+            if item.offline is not None and keys_ring is None:
+                raise ConfigurationError(
+                    f"offline access (provider {item.name!r}) needs server_keys=[...]: offline grants are "
+                    "sealed with keys every process holds; generate one with "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+        # A provider with offline access asks for what it needs (OpenID Connect's offline_access).
+        configured = [
+            dataclasses.replace(p, scopes=(*p.scopes, *(s for s in p.offline.scopes if s not in p.scopes)))
+            if p.offline is not None and p.scopes is not None
+            else p
+            for p in configured
+        ]
         paths = {"login_path": login_path, "callback_path": callback_path, "logout_path": logout_path}
         if backchannel_logout_path is not None:
             paths["backchannel_logout_path"] = backchannel_logout_path
@@ -444,22 +446,23 @@ class OAuthGuard:
             on_event=on_event,
             telemetry=tracing,
         )
-        self._offline: OfflineGrants | None = None
-        if offline is not None:
-            assert keys_ring is not None
-            self._offline = OfflineGrants(
-                settings=offline,
-                store=checked,
-                keys=keys_ring,
-                refresher=self._refresher,
-                sessions=self._sessions,
-                client=self.client,
-                provider=self.client.name,
-                clock=clock,
-                leeway=refresh_leeway,
-                on_event=on_event,
-            )
-            self._refresher.offline = self._offline
+        self._offline: dict[str, OfflineGrants] = {}
+        for client in self.providers:
+            if client.provider.offline is not None:
+                assert keys_ring is not None
+                self._offline[client.name] = OfflineGrants(
+                    settings=client.provider.offline,
+                    store=checked,
+                    keys=keys_ring,
+                    refresher=self._refresher,
+                    sessions=self._sessions,
+                    client=client,
+                    provider=client.name,
+                    clock=clock,
+                    leeway=refresh_leeway,
+                    on_event=on_event,
+                )
+        self._refresher.offline = self._offline
         self._credentials: dict[str, ClientCredentials] = {}
         for each in self.providers if keys_ring is not None else ():
             assert keys_ring is not None
@@ -809,18 +812,18 @@ class OAuthGuard:
             raise TypeError("end_sessions() needs sub= or sid=")
         else:
             ended = await self._ender.end_user(sub, provider=client, cause="app")
-        if self._offline is not None and sub is not None and client is self.client:
-            if offline if offline is not None else self._offline.settings.end_with_sessions:
-                await self._offline.end(sub)
+        grants = self._offline.get(client.name)
+        if grants is not None and sub is not None:
+            if offline if offline is not None else grants.settings.end_with_sessions:
+                await grants.end(sub)
         elif offline:
-            raise TypeError("end_sessions(offline=True) needs sub= and a guard with offline=")
+            raise TypeError("end_sessions(offline=True) needs sub= and a provider with offline access")
         return ended
 
     def tokens(self) -> TokenManager:
         """The token manager, for code outside requests (jobs, workers, cron): ``async with guard.tokens()
         as tm: token = await tm.for_user(sub)``. See :class:`TokenManager` and docs/background-jobs.md."""
-        offline = {self.client.name: self._offline} if self._offline is not None else {}
-        return TokenManager(offline=offline, credentials=self._credentials, default=self.client.name)
+        return TokenManager(offline=self._offline, credentials=self._credentials, default=self.client.name)
 
     async def sessions_of(self, sub: str, *, provider: str | None = None) -> list[SessionInfo]:
         """The user's live sessions, oldest first: when each started, was last used, at which issuer.
@@ -867,6 +870,7 @@ _ONE_PROVIDER_DEFAULTS: Mapping[str, object] = {
     "id_token_signed_response_alg": None,
     "fetch_userinfo": False,
     "authorize_params": None,
+    "offline": None,
 }
 
 
@@ -933,6 +937,7 @@ def _providers(
                 fetch_userinfo=one["fetch_userinfo"],
                 scopes=base.scopes if base.scopes is not None else scopes,
                 authorize_params={**base.authorize_params, **(authorize_params or {})},
+                offline=one["offline"] if one["offline"] is not None else base.offline,
             )
         ]
     return built

@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import anyio
@@ -117,7 +117,7 @@ class Refresher:
         self.wait = wait
         # Sessions signed in with offline access hold no refresh token of their own: their grant's is in
         # its offline record, and they refresh through it (``_offline``), so one grant has one refresh token.
-        self.offline: OfflineGrants | None = None
+        self.offline: Mapping[str, OfflineGrants] = {}  # by provider name
 
     def due(self, session: Session) -> bool:
         return session.tokens is not None and refresh_due(session.tokens, self._clock(), self._leeway)
@@ -214,11 +214,12 @@ class Refresher:
         failure: ProviderUnavailable | ReloginRequired | None = None
         try:
             try:
-                if session.offline and self.offline is not None:
+                grants = self.offline.get(self.client_of(session).name) if session.offline else None
+                if grants is not None:
                     # The grant's refresh takes the limiter's slot itself (a grant shared by sessions
                     # and jobs): taking one here too could leave every slot waiting for another.
                     with anyio.CancelScope(shield=True):
-                        result, refreshed = await self.offline.refresh_session(session, key, rejected_token)
+                        result, refreshed = await grants.refresh_session(session, key, rejected_token)
                 else:
                     async with self.limiter.slot(within=self._wait):
                         with anyio.CancelScope(shield=True):

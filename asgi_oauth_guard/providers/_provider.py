@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from .. import _id_token
 from .._errors import ConfigurationError
+from .._offline_access import OfflineAccess
 from ._client_auth import CLIENT_AUTH_METHODS, ClientAuthMethod
 from ._metadata import ENDPOINT_NAMES, check_url
 from ._quirks import Quirks
@@ -56,6 +57,9 @@ class Provider:
             (RFC 9207); ``None``: as its metadata says.
         id_token_algorithms: The ID-token algorithms the provider uses; ``None``: as its metadata says.
         quirks: The provider's departures from the specifications (presets set them).
+        offline: Offline access for this provider's users, ``OfflineAccess(...)``: their refresh tokens
+            kept for background jobs (``guard.tokens().for_user(sub, provider=NAME)``), sealed with the
+            guard's ``server_keys`` (docs/background-jobs.md). ``None``: off.
     """
 
     name: str = "default"
@@ -81,9 +85,12 @@ class Provider:
     iss_parameter_supported: bool | None = None
     id_token_algorithms: tuple[str, ...] | None = None
     quirks: Quirks = dataclasses.field(default_factory=Quirks)
+    offline: OfflineAccess | None = None
 
     def __post_init__(self) -> None:
         what = f"Provider(name={self.name!r})"
+        if self.offline is not None and not isinstance(self.offline, OfflineAccess):
+            raise ConfigurationError(f"{what}: offline= must be OfflineAccess(...) or None")
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ConfigurationError(
                 f"Provider(name={self.name!r}): a name is 1-32 lower-case letters, digits, '-' or '_', "

@@ -218,7 +218,7 @@ async def test_key_rotation_keeps_old_grants_readable_and_reencrypts_them(
 
 
 async def test_offline_access_without_server_keys_is_refused(guard_factory: GuardFactory) -> None:
-    with pytest.raises(ConfigurationError, match="offline= needs server_keys="):
+    with pytest.raises(ConfigurationError, match=r"offline access \(provider .default.\) needs server_keys="):
         guard_factory(offline=OfflineAccess())
 
 
