@@ -166,6 +166,7 @@ class Flows:
         state = new_state()
         verifier, challenge = new_pkce()
         nonce = new_state() if client.openid else None
+        extra, consent = await self._login_params(scope, client)
         tx = Transaction(
             verifier=verifier,
             nonce=nonce,
@@ -173,6 +174,7 @@ class Flows:
             next=next_path,
             created_at=self._clock(),
             provider=client.name,
+            consent=consent,
         )
         await self._store.set(
             TX_PREFIX + state,
@@ -188,20 +190,21 @@ class Flows:
             state=state,
             code_challenge=challenge,
             nonce=nonce,
-            extra=await self._login_params(scope, client),
+            extra=extra,
             resources=grants.settings.resources if (grants := self._offline.get(client.name)) else (),
         )
         response = RedirectResponse(url, status_code=303, headers=NO_STORE)
         self._cookies.set_binding(response, scope, binding_cookie)
         return response
 
-    async def _login_params(self, scope: Scope, client: ProviderClient) -> Mapping[str, str]:
-        """The authorization request's extra parameters. With offline access, its own, and its consent
-        parameters when this browser's user lost their grant: only then, so users are not asked to
-        consent at every sign-in (Google: ``prompt=consent`` is what makes it issue a new refresh token)."""
+    async def _login_params(self, scope: Scope, client: ProviderClient) -> tuple[Mapping[str, str], bool]:
+        """The authorization request's extra parameters, and whether they ask for consent. With offline
+        access, its own, and its consent parameters when this browser's user lost their grant: only then,
+        so users are not asked to consent at every sign-in (Google: ``prompt=consent`` is what makes it
+        issue a new refresh token)."""
         grants = self._offline.get(client.name)
         if grants is None:
-            return client.provider.authorize_params
+            return client.provider.authorize_params, False
         params = {**client.provider.authorize_params, **grants.settings.authorize_params}
         value = cookie(scope, self._cookies.session_name)
         opened = self._keys.open_session_cookie(value) if value else None
@@ -211,7 +214,8 @@ class Flows:
         sub = session.sub if session is not None and ours else None
         if sub is not None and await grants.consent_needed(sub):
             params.update(grants.settings.consent_params)
-        return params
+            return params, True
+        return params, False
 
     async def _choose(self, scope: Scope, next_path: str, *, unknown: bool) -> ASGIApp:
         """The chooser: several providers and none named (or one this guard does not have: 400)."""
@@ -438,9 +442,21 @@ class Flows:
                 offline = False
                 sub = claims.get("sub")
                 grants = self._offline.get(client.name)
+                then = tx.next
                 if grants is not None and isinstance(sub, str) and sub:
                     # The grant's refresh token moves to the user's offline record; the session draws on it.
+                    brought = tokens.refresh_token is not None
                     tokens, offline = await grants.adopt(sub, tokens)
+                    if not brought and not tx.consent and await grants.consent_needed(sub):
+                        # A user whose grant is lost, signed in without being asked for consent (their
+                        # browser had no session to tell): once more, asking, to restore it. Google
+                        # issues a new refresh token only then.
+                        then = login_url(
+                            root_path(request.scope),
+                            self._login_path,
+                            next_path=tx.next,
+                            provider=client.name,
+                        )
                 session = Session(
                     sid=sid,
                     tokens=tokens,
@@ -451,7 +467,7 @@ class Flows:
                     provider=client.name,
                 )
                 await self._sessions.save(session, key)
-                outcome = Outcome(ok=True, next=tx.next, cookie=cookie_value, sid=sid)
+                outcome = Outcome(ok=True, next=then, cookie=cookie_value, sid=sid)
                 await emit(self._on_event, GuardEvent(kind="login", sub=session.sub))
                 if self._ender is not None:
                     await self._ender.after_sign_in(session.sub, issuer=provider.issuer)

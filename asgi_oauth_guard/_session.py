@@ -12,7 +12,8 @@ from ._protocol import TokenSet
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Transaction:
     """One login in flight, stored under its ``state`` until its callback (or its TTL). ``provider`` is the
-    name of the provider it went to: the callback talks to that one, whatever the response says."""
+    name of the provider it went to: the callback talks to that one, whatever the response says.
+    ``consent``: it asked for consent to restore the user's offline grant (``OfflineAccess``)."""
 
     verifier: str
     nonce: str | None
@@ -20,6 +21,7 @@ class Transaction:
     next: str
     created_at: float
     provider: str | None = None
+    consent: bool = False
 
     def dumps(self) -> bytes:
         return json.dumps(dataclasses.asdict(self)).encode()

@@ -20,7 +20,7 @@ from asgi_oauth_guard import (
 )
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
-from ..conftest import BrowserFactory, GuardFactory, login
+from ..conftest import BrowserFactory, GuardFactory, login, start_login
 from .conftest import NEW_SERVER_KEY, SERVER_KEY
 
 pytestmark = pytest.mark.anyio
@@ -272,3 +272,54 @@ async def test_the_user_auth_gets_another_token_once_when_the_api_refuses_it(
     assert (await browser.get("/api/me")).status_code == 200
     assert provider.grant_alive(seen[1].removeprefix("Bearer "))
     assert provider.count(endpoint="token", grant_type="refresh_token") == 1
+
+
+class GoogleLikeTokens(httpx.AsyncBaseTransport):
+    """Google's way: a code exchange answers a refresh token only after an authorization request that
+    asked for consent (``prompt=consent``), once the user has consented before."""
+
+    def __init__(self, provider: OAuthTestProvider) -> None:
+        self._inner = provider.transport()
+        self._provider = provider
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.url.path != "/token" or b"grant_type=authorization_code" not in request.content:
+            return response
+        authorize = [c for c in self._provider.calls if c.endpoint == "authorize"]
+        await response.aread()
+        body = response.json()
+        if len(authorize) > 1 and authorize[-1].params.get("prompt") != "consent":
+            body.pop("refresh_token", None)
+        return httpx.Response(response.status_code, json=body)
+
+
+async def test_a_lost_grant_without_a_session_in_the_browser_is_asked_for_once_more_at_its_sign_in(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    clock: FakeClock,
+) -> None:
+    async with httpx.AsyncClient(transport=GoogleLikeTokens(provider)) as http:
+        guard = offline_guard(guard_factory, http_client=http)
+        browser = await signed_in(guard, browser_factory, provider)
+        provider.revoke_grants("alice")
+        clock.advance(3600)
+        async with guard.tokens() as tm:
+            with pytest.raises(ConsentRequired):
+                await tm.for_user("alice")
+        assert (await browser.post("/auth/logout")).status_code == 303  # no session left to tell
+        fresh = browser_factory(guard)
+        callback = await start_login(fresh, provider)
+        assert "prompt" not in query(callback) and "prompt" not in provider.calls[-1].params
+        again = await fresh.get(callback)
+        # Signed in, but the grant is still lost (no refresh token came): once more, asking for consent.
+        assert again.status_code == 303 and again.headers["location"].startswith("/auth/login?")
+        asked = await fresh.get(again.headers["location"])
+        assert query(asked.headers["location"])["prompt"] == "consent"
+        done = await fresh.get(await provider.complete_authorization(asked.headers["location"]))
+        assert done.status_code == 303 and done.headers["location"] == "/"
+        async with guard.tokens() as tm:
+            assert not await tm.consent_needed("alice")
+            token = await tm.for_user("alice", rejected="none")
+        assert provider.grant_alive(token.access_token)
