@@ -23,6 +23,7 @@ from joserfc.jwk import KeySet, OctKey
 from .. import _id_token
 from .._errors import ConfigurationError, IDTokenError, ProviderUnavailable
 from .._protocol import TokenSet, parse_token_response
+from . import _discovery
 from ._client_auth import client_credentials
 from ._metadata import Endpoints
 from ._provider import DEFAULT_SCOPES, Provider
@@ -83,6 +84,7 @@ class ProviderClient:
         self._retry_at = 0.0
         self._jwks: KeySet | None = None
         self._jwks_refetched_at: float | None = None
+        self._said_cannot_revoke = False
         self._endpoints: Endpoints | None = self._written_out() if self._discovery == "none" else None
 
     def _written_out(self) -> Endpoints:
@@ -145,19 +147,16 @@ class ProviderClient:
     async def _discover(self) -> None:
         issuer = self.provider.issuer
         assert issuer is not None
+        given = self.provider.given_endpoints()
         if self._discovery == "oidc":
-            url, what = issuer.rstrip("/") + "/.well-known/openid-configuration", "OIDC discovery"
+            url, what = _discovery.oidc_metadata_url(issuer), "OIDC discovery"
         else:
-            # RFC 8414 section 3.1: the well-known segment goes between the host and the issuer's path.
-            parsed = httpx.URL(issuer)
-            path = parsed.path.rstrip("/")
-            url = str(parsed.copy_with(path="/.well-known/oauth-authorization-server" + path))
-            what = "RFC 8414 metadata"
+            url, what = _discovery.oauth_metadata_url(issuer), "RFC 8414 metadata"
         try:
             metadata = await self._get_json(url, what, issuer=True)
-            self._endpoints = self._completed(
-                Endpoints.from_metadata(metadata, issuer=issuer, **self.provider.given_endpoints())
-            )
+            if self._discovery == "oidc" and _discovery.gaps(metadata, given):
+                metadata = await self._fill_gaps(metadata)
+            self._endpoints = self._completed(Endpoints.from_metadata(metadata, issuer=issuer, **given))
         except (ConfigurationError, ProviderUnavailable) as exc:
             self._discovery_failures += 1
             self._discovery_failure = exc
@@ -165,6 +164,30 @@ class ProviderClient:
             raise
         self._discovery_failure = None
         self._discovery_failures = 0
+
+    async def _fill_gaps(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        """The OpenID document completed by the provider's RFC 8414 metadata (``_discovery``), or as it is
+        when there is none. Never fatal: a provider without that document is common, and an outage of it
+        must not stop sign-ins; the sign-out that cannot revoke says so (``revoke``)."""
+        issuer = metadata.get("issuer")
+        if not isinstance(issuer, str):
+            return metadata  # Endpoints.from_metadata refuses the document
+        url = _discovery.oauth_metadata_url(issuer)
+        try:
+            oauth = await self._get_json(url, "RFC 8414 metadata")
+        except ConfigurationError:
+            logger.debug("no RFC 8414 metadata at %s", url)
+            return metadata
+        except ProviderUnavailable as exc:
+            logger.warning(
+                "%s; endpoints only it might name (%s) stay unknown", exc, ", ".join(_discovery.GAPS)
+            )
+            return metadata
+        filled = _discovery.fill_gaps(metadata, oauth)
+        if filled is None:
+            logger.warning("RFC 8414 metadata at %s names another issuer: not used", url)
+            return metadata
+        return filled
 
     async def check(self) -> Endpoints:
         """Discovery and the key set, fetched now (whatever the backoff says): for startup checks.
@@ -245,6 +268,15 @@ class ProviderClient:
         """RFC 7009. ``False`` when the provider has no revocation endpoint or did not accept."""
         provider = await self.endpoints()
         if provider.revocation_endpoint is None:
+            if not self._said_cannot_revoke:
+                self._said_cannot_revoke = True
+                logger.warning(
+                    "sign-out cannot revoke tokens at provider %r (%s): it names no revocation_endpoint "
+                    "(neither its discovery documents nor Provider(...) do), so refresh tokens stay valid "
+                    "there until they expire; give the endpoint if it has one",
+                    self.name,
+                    provider.issuer,
+                )
             return False
         body = f"token={quote(token, safe='')}&token_type_hint={hint}"
         # RFC 7523 section 3: the audience is the authorization server; OIDC Core 9 names its token endpoint.

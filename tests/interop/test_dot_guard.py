@@ -1,5 +1,5 @@
 """The guard with django-oauth-toolkit 3.4.1 as its provider (interop/dot/): sign-in, duplicate callbacks, the
-back button, rotation over 30 s of 5 s tokens, 50 requests at each expiry, a revoked grant.
+back button, rotation over 30 s of 5 s tokens, 50 requests at each expiry, a revoked grant, sign-out.
 
 The guard runs in this process (httpx's ASGITransport: an app at http://app.test, whose redirect URI the
 provider registers); it talks real HTTP to a private django-oauth-toolkit. Guard and provider read one shifted
@@ -416,3 +416,20 @@ async def test_revoked_grant_means_relogin(deployment: Deployment, browsers: Any
     assert (await page.me())["sub"] == user
     figures = tally(await deployment.journal.since(mark))
     assert figures["code_exchanges"] == 1 and figures["grants_revoked"] == 0, figures  # admin's only, before
+
+
+async def test_sign_out_revokes_at_the_rfc8414_revocation_endpoint(
+    deployment: Deployment, browsers: Any
+) -> None:
+    user = unique_user("dot-bye")
+    browser = browsers(user)
+    await browser.login()
+    [grant] = await deployment.journal.grants(user)
+    mark = await deployment.journal.mark()
+    answer = await browser.app.post("/auth/logout", headers={"origin": APP_URL})
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
+    events = await deployment.journal.since(mark)
+    assert tally(events)["revocation_requests"] == 1, events
+    assert [e["status"] for e in select(events, "revocation")] == [200]
+    assert await deployment.journal.grants(user) == [], grant  # no live token of the family is left
+    assert (await browser.api()).status_code == 401
