@@ -32,7 +32,7 @@ class SessionEnder:
 
     async def end_user(self, sub: str, *, provider: ProviderClient, cause: Cause) -> int:
         sids = await self._index.sessions_of_sub(sub, issuer=await self.issuer(provider))
-        return await self.end(sids, cause=cause, sub=sub)
+        return await self.end(sids, cause=cause, sub=sub, provider=provider.name)
 
     async def end_op_session(
         self, oidc_sid: str, *, sub: str | None, provider: ProviderClient, cause: Cause
@@ -43,17 +43,20 @@ class SessionEnder:
         if sub is not None and sids:
             of_user = set(await self._index.sessions_of_sub(sub, issuer=issuer))
             sids = [sid for sid in sids if sid in of_user]
-        return await self.end(sids, cause=cause, sub=sub)
+        return await self.end(sids, cause=cause, sub=sub, provider=provider.name)
 
-    async def end(self, sids: Iterable[str], *, cause: Cause, sub: str | None) -> int:
-        """End these sessions; how many of them were still there."""
+    async def end(
+        self, sids: Iterable[str], *, cause: Cause, sub: str | None, provider: str | None = None
+    ) -> int:
+        """End these sessions (of ``provider``, when the caller knows it); how many were still there."""
         ended = 0
         for sid in sids:
             existed = await self._sessions.exists(sid)
             await self._sessions.delete(sid)  # unfiles it too, even when only its index entries were left
             if existed:
                 ended += 1
-                await emit(self._on_event, GuardEvent(kind="session_ended", sub=sub, detail=cause))
+                ended_one = GuardEvent(kind="session_ended", sub=sub, detail=cause, provider=provider)
+                await emit(self._on_event, ended_one)
         return ended
 
     async def after_sign_in(self, sub: str | None, *, issuer: str) -> None:

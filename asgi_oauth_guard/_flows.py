@@ -364,14 +364,14 @@ class Flows:
 
         found = await self._outcome(state, keys)
         if found is not None:
-            return await self._absorbed(request, found, code_hash, "late")
+            return await self._absorbed(request, found, code_hash, "late", None)
         sealed = await self._store.get(TX_PREFIX + state)
         if sealed is None:
             # The winner records its outcome before it drops the transaction: it may have done both
             # since the outcome was read above (another task, process or host).
             found = await self._outcome(state, keys)
             if found is not None:
-                return await self._absorbed(request, found, code_hash, "late")
+                return await self._absorbed(request, found, code_hash, "late", None)
             return await self._unknown_state(request)
         opened = next(
             ((bid, key, plain) for bid, key in keys if (plain := unseal(key, state.encode(), sealed))),
@@ -391,7 +391,9 @@ class Flows:
             # RFC 9207: a response from another issuer (mix-up attack), or one that lost its iss.
             await emit(
                 self._on_event,
-                GuardEvent(kind="relogin", reason=Reason.login_required, detail="iss_mismatch"),
+                GuardEvent(
+                    kind="relogin", reason=Reason.login_required, detail="iss_mismatch", provider=client.name
+                ),
             )
             return await self._pages.bad_request(
                 request,
@@ -401,7 +403,7 @@ class Flows:
             )
 
         if not await self._store.add(CLAIM_PREFIX + state, b"1", ttl=self._tx_ttl):
-            return await self._wait_for_outcome(request, state, keys, code_hash)
+            return await self._wait_for_outcome(request, state, keys, code_hash, client.name)
         done = anyio.Event()
         self._waiting[state] = done
         try:
@@ -468,7 +470,7 @@ class Flows:
                 )
                 await self._sessions.save(session, key)
                 outcome = Outcome(ok=True, next=then, cookie=cookie_value, sid=sid)
-                await emit(self._on_event, GuardEvent(kind="login", sub=session.sub))
+                await emit(self._on_event, GuardEvent(kind="login", sub=session.sub, provider=client.name))
                 if self._ender is not None:
                     await self._ender.after_sign_in(session.sub, issuer=provider.issuer)
             except TokenEndpointError as exc:
@@ -499,12 +501,16 @@ class Flows:
                     outcome = Outcome(ok=False, next=tx.next, misconfigured=True)
                 else:
                     outcome = Outcome(ok=False, next=tx.next, reason=reason.value)
-                await emit(self._on_event, GuardEvent(kind="relogin", reason=reason, detail=exc.error))
+                relogin = GuardEvent(kind="relogin", reason=reason, detail=exc.error, provider=client.name)
+                await emit(self._on_event, relogin)
             except IDTokenError as exc:
                 logger.warning("login refused: %s", exc)
                 outcome = Outcome(ok=False, next=tx.next, reason=Reason.access_denied.value)
                 await emit(
-                    self._on_event, GuardEvent(kind="relogin", reason=Reason.access_denied, detail="id_token")
+                    self._on_event,
+                    GuardEvent(
+                        kind="relogin", reason=Reason.access_denied, detail="id_token", provider=client.name
+                    ),
                 )
             except ProviderUnavailable as exc:
                 # The code may have been spent at the provider: never send it again, start a new login.
@@ -526,7 +532,9 @@ class Flows:
         """The token request for the code, the only one: its span, and its event whatever it answers."""
         detail = "error"
         try:
-            with self._telemetry.span("token_request", {"grant_type": "authorization_code"}):
+            with self._telemetry.span(
+                "token_request", {"grant_type": "authorization_code", "provider": client.name}
+            ):
                 tokens = await client.exchange_code(
                     code=code, redirect_uri=tx.redirect_uri, verifier=tx.verifier
                 )
@@ -539,7 +547,7 @@ class Flows:
             detail = "provider_unavailable"
             raise
         finally:
-            await emit(self._on_event, GuardEvent(kind="code_exchange", detail=detail))
+            await emit(self._on_event, GuardEvent(kind="code_exchange", detail=detail, provider=client.name))
 
     async def _outcome(
         self, state: str, keys: Sequence[tuple[str, bytes]]
@@ -557,7 +565,7 @@ class Flows:
         return _NOT_OURS, None
 
     async def _wait_for_outcome(
-        self, request: Request, state: str, keys: Sequence[tuple[str, bytes]], code_hash: str
+        self, request: Request, state: str, keys: Sequence[tuple[str, bytes]], code_hash: str, provider: str
     ) -> ASGIApp:
         """A duplicate of a callback being exchanged: wait (bounded) and answer what the winner answers.
 
@@ -574,7 +582,7 @@ class Flows:
                 while True:
                     found = await self._outcome(state, keys)
                     if found is not None:
-                        return await self._absorbed(request, found, code_hash, "concurrent")
+                        return await self._absorbed(request, found, code_hash, "concurrent", provider)
                     await anyio.sleep(pause)  # the winner is in another process
                     pause = min(pause * 2, 0.2)
         finally:
@@ -582,11 +590,18 @@ class Flows:
         return await self._pages.unavailable(request, "unavailable.completing", retry_after=1)
 
     async def _absorbed(
-        self, request: Request, found: tuple[Outcome, str | None], code_hash: str, when: str
+        self,
+        request: Request,
+        found: tuple[Outcome, str | None],
+        code_hash: str,
+        when: str,
+        provider: str | None,
     ) -> ASGIApp:
-        """The answer to a duplicate callback: the recorded outcome of the one exchange of its code."""
+        """The answer to a duplicate callback: the recorded outcome of the one exchange of its code.
+        ``provider``: its name, when known (a late duplicate is answered before its sign-in is read)."""
         if found[0] is not _NOT_OURS:
-            await emit(self._on_event, GuardEvent(kind="duplicate_absorbed", detail=when))
+            duplicate = GuardEvent(kind="duplicate_absorbed", detail=when, provider=provider)
+            await emit(self._on_event, duplicate)
         return await self._answer(request, found[0], code_hash=code_hash, renew=found[1])
 
     async def _answer(
@@ -704,9 +719,9 @@ class Flows:
                         }
                     )
                     target = f"{provider.end_session_endpoint}?{query}"
-            await emit(
-                self._on_event, GuardEvent(kind="logout", sub=str(session.claims.get("sub") or "") or None)
-            )
+            sub = str(session.claims.get("sub") or "") or None
+            name = client.name if client is not None else session.provider
+            await emit(self._on_event, GuardEvent(kind="logout", sub=sub, provider=name))
         response = RedirectResponse(target, status_code=303, headers=NO_STORE)
         self._cookies.clear_session(response, scope)
         return response

@@ -151,7 +151,10 @@ class Refresher:
     async def expire(self, session: Session, detail: str) -> ReloginRequired:
         """End a session that passed a time limit; the error to answer with."""
         await self._sessions.delete(session.sid)
-        await emit(self._on_event, GuardEvent(kind="session_ended", sub=_sub(session), detail=detail))
+        ended = GuardEvent(
+            kind="session_ended", sub=_sub(session), detail=detail, provider=self._name(session)
+        )
+        await emit(self._on_event, ended)
         return ReloginRequired(Reason.session_expired, detail)
 
     async def touch(self, session: Session, key: bytes) -> Session:
@@ -196,7 +199,9 @@ class Refresher:
                     raise flight.error
                 raise ProviderUnavailable("the refresh failed")
             assert flight.result is not None
-            shared = GuardEvent(kind="refresh_shared", sub=_sub(session), detail="in_process")
+            shared = GuardEvent(
+                kind="refresh_shared", sub=_sub(session), detail="in_process", provider=self._name(session)
+            )
             await emit(self._on_event, shared)
             return flight.result
         if self.limiter.full and rejected_token is None and self._still_valid(session):
@@ -204,8 +209,14 @@ class Refresher:
             # refresh on a later request rather than queue behind the others.
             self.limiter.served_while_full += 1
             return session
-        with self._telemetry.span("refresh", {}):
+        name = self._name(session)
+        with self._telemetry.span("refresh", {"provider": name} if name is not None else {}):
             return await self._lead(session, key, rejected_token)
+
+    def _name(self, session: Session) -> str | None:
+        """The name of the session's provider, for events and spans."""
+        client = self._providers.for_record(session.provider)
+        return client.name if client is not None else session.provider
 
     async def _lead(self, session: Session, key: bytes, rejected_token: str | None) -> Session:
         """The refresh this process makes for the session; requests that come meanwhile wait for it."""
@@ -237,22 +248,22 @@ class Refresher:
             flight.done.set()
         # Events once per refresh, here in the task that tried it: not once per request that shared its
         # result (waiters in this process, or workers that found it done after waiting for the lock).
-        sub = _sub(session)
+        sub, name = _sub(session), self._name(session)
         if failure is not None:
             if isinstance(failure, ReloginRequired):
-                event = GuardEvent(
-                    kind="refresh_failed", sub=sub, reason=failure.reason, detail=failure.detail
-                )
+                reason, detail = failure.reason, failure.detail
             elif isinstance(failure, ClientRefused):
-                event = GuardEvent(kind="refresh_failed", sub=sub, detail=failure.error)
+                reason, detail = None, failure.error
             else:
-                event = GuardEvent(kind="refresh_failed", sub=sub, detail="provider_unavailable")
-            await emit(self._on_event, event)
+                reason, detail = None, "provider_unavailable"
+            failed = GuardEvent(kind="refresh_failed", sub=sub, reason=reason, detail=detail, provider=name)
+            await emit(self._on_event, failed)
             raise failure
         if refreshed:
-            await emit(self._on_event, GuardEvent(kind="refresh", sub=sub))
+            await emit(self._on_event, GuardEvent(kind="refresh", sub=sub, provider=name))
         else:
-            await emit(self._on_event, GuardEvent(kind="refresh_shared", sub=sub, detail="other_worker"))
+            shared = GuardEvent(kind="refresh_shared", sub=sub, detail="other_worker", provider=name)
+            await emit(self._on_event, shared)
         return result
 
     def _still_valid(self, session: Session) -> bool:
@@ -400,7 +411,9 @@ class Refresher:
             await self._unclaim(spent)
             raise ClientRefused("paused")
         try:
-            with self._telemetry.span("token_request", {"grant_type": "refresh_token"}):
+            with self._telemetry.span(
+                "token_request", {"grant_type": "refresh_token", "provider": client.name}
+            ):
                 tokens = await client.refresh(current, resource=resource)
         except TokenEndpointError as exc:
             await self._unclaim(spent)

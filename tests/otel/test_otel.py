@@ -428,3 +428,70 @@ def test_the_attribute_table_lists_every_reason_and_event_kind() -> None:
     assert {r.value for r in Reason} <= set(re.findall(r"`(\w+)`", row))
     (events,) = [p for p in text.split("\n\n") if "`on_event` gets the same events" in p]
     assert set(get_args(EventKind)) <= set(re.findall(r"`(\w+)`", events)), events
+
+
+async def test_metrics_and_spans_name_each_sessions_provider(clock: FakeClock, telemetry: Telemetry) -> None:
+    """Two providers in one guard: each sign-in, exchange, refresh and sign-out is counted under its own."""
+    from asgi_oauth_guard import OAuthGuard, Provider
+    from asgi_oauth_guard.testing import providers_transport
+
+    from ..conftest import inner_app, send_origin_like_a_browser
+
+    idps = {
+        name: OAuthTestProvider(
+            issuer=f"https://{name}.example.test",
+            client_id=f"c-{name}",
+            client_secret=f"s-{name}-0123456789",
+            clock=clock,
+        )
+        for name in ("alpha", "beta")
+    }
+    async with httpx.AsyncClient(transport=providers_transport(*idps.values())) as http:
+        guard = OAuthGuard(
+            inner_app(),
+            providers=[
+                Provider(
+                    name=name, issuer=idp.issuer, client_id=f"c-{name}", client_secret=f"s-{name}-0123456789"
+                )
+                for name, idp in idps.items()
+            ],
+            secret_key=SECRET_KEY,
+            http_client=http,
+            clock=clock,
+            store=MemoryStore(clock=clock),
+            require_login=["/me"],
+            telemetry=telemetry.guard,
+        )
+        for name, idp in idps.items():
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(guard),
+                base_url="http://app.test",
+                headers={"accept": "text/html"},
+                event_hooks={"request": [send_origin_like_a_browser]},
+            ) as browser:
+                start = await browser.get("/auth/login", params={"provider": name, "next": "/me"})
+                assert (
+                    await browser.get(await idp.complete_authorization(start.headers["location"]))
+                ).status_code == 303
+                clock.advance(3600)
+                assert (await browser.get("/me")).json()["user"] == "alice"
+                if name == "beta":
+                    assert (await browser.post("/auth/logout")).status_code == 303
+
+    for name in idps:
+        assert telemetry.sum("asgi_oauth_guard.sign_ins", asgi_oauth_guard__provider=name) == 1
+        assert telemetry.sum("asgi_oauth_guard.code_exchanges", asgi_oauth_guard__provider=name) == 1
+        assert telemetry.sum("asgi_oauth_guard.refreshes", asgi_oauth_guard__provider=name) == 1
+    assert telemetry.sum("asgi_oauth_guard.sessions.ended", asgi_oauth_guard__provider="beta") == 1
+    assert telemetry.sum("asgi_oauth_guard.sessions.ended", asgi_oauth_guard__provider="alpha") == 0
+    for span_name in (
+        "asgi_oauth_guard.callback",
+        "asgi_oauth_guard.refresh",
+        "asgi_oauth_guard.token_request",
+    ):
+        named = sorted(
+            str((s.attributes or {}).get("asgi_oauth_guard.provider")) for s in telemetry.spans(span_name)
+        )
+        assert named == (
+            ["alpha", "alpha", "beta", "beta"] if span_name.endswith("token_request") else ["alpha", "beta"]
+        )
