@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-import warnings
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import httpx
@@ -17,26 +15,26 @@ from . import _websocket as websocket
 from ._backchannel import BackchannelLogout
 from ._client_credentials import ClientCredentials
 from ._context import SCOPE_KEY, GuardState, Identity, _state
-from ._cookies import CookieJar, SameSite, check_cookie_prefix, default_cookie_name
+from ._cookies import CookieJar, SameSite
 from ._crypto import Keyring
 from ._ending import SessionEnder
 from ._errors import ConfigurationError, ProviderUnavailable, ReloginRequired, StoreUnavailable
 from ._events import EventHook, GuardEvent, emit
 from ._flows import Flows
 from ._headers import own, private_send
-from ._http import BadRequest, ForwardedTrust, cookie, request_origin, root_path
+from ._http import BadRequest, cookie, request_origin, root_path
 from ._index import SessionIndex, SessionInfo
-from ._lifetime import TOUCH_INTERVAL, Lifetime
+from ._lifetime import Lifetime
 from ._offline import OfflineAccess, OfflineGrants
-from ._origins import OwnOrigins, normal_origin
+from ._origins import OwnOrigins
 from ._pages import PageHook, Pages
 from ._paths import PathRules, Prefixes, route_path
 from ._reasons import Reason
 from ._refresh import Refresher
 from ._relogin import Relogin, ReloginHandler, ReloginMode, login_url
-from ._server_keys import ServerKeys
 from ._session import Session
 from ._sessions import Sessions
+from ._settings import GuardSettings
 from ._signout import SignOutGate
 from ._startup import Startup, setting_warnings
 from ._store import CheckedStore, MemoryStore, Store
@@ -45,14 +43,11 @@ from ._token_manager import TokenManager
 from ._worker_advice import WorkerAdvice
 from .providers import ClientAuthMethod, Provider
 from .providers._client import ProviderClient
-from .providers._client_auth import CLIENT_AUTH_METHODS
 from .providers._registry import Providers
 
 logger = logging.getLogger("asgi_oauth_guard")
 
 __all__ = ["OAuthGuard"]
-
-DEFAULT_SESSION_MAX_AGE = 12 * 3600.0
 
 
 class OAuthGuard:
@@ -259,154 +254,61 @@ class OAuthGuard:
         telemetry: Telemetry | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.app = app
-        keys = [secret_key] if isinstance(secret_key, str) else list(secret_key)
-        if not keys or any(not isinstance(k, str) or len(k) < 32 for k in keys):
-            raise ConfigurationError(
-                "secret_key= must be at least 32 characters: generate one with "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-            )
-        split = scopes.split() if isinstance(scopes, str) else None
-        scope_list = _strings("scopes", scopes, suggestion=split)
-        trusted_proxies = _strings("trusted_proxies", trusted_proxies)
-        public_paths = _strings("public_paths", public_paths)
-        api_prefixes = _strings("api_prefixes", api_prefixes)
-        if not isinstance(require_login, bool):
-            require_login = _strings("require_login", require_login)
-        if not scope_list or any(not s or " " in s for s in scope_list):
-            raise ConfigurationError("scopes= must be a list of scope names, e.g. ['openid', 'email']")
-        if offline is not None and not isinstance(offline, OfflineAccess):
-            raise ConfigurationError("offline= must be OfflineAccess(...) or None")
-        keys_ring = ServerKeys(server_keys) if server_keys is not None else None
-        configured = _providers(
-            providers,
-            one=dict(
-                client_id=client_id,
-                client_secret=client_secret,
-                issuer=issuer,
-                provider=provider,
-                client_auth=client_auth,
-                client_key=client_key,
-                id_token_signed_response_alg=id_token_signed_response_alg,
-                fetch_userinfo=fetch_userinfo,
-                authorize_params=authorize_params,
-                offline=offline,
-            ),
-            scopes=tuple(scope_list),
+        self._settings = s = GuardSettings(
+            client_id=client_id,
+            client_secret=client_secret,
+            secret_key=secret_key,
+            issuer=issuer,
+            provider=provider,
+            providers=providers,
+            client_auth=client_auth,
+            client_key=client_key,
+            id_token_signed_response_alg=id_token_signed_response_alg,
+            fetch_userinfo=fetch_userinfo,
+            scopes=scopes,
+            authorize_params=authorize_params,
+            store=store,
+            http_client=http_client,
+            redirect_uri=redirect_uri,
+            public_url=public_url,
+            trusted_proxies=trusted_proxies,
+            allowed_origins=allowed_origins,
+            login_path=login_path,
+            callback_path=callback_path,
+            logout_path=logout_path,
+            backchannel_logout_path=backchannel_logout_path,
+            require_login=require_login,
+            public_paths=public_paths,
+            api_prefixes=api_prefixes,
+            relogin=relogin,
+            pages=pages,
+            page_texts=page_texts,
+            cookie_name=cookie_name,
+            cookie_secure=cookie_secure,
+            cookie_domain=cookie_domain,
+            cookie_path=cookie_path,
+            cookie_same_site=cookie_same_site,
+            session_max_age=session_max_age,
+            session_idle_timeout=session_idle_timeout,
+            session_ttl=session_ttl,
+            max_sessions_per_user=max_sessions_per_user,
+            transaction_ttl=transaction_ttl,
+            duplicate_window=duplicate_window,
+            max_transactions_per_browser=max_transactions_per_browser,
+            code_lifetime=code_lifetime,
+            refresh_leeway=refresh_leeway,
+            http_timeout=http_timeout,
+            max_concurrent_refreshes=max_concurrent_refreshes,
+            post_logout_redirect=post_logout_redirect,
+            rp_initiated_logout=rp_initiated_logout,
+            private_cache_headers=private_cache_headers,
+            offline=offline,
+            server_keys=server_keys,
+            on_event=on_event,
+            telemetry=telemetry,
+            clock=clock,
         )
-        for item in configured:
-            if item.offline is not None and keys_ring is None:
-                raise ConfigurationError(
-                    f"offline access (provider {item.name!r}) needs server_keys=[...]: offline grants are "
-                    "sealed with keys every process holds; generate one with "
-                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-                )
-        # A provider with offline access asks for what it needs (OpenID Connect's offline_access).
-        configured = [
-            dataclasses.replace(p, scopes=(*p.scopes, *(s for s in p.offline.scopes if s not in p.scopes)))
-            if p.offline is not None and p.scopes is not None
-            else p
-            for p in configured
-        ]
-        paths = {"login_path": login_path, "callback_path": callback_path, "logout_path": logout_path}
-        if backchannel_logout_path is not None:
-            paths["backchannel_logout_path"] = backchannel_logout_path
-        for name, path in paths.items():
-            if not path.startswith("/") or path.startswith("//") or "?" in path:
-                raise ConfigurationError(f"{name}= must be a path such as '/auth/login', got {path!r}")
-        if len(set(paths.values())) != len(paths):
-            raise ConfigurationError(f"{', '.join(paths)} must differ")
-        if max_sessions_per_user < 1:
-            raise ConfigurationError("max_sessions_per_user= must be at least 1")
-        if session_ttl is not None:
-            if session_max_age is not None:
-                raise ConfigurationError("give session_max_age= only: session_ttl= is its deprecated name")
-            warnings.warn(
-                "OAuthGuard(session_ttl=...) is deprecated: use session_max_age=... (the same setting)",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            session_max_age = session_ttl
-        if session_max_age is None:
-            session_max_age = DEFAULT_SESSION_MAX_AGE
-        if session_idle_timeout is not None and not session_idle_timeout >= 2 * TOUCH_INTERVAL:
-            raise ConfigurationError(
-                f"session_idle_timeout= must be at least {2 * TOUCH_INTERVAL:.0f} seconds (it is counted to "
-                f"within a minute), or None for no idle timeout; got {session_idle_timeout!r}"
-            )
-        for name, value in (
-            ("session_max_age", session_max_age),
-            ("transaction_ttl", transaction_ttl),
-            ("duplicate_window", duplicate_window),
-            ("code_lifetime", code_lifetime),
-            ("http_timeout", http_timeout),
-        ):
-            if not value > 0:
-                raise ConfigurationError(f"{name}= must be positive, got {value!r}")
-        if refresh_leeway < 0:
-            raise ConfigurationError(f"refresh_leeway= must be zero or more, got {refresh_leeway!r}")
-        if max_transactions_per_browser < 1:
-            raise ConfigurationError("max_transactions_per_browser= must be at least 1")
-        if max_concurrent_refreshes < 1:
-            raise ConfigurationError("max_concurrent_refreshes= must be at least 1")
-        if cookie_same_site not in ("lax", "strict", "none"):
-            raise ConfigurationError("cookie_same_site= must be 'lax', 'strict' or 'none'")
-        if cookie_same_site == "none" and cookie_secure is False:
-            raise ConfigurationError(
-                "cookie_same_site='none' needs cookie_secure=True (browsers refuse it otherwise)"
-            )
-        if cookie_name is not None and (not cookie_name or any(c in cookie_name for c in " ;=,\t\"'")):
-            raise ConfigurationError(f"cookie_name= is not a valid cookie name: {cookie_name!r}")
-        if redirect_uri is not None and public_url is not None:
-            raise ConfigurationError("give redirect_uri= or public_url=, not both")
-        if public_url is not None:
-            base = httpx.URL(_absolute_url("public_url", public_url))
-            if base.query or base.fragment:
-                raise ConfigurationError(
-                    f"public_url= {public_url!r} has a query or fragment: give the app's base URL only, "
-                    "such as 'https://app.example.com'"
-                )
-            if base.path.rstrip("/").endswith(callback_path.rstrip("/")):
-                raise ConfigurationError(
-                    f"public_url= {public_url!r} is the callback URL: give the app's base URL "
-                    f"({public_url.rstrip('/')[: -len(callback_path.rstrip('/'))]!r}); the guard adds "
-                    f"callback_path {callback_path!r} itself, or give the full URL as redirect_uri="
-                )
-            redirect_uri = public_url.rstrip("/") + callback_path
-        if redirect_uri is not None:
-            _absolute_url("redirect_uri", redirect_uri)
-            if not httpx.URL(redirect_uri).path.endswith(callback_path):
-                raise ConfigurationError(
-                    f"redirect_uri= {redirect_uri!r} does not end with callback_path {callback_path!r}: "
-                    "the provider would send users to a URL the guard does not serve"
-                )
-            if cookie_secure is None:
-                cookie_secure = redirect_uri.startswith("https:")
-        if cookie_name is None:
-            cookie_name = default_cookie_name(
-                secure=cookie_secure, domain=cookie_domain, path=cookie_path or "/"
-            )
-        else:
-            check_cookie_prefix(
-                cookie_name, secure=cookie_secure, domain=cookie_domain, path=cookie_path or "/"
-            )
-        if not post_logout_redirect.startswith("/") or post_logout_redirect.startswith("//"):
-            raise ConfigurationError("post_logout_redirect= must be a path on this site, such as '/'")
-        try:
-            trust = ForwardedTrust(trusted_proxies)
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"trusted_proxies= has an entry that is not an IP network: {exc}"
-            ) from None
-        allowed_origins = _strings("allowed_origins", allowed_origins)
-        if any(normal_origin(o) is None for o in allowed_origins):
-            raise ConfigurationError(
-                "allowed_origins= must be a list of origins such as ['https://admin.example.com'] "
-                "(a scheme and a host, no path)"
-            )
-        if relogin not in ("auto", "redirect", "page", "json") and not callable(relogin):
-            raise ConfigurationError("relogin= must be 'auto', 'redirect', 'page', 'json' or a callable")
-
+        self.app = app
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else httpx.AsyncClient(timeout=http_timeout)
         self._clock = clock
@@ -414,9 +316,12 @@ class OAuthGuard:
         on_event = with_telemetry(on_event, telemetry)
         tracing = telemetry if telemetry is not None else NO_TELEMETRY
         checked = CheckedStore(self.store, on_event=on_event)
-        self._keyring = Keyring(keys)
+        self._keyring = Keyring(s.secret_keys)
         self.providers = Providers(
-            [ProviderClient(p, http=self._http, timeout=http_timeout, clock=clock) for p in configured]
+            [
+                ProviderClient(p, http=self._http, timeout=http_timeout, clock=clock)
+                for p in s.configured_providers
+            ]
         )
         """The guard's providers by name (``guard.providers["google"]``), the first the default."""
         self.client = self.providers.default
@@ -424,14 +329,14 @@ class OAuthGuard:
         self._index = SessionIndex(checked, self._keyring, clock=clock, max_per_user=max_sessions_per_user)
         self._sessions = Sessions(
             checked,
-            lifetime=Lifetime(max_age=session_max_age, idle_timeout=session_idle_timeout),
+            lifetime=Lifetime(max_age=s.max_age, idle_timeout=session_idle_timeout),
             clock=clock,
             index=self._index,
         )
         self._ender = SessionEnder(sessions=self._sessions, index=self._index, on_event=on_event)
         self._on_event = on_event
         self._private = private_cache_headers
-        self._trust = trust
+        self._trust = s.trust
         self._host_matters = public_url is None
         self._refresher = Refresher(
             store=checked,
@@ -449,11 +354,11 @@ class OAuthGuard:
         self._offline: dict[str, OfflineGrants] = {}
         for client in self.providers:
             if client.provider.offline is not None:
-                assert keys_ring is not None
+                assert s.sealing_keys is not None
                 self._offline[client.name] = OfflineGrants(
                     settings=client.provider.offline,
                     store=checked,
-                    keys=keys_ring,
+                    keys=s.sealing_keys,
                     refresher=self._refresher,
                     sessions=self._sessions,
                     client=client,
@@ -464,11 +369,11 @@ class OAuthGuard:
                 )
         self._refresher.offline = self._offline
         self._credentials: dict[str, ClientCredentials] = {}
-        for each in self.providers if keys_ring is not None else ():
-            assert keys_ring is not None
+        for each in self.providers if s.sealing_keys is not None else ():
+            assert s.sealing_keys is not None
             self._credentials[each.name] = ClientCredentials(
                 store=checked,
-                keys=keys_ring,
+                keys=s.sealing_keys,
                 client=each,
                 refresher=self._refresher,
                 provider=each.name,
@@ -476,29 +381,29 @@ class OAuthGuard:
                 leeway=refresh_leeway,
             )
         self._cookies = CookieJar(
-            session_name=cookie_name,
+            session_name=s.session_cookie_name,
             path=cookie_path,
             domain=cookie_domain,
-            secure=cookie_secure,
+            secure=s.cookie_secure,
             same_site=cookie_same_site,
-            session_max_age=int(session_max_age),
+            session_max_age=int(s.max_age),
             binding_max_age=int(transaction_ttl),
-            trust=trust,
+            trust=s.trust,
         )
         self.login_path = login_path
-        self.redirect_uri = redirect_uri
+        self.redirect_uri = s.redirect_uri
         """The pinned redirect URI (from ``redirect_uri`` or ``public_url``), or ``None``."""
-        self._api_prefixes = Prefixes("api_prefixes", api_prefixes)
+        self._api_prefixes = Prefixes("api_prefixes", s.api_prefixes)
         self._paths = PathRules(
-            require_all=require_login is True,
-            require=() if isinstance(require_login, bool) else require_login,
-            public=public_paths,
+            require_all=s.require_login is True,
+            require=() if isinstance(s.require_login, bool) else s.require_login,
+            public=s.public_paths,
         )
         self._pages = Pages(hook=pages, texts=page_texts, api_prefixes=self._api_prefixes)
         self._relogin = Relogin(
             mode=relogin, login_path=login_path, api_prefixes=self._api_prefixes, pages=self._pages
         )
-        origins = OwnOrigins(public_url=redirect_uri, allowed=allowed_origins, trust=trust)
+        origins = OwnOrigins(public_url=s.redirect_uri, allowed=s.allowed_origins, trust=s.trust)
         self._origins = origins
         # A MemoryStore in one of several worker processes loses sign-ins and sessions: say so.
         self._advice = WorkerAdvice(active=isinstance(self.store, MemoryStore))
@@ -514,11 +419,11 @@ class OAuthGuard:
                 origins=origins, keyring=self._keyring, logout_path=logout_path, pages=self._pages
             ),
             pages=self._pages,
-            redirect_uri=redirect_uri,
+            redirect_uri=s.redirect_uri,
             public_base=public_url.rstrip("/") if public_url is not None else None,
             callback_path=callback_path,
             login_path=login_path,
-            trust=trust,
+            trust=s.trust,
             transaction_ttl=transaction_ttl,
             max_transactions=max_transactions_per_browser,
             code_lifetime=code_lifetime,
@@ -543,12 +448,12 @@ class OAuthGuard:
             self._routes[backchannel_logout_path] = BackchannelLogout(
                 providers=self.providers, store=checked, ender=self._ender, clock=clock
             ).serve
-        self.scopes: tuple[str, ...] = tuple(scope_list)
+        self.scopes: tuple[str, ...] = tuple(s.scopes)
         """The scopes the guard asks for."""
         self._startup = Startup(
             providers=self.providers,
             warnings=setting_warnings(
-                redirect_uri=redirect_uri, same_site=cookie_same_site, secure=cookie_secure
+                redirect_uri=s.redirect_uri, same_site=cookie_same_site, secure=s.cookie_secure
             ),
             aclose=self.aclose if self._owns_http else None,
         )
@@ -859,116 +764,9 @@ class OAuthGuard:
 
 Route = Callable[[Scope, Receive], Awaitable[ASGIApp]]
 
-# The one-provider form's settings, as OAuthGuard's signature defaults them: with providers=, none is given.
-_ONE_PROVIDER_DEFAULTS: Mapping[str, object] = {
-    "client_id": "",
-    "client_secret": "",
-    "issuer": None,
-    "provider": None,
-    "client_auth": "client_secret_basic",
-    "client_key": None,
-    "id_token_signed_response_alg": None,
-    "fetch_userinfo": False,
-    "authorize_params": None,
-    "offline": None,
-}
-
-
-def _providers(
-    providers: Sequence[Provider] | None, *, one: Mapping[str, Any], scopes: tuple[str, ...]
-) -> list[Provider]:
-    """The guard's providers, each complete: from ``providers=``, or built from the one-provider settings."""
-    if providers is not None:
-        given = [name for name, default in _ONE_PROVIDER_DEFAULTS.items() if one[name] != default]
-        if given:
-            raise ConfigurationError(
-                f"with providers=, give {', '.join(f'{n}=' for n in given)} in each Provider(...) instead"
-            )
-        if isinstance(providers, (Provider, str)) or not isinstance(providers, Sequence):
-            raise ConfigurationError("providers= must be a list of Provider(...)")
-        for item in providers:
-            if not isinstance(item, Provider):
-                raise ConfigurationError(
-                    f"providers= must be a list of Provider(...), not {type(item).__name__}"
-                )
-            if not item.client_id:
-                raise ConfigurationError(f"Provider(name={item.name!r}) needs client_id=")
-        built = [p if p.scopes is not None else dataclasses.replace(p, scopes=scopes) for p in providers]
-    else:
-        issuer, provider = one["issuer"], one["provider"]
-        if (issuer is None) == (provider is None):
-            raise ConfigurationError(
-                "give exactly one of issuer= (OIDC discovery) or provider=Provider(...), "
-                "or several providers as providers=[...]"
-            )
-        if issuer is not None:
-            _absolute_url("issuer", issuer)
-        if not one["client_id"]:
-            raise ConfigurationError("client_id= is empty: set it to the client ID your provider gave you")
-        if one["client_auth"] not in CLIENT_AUTH_METHODS:
-            raise ConfigurationError(
-                f"client_auth= must be one of {', '.join(map(repr, CLIENT_AUTH_METHODS))}"
-            )
-        if not one["client_secret"] and one["client_auth"] in ("client_secret_basic", "client_secret_post"):
-            raise ConfigurationError(
-                "client_secret= is empty: set it to the client secret your provider gave you"
-            )
-        authorize_params = one["authorize_params"]
-        if authorize_params is not None and not isinstance(authorize_params, Mapping):
-            raise ConfigurationError(
-                "authorize_params= must be a mapping, such as {'prompt': 'consent'}, "
-                f"got {type(authorize_params).__name__}"
-            )
-        if provider is not None and not isinstance(provider, Provider):
-            raise ConfigurationError(f"provider= must be a Provider(...), not {type(provider).__name__}")
-        base = provider if provider is not None else Provider(issuer=issuer)
-        if base.client_id and base.client_id != one["client_id"]:
-            raise ConfigurationError("give client_id= once: in OAuthGuard(...) or in Provider(...)")
-        if one["fetch_userinfo"] and base.resolved_discovery == "none" and base.userinfo_endpoint is None:
-            raise ConfigurationError("fetch_userinfo= needs Provider(userinfo_endpoint=...)")
-        built = [
-            dataclasses.replace(
-                base,
-                client_id=one["client_id"],
-                client_secret=one["client_secret"],
-                client_auth=one["client_auth"],
-                client_key=one["client_key"],
-                id_token_signed_response_alg=one["id_token_signed_response_alg"],
-                fetch_userinfo=one["fetch_userinfo"],
-                scopes=base.scopes if base.scopes is not None else scopes,
-                authorize_params={**base.authorize_params, **(authorize_params or {})},
-                offline=one["offline"] if one["offline"] is not None else base.offline,
-            )
-        ]
-    return built
-
 
 def _without_body(route: Callable[[Scope], Awaitable[ASGIApp]]) -> Route:
     async def serve(scope: Scope, receive: Receive) -> ASGIApp:
         return await route(scope)
 
     return serve
-
-
-def _absolute_url(name: str, value: str) -> str:
-    try:
-        url = httpx.URL(value)
-    except (httpx.InvalidURL, TypeError):
-        url = None
-    if url is None or url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"{name}= must be an absolute http(s) URL, got {value!r}")
-    return value
-
-
-def _strings(name: str, value: object, *, suggestion: object = None) -> list[str]:
-    """A setting that takes a list of strings; a bare string would be read one character at a time."""
-    if isinstance(value, (str, bytes)):
-        example = suggestion if suggestion is not None else [value]
-        raise ConfigurationError(f"{name}= must be a list, not a string: write {name}={example!r}")
-    if isinstance(value, Mapping) or not isinstance(value, Iterable):
-        raise ConfigurationError(f"{name}= must be a list of strings, got {type(value).__name__}")
-    items = list(value)
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigurationError(f"{name}= must be a list of strings; {item!r} is not a string")
-    return items
