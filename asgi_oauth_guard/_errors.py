@@ -44,13 +44,24 @@ class TokenEndpointError(GuardError):
 
     ``error`` is the RFC 6749 code (``invalid_grant``, ``invalid_client``, ...); ``description`` is the
     provider's text, often generic, so the guard classifies causes from its own records instead.
+    ``provider_error``: the provider's own code, when it used another one for the RFC's (GitHub's
+    ``bad_verification_code`` for ``invalid_grant``: ``Quirks.error_aliases``).
     """
 
-    def __init__(self, error: str, description: str | None = None, *, status: int = 400) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str | None = None,
+        *,
+        status: int = 400,
+        provider_error: str | None = None,
+    ) -> None:
         self.error = error
         self.description = description
         self.status = status
-        super().__init__(f"{error} ({status}): {description}" if description else f"{error} ({status})")
+        self.provider_error = provider_error if provider_error != error else None
+        named = f"{error} [{self.provider_error}]" if self.provider_error else error
+        super().__init__(f"{named} ({status}): {description}" if description else f"{named} ({status})")
 
     def describe(self, *sent: str) -> str:
         """``error: description`` for a log line. Whatever this client sent (a code, a token) is blanked
@@ -60,7 +71,8 @@ class TokenEndpointError(GuardError):
             if value:
                 text = text.replace(value, "<redacted>")
         text = "".join(c if c.isprintable() else "?" for c in text[:200])
-        return f"{self.error}: {text}" if text else self.error
+        named = f"{self.error} [{self.provider_error}]" if self.provider_error else self.error
+        return f"{named}: {text}" if text else named
 
 
 class ProviderUnavailable(GuardError):

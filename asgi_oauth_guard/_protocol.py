@@ -9,8 +9,8 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
 
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
@@ -18,6 +18,9 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from ._errors import ProviderUnavailable, TokenEndpointError
 from ._reasons import Reason
+
+if TYPE_CHECKING:
+    from .providers._quirks import Quirks
 
 MAX_PARAM_LENGTH = 2048
 MAX_NEXT_LENGTH = 2048
@@ -125,26 +128,19 @@ def refresh_due(tokens: TokenSet, now: float, leeway: float) -> bool:
 # would overflow the arithmetic done with it. Anything not in (0, MAX_EXPIRES_IN] reads as "not said".
 MAX_EXPIRES_IN = 10 * 365 * 24 * 3600.0
 
-# Providers that say "the user's grant is gone" with their own words (GitHub and Slack answer 200 with an
-# error body): the same as invalid_grant for the guard. Every other error code is the client's problem.
-_GRANT_ERRORS = frozenset(
-    {
-        "invalid_grant",
-        "bad_refresh_token",  # GitHub
-        "bad_verification_code",  # GitHub, code exchange
-        "invalid_refresh_token",  # Slack
-        "invalid_code",  # Slack
-        "code_already_used",  # Slack
-        "token_revoked",  # Slack
-        "token_expired",  # Slack
-    }
-)
+
+def _standard(error: TokenEndpointError, quirks: Quirks | None) -> str:
+    """The RFC 6749 code of a refusal: already so when it came through ``parse_token_response``."""
+    return error.error if quirks is None else quirks.standard_error(error.error)
 
 
-def grant_refused(error: TokenEndpointError) -> bool:
+def grant_refused(error: TokenEndpointError, quirks: Quirks | None = None) -> bool:
     """Whether the provider refused the user's grant (their session must end), rather than this client
-    (``invalid_client``, ``unauthorized_client``, ``invalid_request``...: every session is kept)."""
-    return error.error in _GRANT_ERRORS
+    (``invalid_client``, ``unauthorized_client``, ``invalid_request``...: every session is kept).
+
+    ``quirks``: the provider's, for a refusal not read by ``parse_token_response`` (which already wrote
+    the provider's own codes, GitHub's ``bad_refresh_token``, as ``invalid_grant``)."""
+    return _standard(error, quirks) == "invalid_grant"
 
 
 def _seconds(value: Any) -> float | None:
@@ -159,14 +155,41 @@ def _seconds(value: Any) -> float | None:
     return seconds if math.isfinite(seconds) and 0 < seconds <= MAX_EXPIRES_IN else None
 
 
-def parse_token_response(status: int, body: Any, *, now: float, previous: TokenSet | None = None) -> TokenSet:
+def decode_token_body(content_type: str | None, content: bytes) -> Any:
+    """A token-endpoint answer's body: its JSON, or a form-encoded answer read as a JSON object would be
+    (GitHub answers ``access_token=...&token_type=bearer`` to a request without ``Accept:
+    application/json``); ``None`` for anything else (HTML, invalid JSON)."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=100)
+        return dict(pairs) if pairs else None
+    try:
+        return json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def parse_token_response(
+    status: int,
+    body: Any,
+    *,
+    now: float,
+    previous: TokenSet | None = None,
+    quirks: Quirks | None = None,
+) -> TokenSet:
     """Turn a token-endpoint answer into a ``TokenSet`` or raise the matching error.
 
     A refresh answer without a refresh token keeps the previous one (RFC 6749 section 6). An OAuth error
-    (also in a 200, as GitHub and Slack send it) is a ``TokenEndpointError``; an answer that is neither
-    tokens nor an OAuth error (HTML, invalid JSON, an array, a non-string token) is ``ProviderUnavailable``:
-    nobody's session ends over it. A missing ``token_type`` reads as Bearer, an ``expires_in`` that is not
-    a sane positive number as absent.
+    (also in a 200, as GitHub and Slack send it) is a ``TokenEndpointError`` carrying the RFC code the
+    provider's own one stands for (``quirks.standard_error``); an answer that is neither tokens nor an
+    OAuth error (HTML, invalid JSON, an array, a non-string token) is ``ProviderUnavailable``: nobody's
+    session ends over it. A missing ``token_type`` reads as Bearer, an ``expires_in`` that is not a sane
+    positive number as absent (a token that does not expire: never refreshed), and ``scope`` is written
+    space-separated whatever the provider's separator (``quirks.scope_separator``).
     """
     if status >= 500:
         raise ProviderUnavailable(f"the token endpoint answered {status}")
@@ -180,16 +203,18 @@ def parse_token_response(status: int, body: Any, *, now: float, previous: TokenS
             raise ProviderUnavailable("the token endpoint said temporarily_unavailable")
         description = body.get("error_description")
         raise TokenEndpointError(
-            error,
+            quirks.standard_error(error) if quirks is not None else error,
             description if isinstance(description, str) else None,
             status=status if status >= 400 else 400,
+            provider_error=error,
         )
     access_token = body.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise ProviderUnavailable("the token endpoint answered without a usable access_token")
     expires_in = _seconds(body.get("expires_in"))
     # Keycloak's refresh_expires_in: when the refresh token dies (0 means it does not, for offline tokens).
-    refresh_expires_in = _seconds(body.get("refresh_expires_in"))
+    # GitHub's refresh_token_expires_in says the same (six months, for a GitHub App's expiring tokens).
+    refresh_expires_in = _seconds(body.get("refresh_expires_in", body.get("refresh_token_expires_in")))
     refresh_token = body.get("refresh_token")
     rotated = isinstance(refresh_token, str) and bool(refresh_token)
     if not rotated:
@@ -201,6 +226,8 @@ def parse_token_response(status: int, body: Any, *, now: float, previous: TokenS
         refresh_expires_at = previous.refresh_expires_at
     id_token = body.get("id_token")
     scope = body.get("scope")
+    if isinstance(scope, str) and quirks is not None:
+        scope = quirks.scope(scope)
     token_type = body.get("token_type")
     if not isinstance(token_type, str) or not token_type or token_type.lower() == "bearer":
         token_type = "Bearer"
@@ -217,7 +244,13 @@ def parse_token_response(status: int, body: Any, *, now: float, previous: TokenS
 
 
 def classify_code_error(
-    error: TokenEndpointError, *, age: float, code_lifetime: float, callback_url: str, redirect_uri: str
+    error: TokenEndpointError,
+    *,
+    age: float,
+    code_lifetime: float,
+    callback_url: str,
+    redirect_uri: str,
+    quirks: Quirks | None = None,
 ) -> Reason:
     """Why an authorization code was refused, from what the guard knows (providers' texts are generic).
 
@@ -225,10 +258,16 @@ def classify_code_error(
     most likely an expired code, or a callback that reached us at another address than the one pinned.
     Anything else reads as ``state_expired`` (this sign-in cannot be completed; start a new one):
     never ``login_required``, whose re-login goes straight back to the provider and could loop.
+    ``code_reused`` is the guard's own knowledge (its mark of a code already sent), never guessed from a
+    provider's word: GitHub's ``bad_verification_code`` says "wrong, expired or used" in one code.
+    ``quirks``: the provider's, for a refusal not read by ``parse_token_response``.
     """
-    if error.error == "invalid_grant" and age >= code_lifetime:
+    code = _standard(error, quirks)
+    if code == "access_denied":
+        return Reason.access_denied  # the provider refused this user (GitHub: unverified_user_email)
+    if code == "invalid_grant" and age >= code_lifetime:
         return Reason.code_expired
-    if error.error == "invalid_grant" and callback_url != redirect_uri:
+    if code == "invalid_grant" and callback_url != redirect_uri:
         return Reason.redirect_uri_mismatch
     return Reason.state_expired
 
@@ -237,23 +276,30 @@ def classify_code_error(
 # no retry and no new sign-in can help until someone fixes the configuration.
 _CLIENT_MISCONFIGURATION = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
 
+# A redirect URI the provider has not registered for this client, in the provider's own words (GitHub,
+# Google): the guard sends the URI pinned at login to both endpoints, so it is the registration.
+_REDIRECT_URI_ERRORS = frozenset({"redirect_uri_mismatch"})
+
 # Authorization-endpoint errors (RFC 6749 section 4.1.2.1) that the app's request caused, not the user.
 _AUTHORIZATION_MISCONFIGURATION = frozenset(
     {"invalid_request", "unauthorized_client", "unsupported_response_type", "invalid_scope"}
+    | _REDIRECT_URI_ERRORS  # GitHub sends it to the registered callback
 )
 
 
-def is_client_misconfiguration(error: TokenEndpointError) -> bool:
+def is_client_misconfiguration(error: TokenEndpointError, quirks: Quirks | None = None) -> bool:
     """Whether a token-endpoint refusal is the app's configuration, not the user's grant.
 
     ``invalid_client`` (wrong ID, secret or ``client_auth``), ``unauthorized_client`` and
     ``unsupported_grant_type`` (the grant is not enabled for this client), and an ``invalid_request`` that
-    names the ``redirect_uri`` (not registered). Such a refusal must neither end the user's session nor
-    read as an outage: it is shown as "sign-in is misconfigured" and logged as an error with the fix.
+    names the ``redirect_uri`` or a ``redirect_uri_mismatch`` (GitHub, Google: not registered). Such a
+    refusal must neither end the user's session nor read as an outage: it is shown as "sign-in is
+    misconfigured" and logged as an error with the fix.
     """
-    if error.error in _CLIENT_MISCONFIGURATION:
+    code = _standard(error, quirks)
+    if code in _CLIENT_MISCONFIGURATION or {code, error.provider_error} & _REDIRECT_URI_ERRORS:
         return True
-    return error.error == "invalid_request" and "redirect_uri" in (error.description or "").lower()
+    return code == "invalid_request" and "redirect_uri" in (error.description or "").lower()
 
 
 def is_authorization_misconfiguration(error: str) -> bool:

@@ -21,6 +21,7 @@ from asgi_oauth_guard._protocol import (
     refresh_due,
     safe_next,
 )
+from asgi_oauth_guard.providers import Quirks
 
 
 def test_pkce_is_s256_of_a_long_verifier() -> None:
@@ -160,9 +161,10 @@ def test_keycloak_refresh_expiry_is_kept_and_carried_over() -> None:
 
 def test_only_the_users_grant_errors_end_a_session() -> None:
     for error in ("invalid_grant", "bad_refresh_token", "invalid_refresh_token"):
-        assert grant_refused(TokenEndpointError(error))
+        assert grant_refused(TokenEndpointError(error), Quirks())
     for error in ("invalid_client", "unauthorized_client", "invalid_request", "unsupported_grant_type"):
-        assert not grant_refused(TokenEndpointError(error))
+        assert not grant_refused(TokenEndpointError(error), Quirks())
+    assert not grant_refused(TokenEndpointError("bad_refresh_token"))  # no quirks: the RFC's codes only
 
 
 def test_code_errors_are_classified_from_the_guards_own_records() -> None:

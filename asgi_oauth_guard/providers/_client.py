@@ -22,7 +22,7 @@ from joserfc.jwk import KeySet, OctKey
 
 from .. import _id_token
 from .._errors import ConfigurationError, IDTokenError, ProviderUnavailable
-from .._protocol import TokenSet, parse_token_response
+from .._protocol import TokenSet, decode_token_body, parse_token_response
 from . import _discovery
 from ._client_auth import client_credentials
 from ._metadata import Endpoints
@@ -213,7 +213,7 @@ class ProviderClient:
         status, data = await self._post(
             provider.token_endpoint, body, "token", audience=provider.token_endpoint
         )
-        return parse_token_response(status, data, now=self._clock())
+        return parse_token_response(status, data, now=self._clock(), quirks=self.provider.quirks)
 
     async def refresh(self, tokens: TokenSet, *, resource: str | None = None) -> TokenSet:
         """A refresh (RFC 6749 6); ``resource``: the API the new access token is for (RFC 8707)."""
@@ -224,7 +224,9 @@ class ProviderClient:
         status, data = await self._post(
             provider.token_endpoint, body, "token", audience=provider.token_endpoint
         )
-        fresh = parse_token_response(status, data, now=self._clock(), previous=tokens)
+        fresh = parse_token_response(
+            status, data, now=self._clock(), previous=tokens, quirks=self.provider.quirks
+        )
         if fresh.id_token is None or fresh.id_token == tokens.id_token:
             # OIDC Core 12.2: the answer may leave the ID token out; the login's one stays the session's
             # (RP-initiated logout sends it as id_token_hint).
@@ -251,7 +253,7 @@ class ProviderClient:
         status, data = await self._post(
             provider.token_endpoint, body, "token", audience=provider.token_endpoint
         )
-        return parse_token_response(status, data, now=self._clock())
+        return parse_token_response(status, data, now=self._clock(), quirks=self.provider.quirks)
 
     async def _check_refreshed_id_token(self, fresh: TokenSet, *, previous: str | None) -> None:
         """OIDC Core 12.2: a refreshed ID token passes the usual checks (no nonce) and has the login's
@@ -517,8 +519,4 @@ class ProviderClient:
         except (httpx.HTTPError, TimeoutError) as exc:
             logger.warning("%s request to the provider failed: %s", what, type(exc).__name__)
             raise ProviderUnavailable(f"the {what} request failed: {type(exc).__name__}") from None
-        try:
-            data: Any = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            data = None
-        return response.status_code, data
+        return response.status_code, decode_token_body(response.headers.get("content-type"), response.content)
