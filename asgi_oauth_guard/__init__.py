@@ -20,6 +20,7 @@ from ._events import EventHook, GuardEvent
 from ._index import SessionInfo
 from ._middleware import OAuthGuard
 from ._offline import OfflineAccess
+from ._on_login import LoginHook, SignIn, SignInAccepted, SignInRefused
 from ._pages import DEFAULT_PAGE_TEXTS, Page, PageHook, PageKind
 from ._postgres import PostgresStore
 from ._protocol import TokenSet
@@ -49,6 +50,7 @@ __all__ = [
     "GuardUser",
     "IDTokenError",
     "Identity",
+    "LoginHook",
     "MemoryStore",
     "OAuthGuard",
     "OfflineAccess",
@@ -65,6 +67,9 @@ __all__ = [
     "ReloginRequired",
     "ServerKeyError",
     "SessionInfo",
+    "SignIn",
+    "SignInAccepted",
+    "SignInRefused",
     "Store",
     "StoreUnavailable",
     "Telemetry",

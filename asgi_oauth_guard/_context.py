@@ -24,24 +24,46 @@ SCOPE_KEY = "asgi_oauth_guard"
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Identity:
     """The signed-in user of this request: ID-token claims and a fresh access token, and the name of the
-    provider they signed in with."""
+    provider they signed in with.
+
+    ``user_id`` and ``app_claims`` are what the app's ``on_login`` hook returned at sign-in (``None`` and
+    ``{}`` without one). ``id_token`` is the provider's latest ID token (the sign-in's, when refreshes
+    bring none), for the app's own logout or its backends; like the access token, never log it.
+    """
 
     claims: Mapping[str, Any]
-    access_token: str
+    access_token: str = dataclasses.field(repr=False)
     token_type: str
     expires_at: float | None
     scope: str | None
     refreshes: int
     provider: str = "default"
+    user_id: str | None = None
+    app_claims: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    id_token: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def sub(self) -> str:
         return str(self.claims.get("sub", ""))
 
+    @property
+    def auth_time(self) -> float | None:
+        """When the user last authenticated at the provider (the ID token's ``auth_time``), if it says."""
+        value = self.claims.get("auth_time")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return None
+
+    @property
+    def acr(self) -> str | None:
+        """The authentication context class the provider says it satisfied (the ID token's ``acr``)."""
+        value = self.claims.get("acr")
+        return value if isinstance(value, str) and value else None
+
     def __repr__(self) -> str:
         return (
-            f"Identity(sub={self.sub!r}, provider={self.provider!r}, expires_at={self.expires_at!r}, "
-            "access_token=<hidden>)"
+            f"Identity(sub={self.sub!r}, provider={self.provider!r}, user_id={self.user_id!r}, "
+            f"expires_at={self.expires_at!r}, access_token=<hidden>)"
         )
 
 

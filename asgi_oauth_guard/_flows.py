@@ -22,6 +22,7 @@ from ._errors import ConfigurationError, IDTokenError, ProviderUnavailable, Toke
 from ._events import EventHook, GuardEvent, emit
 from ._http import BadRequest, ForwardedTrust, cookie, headers_map, query_params, request_origin, root_path
 from ._offline import OfflineGrants
+from ._on_login import OnLogin, Refusal, SignIn
 from ._pages import NO_STORE, Pages, bad_request
 from ._paths import Prefixes
 from ._protocol import (
@@ -100,7 +101,9 @@ class Flows:
         advice: WorkerAdvice | None = None,
         telemetry: Telemetry = NO_TELEMETRY,
         offline: Mapping[str, OfflineGrants] | None = None,
+        on_login: OnLogin | None = None,
     ) -> None:
+        self._on_login = on_login if on_login is not None else OnLogin(None)
         self._telemetry = telemetry
         self._offline: Mapping[str, OfflineGrants] = offline or {}
         self._ender = ender
@@ -439,6 +442,9 @@ class Flows:
             try:
                 tokens = await self._exchange_code(client, code, tx)
                 claims = await client.identity(tokens, nonce=tx.nonce)
+                verdict = await self._on_login.decide(
+                    SignIn(provider=client.name, claims=claims, tokens=tokens, request=request)
+                )
                 sid, key, cookie_value = self._keys.new_session_cookie()
                 provider = await client.endpoints()
                 offline = False
@@ -467,6 +473,8 @@ class Flows:
                     issuer=provider.issuer,
                     offline=offline,
                     provider=client.name,
+                    user_id=verdict.user_id,
+                    app_claims=verdict.claims,
                 )
                 await self._sessions.save(session, key)
                 outcome = Outcome(ok=True, next=then, cookie=cookie_value, sid=sid)
@@ -503,6 +511,8 @@ class Flows:
                     outcome = Outcome(ok=False, next=tx.next, reason=reason.value)
                 relogin = GuardEvent(kind="relogin", reason=reason, detail=exc.error, provider=client.name)
                 await emit(self._on_event, relogin)
+            except Refusal as exc:
+                outcome = await self._refused(client, tokens, tx, exc)
             except IDTokenError as exc:
                 logger.warning("login refused: %s", exc)
                 outcome = Outcome(ok=False, next=tx.next, reason=Reason.access_denied.value)
@@ -527,6 +537,22 @@ class Flows:
         )
         await self._store.delete(TX_PREFIX + state)
         return outcome
+
+    async def _refused(
+        self, client: ProviderClient, tokens: TokenSet, tx: Transaction, refusal: Refusal
+    ) -> Outcome:
+        """A sign-in turned away after its exchange (the app's ``on_login``, a step-up check): no session,
+        and the grant just made is revoked, unless it may be the user's offline grant too."""
+        logger.info("a sign-in with %s was refused (%s)", client.name, refusal.detail)
+        if client.name not in self._offline:
+            await revoke(client, tokens)
+        await emit(
+            self._on_event,
+            GuardEvent(
+                kind="relogin", reason=Reason.access_denied, detail=refusal.detail, provider=client.name
+            ),
+        )
+        return Outcome(ok=False, next=tx.next, refused=refusal.message)
 
     async def _exchange_code(self, client: ProviderClient, code: str, tx: Transaction) -> TokenSet:
         """The token request for the code, the only one: its span, and its event whatever it answers."""
@@ -613,6 +639,10 @@ class Flows:
             # Sealed for another browser, or for an id this browser had two sign-ins ago.
             return await self._unknown_state(request)
         if not outcome.ok:
+            if outcome.refused is not None:
+                return await self._pages.refused(
+                    request, outcome.refused, sign_in_url=self._sign_in_url(request.scope, outcome.next)
+                )
             if outcome.misconfigured:
                 return await self._pages.misconfigured(request)
             if outcome.unavailable:

@@ -26,6 +26,7 @@ from ._http import BadRequest, cookie, request_origin, root_path
 from ._index import SessionIndex, SessionInfo
 from ._lifetime import Lifetime
 from ._offline import OfflineAccess, OfflineGrants
+from ._on_login import LoginHook, OnLogin
 from ._origins import OwnOrigins
 from ._pages import PageHook, Pages
 from ._paths import PathRules, Prefixes, route_path
@@ -131,9 +132,10 @@ class OAuthGuard:
             page for page loads), ``"json"`` (always 401 JSON), or a callable ``(request, reason)`` that
             returns an ASGI response.
         pages: A callable that gets a :class:`Page` (its ``kind``: ``"sign_in"``, ``"cancelled"``,
-            ``"failed"``, ``"misconfigured"``, ``"signed_out"``, ``"logout_confirm"``, ``"unavailable"`` or
-            ``"chooser"``; the ``reason``, the message, the status and the URLs) and returns an ASGI response
-            to show instead of the guard's own page, or ``None`` to keep it. API clients get JSON either way.
+            ``"failed"``, ``"misconfigured"``, ``"signed_out"``, ``"logout_confirm"``, ``"unavailable"``,
+            ``"chooser"`` or ``"refused"``; the ``reason``, the message, the status and the URLs) and returns
+            an ASGI response to show instead of the guard's own page, or ``None`` to keep it. API clients
+            get JSON either way.
         page_texts: Texts for the guard's own pages, by message id (``"sign_in.title"``,
             ``"reason.state_expired"``, ``"lang"``...; the full list is ``DEFAULT_PAGE_TEXTS``), to translate
             or reword them. An unknown id is refused.
@@ -186,6 +188,14 @@ class OAuthGuard:
             client-credentials tokens): 32 or more random characters each; the last encrypts, all decrypt.
             Every process (web and workers) needs the same list. Needed by ``offline`` and
             ``guard.tokens().client_credentials()``.
+        on_login: The app's say at sign-in: a function (plain or async) that gets a :class:`SignIn` (the
+            provider's name, the claims, the tokens, the request) once per sign-in, after the code
+            exchange and the identity checks, and returns ``SignInAccepted(user_id=..., claims=...)`` (the
+            app's own user id and up to 4 KiB of JSON claims, kept in the session: ``Identity.user_id``,
+            ``Identity.app_claims``), ``SignInRefused("why")`` (the user sees why on a 403 page, API
+            clients get JSON; no session) or ``None`` (accepted). If it raises or returns something else,
+            the error is logged and the sign-in refused. Duplicate callbacks get the recorded outcome: it
+            never runs twice for one code (docs/sign-in.md).
         on_event: A callable (plain or async) that gets a :class:`GuardEvent` for each sign-in, code
             exchange, duplicate callback absorbed, refresh (made or shared), refused refresh, re-login,
             sign-out, ended session and store error; for metrics and alerts. Its errors are logged, not
@@ -250,6 +260,7 @@ class OAuthGuard:
         private_cache_headers: bool = True,
         offline: OfflineAccess | None = None,
         server_keys: Sequence[str] | None = None,
+        on_login: LoginHook | None = None,
         on_event: EventHook | None = None,
         telemetry: Telemetry | None = None,
         clock: Callable[[], float] = time.time,
@@ -304,6 +315,7 @@ class OAuthGuard:
             private_cache_headers=private_cache_headers,
             offline=offline,
             server_keys=server_keys,
+            on_login=on_login,
             on_event=on_event,
             telemetry=telemetry,
             clock=clock,
@@ -438,6 +450,7 @@ class OAuthGuard:
             advice=self._advice,
             telemetry=tracing,
             offline=self._offline,
+            on_login=OnLogin(on_login),
         )
         self._routes: dict[str, Route] = {
             login_path: _without_body(self._flows.login),
@@ -556,6 +569,9 @@ class OAuthGuard:
             scope=tokens.scope,
             refreshes=session.refreshes,
             provider=session.provider or self.providers.default.name,
+            user_id=session.user_id,
+            app_claims=session.app_claims or {},
+            id_token=tokens.id_token,
         )
         state = GuardState(guard=self, identity=identity, handle=handle)
         if session.sid not in self._published and len(self._published) >= 10_000:

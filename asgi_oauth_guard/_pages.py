@@ -32,6 +32,7 @@ PageKind = Literal[
     "signed_out",
     "logout_confirm",
     "unavailable",
+    "refused",
 ]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -63,6 +64,11 @@ DEFAULT_PAGE_TEXTS: Mapping[str, str] = {
     "logout_confirm.title": "Sign out?",
     "logout_confirm.message": "Do you want to sign out of this site?",
     "logout_confirm.button": "Sign out",
+    "refused.title": "Sign-in refused",
+    "refused.step_up": (
+        "The sign-in service did not confirm the recent or stronger sign-in this page needs. "
+        "Please sign in again."
+    ),
     "chooser.title": "Choose how to sign in",
     "chooser.message": "Sign in with one of these:",
     "unavailable.title": "Try again shortly",
@@ -221,6 +227,15 @@ class Pages:
         if self.wants_page(request):
             return await self.page(request, "misconfigured", message=message, status=502)
         return JSONResponse({"error": "misconfigured", "message": message}, status_code=502, headers=NO_STORE)
+
+    async def refused(self, request: Request, message: str, *, sign_in_url: str) -> ASGIApp:
+        """403: the app (its ``on_login``) or a step-up check turned this sign-in away; ``message`` says
+        why, to the user. JSON ``{"error": "access_denied", "message": ...}`` for API clients."""
+        if self.wants_page(request):
+            return await self.page(
+                request, "refused", message=message, status=403, sign_in_url=sign_in_url, headers=NO_STORE
+            )
+        return JSONResponse({"error": "access_denied", "message": message}, status_code=403, headers=NO_STORE)
 
     async def bad_request(
         self, request: Request, message: str, *, page_message_id: str = "failed.bad_request", sign_in_url: str

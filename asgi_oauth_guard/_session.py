@@ -48,6 +48,7 @@ class Outcome:
     code_hash: str | None = None
     at: float = 0.0
     misconfigured: bool = False
+    refused: str | None = None  # the message of a sign-in the app (or a step-up check) turned away
 
     def dumps(self) -> bytes:
         return json.dumps(dataclasses.asdict(self)).encode()
@@ -66,7 +67,8 @@ class Session:
     ``issuer`` is the provider's and ``provider`` its name in the guard (records written before these
     existed have ``None``: the default provider's). ``offline``: the
     session's refresh token is its user's offline grant's (``_offline``), which it refreshes through;
-    its own ``tokens`` then hold no refresh token. The user's ``sub``,
+    its own ``tokens`` then hold no refresh token. ``user_id`` and ``app_claims``: what the app's
+    ``on_login`` said to keep (``_on_login``). The user's ``sub``,
     the provider's session id (OIDC ``sid``, for back-channel logout) and ``auth_time`` are read from the
     claims.
     """
@@ -81,6 +83,8 @@ class Session:
     issuer: str | None = None
     offline: bool = False
     provider: str | None = None
+    user_id: str | None = None
+    app_claims: dict[str, Any] | None = None
 
     @property
     def seen_at(self) -> float:

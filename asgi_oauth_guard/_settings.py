@@ -23,6 +23,7 @@ from ._events import EventHook
 from ._http import ForwardedTrust
 from ._lifetime import TOUCH_INTERVAL
 from ._offline import OfflineAccess
+from ._on_login import LoginHook
 from ._origins import normal_origin
 from ._pages import PageHook
 from ._relogin import ReloginHandler, ReloginMode
@@ -95,6 +96,7 @@ class GuardSettings:
     private_cache_headers: bool = True
     offline: OfflineAccess | None = None
     server_keys: Sequence[str] | None = dataclasses.field(default=None, repr=False)
+    on_login: LoginHook | None = None
     on_event: EventHook | None = None
     telemetry: Telemetry | None = None
     clock: Callable[[], float] = time.time
@@ -265,6 +267,11 @@ class GuardSettings:
         relogin = self.relogin
         if relogin not in ("auto", "redirect", "page", "json") and not callable(relogin):
             raise ConfigurationError("relogin= must be 'auto', 'redirect', 'page', 'json' or a callable")
+        if self.on_login is not None and not callable(self.on_login):
+            raise ConfigurationError(
+                "on_login= must be a function (plain or async) that gets a SignIn and returns "
+                "SignInAccepted(...), SignInRefused(...) or None"
+            )
         return {
             "scopes": tuple(scope_list),
             "trusted_proxies": tuple(trusted_proxies),
