@@ -56,12 +56,12 @@ async def test_metrics_count_the_exchange_and_the_duplicate(client: httpx.AsyncC
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain; version=")
     figures = samples(answer.text)
-    assert figures["asgi_oauth_guard_sign_ins_total{}"] == 1
-    assert figures["asgi_oauth_guard_code_exchanges_total{}"] == 1
+    assert figures["asgi_oauth_guard_sign_ins_total{asgi_oauth_guard_provider=default}"] == 1
+    assert figures["asgi_oauth_guard_code_exchanges_total{asgi_oauth_guard_provider=default}"] == 1
     assert figures["asgi_oauth_guard_callback_duplicates_total{asgi_oauth_guard_duplicate=late}"] == 1
     assert (
         figures[
-            "asgi_oauth_guard_token_request_duration_seconds_count{asgi_oauth_guard_grant_type=authorization_code}"
+            "asgi_oauth_guard_token_request_duration_seconds_count{asgi_oauth_guard_grant_type=authorization_code,asgi_oauth_guard_provider=default}"
         ]
         == 1
     )
