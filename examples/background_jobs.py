@@ -6,14 +6,16 @@ offline access, and a plain asyncio worker that calls an API as each user, from 
 
 Settings from the environment: ``OAUTH_ISSUER``, ``OAUTH_CLIENT_ID``, ``OAUTH_CLIENT_SECRET``,
 ``PUBLIC_URL``, ``GUARD_SECRET_KEY``, ``GUARD_SERVER_KEY`` (the server key ring's key: every process needs
-it), ``GUARD_STORE`` and ``JOBS_REDIS`` (the queue; a ``redis://`` URL).
+it), ``GUARD_STORE`` (and ``GUARD_KEY_PREFIX``), ``JOBS_REDIS`` (the queue; a ``redis://`` URL) and
+``JOBS_QUEUE`` (its name).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -51,7 +53,9 @@ def make_guard(app: Any, **overrides: Any) -> OAuthGuard:
         "require_login": ["/jobs"],
     }
     if "store" not in overrides:
-        settings["store"] = store_from_url(os.environ.get("GUARD_STORE", "memory://"))
+        url = os.environ.get("GUARD_STORE", "memory://")
+        prefix = os.environ.get("GUARD_KEY_PREFIX", "guard:")
+        settings["store"] = store_from_url(url, key_prefix=prefix)
     settings.update(overrides)
     return OAuthGuard(app, **settings)
 
@@ -74,20 +78,29 @@ async def sync_user(tokens: TokenManager, http: httpx.AsyncClient, sub: str, url
     return data
 
 
-async def work(guard: OAuthGuard, jobs: AsyncIterator[str], http: httpx.AsyncClient, url: str) -> list[Any]:
-    """The worker loop: one job per user id from the queue; what each job did, for the caller."""
-    done: list[Any] = []
+async def work(
+    guard: OAuthGuard,
+    jobs: AsyncIterator[str],
+    http: httpx.AsyncClient,
+    url: str,
+    report: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+) -> list[dict[str, Any]]:
+    """The worker loop: one job per user id from the queue; what each job did (also to ``report``)."""
+    done: list[dict[str, Any]] = []
     async with guard.tokens() as tokens:
         async for sub in jobs:
             try:
-                done.append(await sync_user(tokens, http, sub, url))
+                result = await sync_user(tokens, http, sub, url)
             except ConsentRequired as exc:
                 # The grant is gone (revoked, expired): the app tells the user (the offline_grant_lost
                 # event did too); their next sign-in asks for consent and the next job works again.
                 logger.warning("user %s must sign in again: %s", exc.sub, exc.reason)
-                done.append({"consent_required": exc.reason})
+                result = {"consent_required": exc.reason}
             except ProviderUnavailable:
-                done.append({"retry_later": sub})  # an outage: queue it again later
+                result = {"retry_later": sub}  # an outage: queue it again later
+            done.append(result)
+            if report is not None:
+                await report(result)
     return done
 
 
@@ -102,19 +115,40 @@ class MemoryQueue:
 
 
 class RedisQueue:
-    def __init__(self, url: str) -> None:
+    """The queue between the web app and the workers: a Redis list (RPUSH, BLPOP)."""
+
+    def __init__(self, url: str, *, name: str = QUEUE) -> None:
         from redis.asyncio import Redis
 
         self.redis = Redis.from_url(url)
+        self.name = name
 
     async def put(self, sub: str) -> None:
-        await self.redis.rpush(QUEUE, sub)
+        await self.redis.rpush(self.name, sub)
 
-    async def jobs(self) -> AsyncIterator[str]:
+    async def jobs(self, *, drain: bool = False) -> AsyncIterator[str]:
+        """The user ids queued, as they come; ``drain``: only those queued now (for a one-off run)."""
         while True:
-            item = await self.redis.blpop([QUEUE], timeout=0)
-            if item is not None:
-                yield item[1].decode()
+            if drain:
+                item = await self.redis.lpop(self.name)
+                if item is None:
+                    return
+                yield _text(item)
+                continue
+            popped = await self.redis.blpop([self.name], timeout=0)
+            if popped is not None:
+                yield _text(popped[1])
+
+    async def report(self, result: dict[str, Any]) -> None:
+        """What a job did, for the app (a list beside the queue)."""
+        await self.redis.rpush(f"{self.name}:done", json.dumps(result))
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def create_app(queue: Any, **overrides: Any) -> OAuthGuard:
@@ -123,15 +157,26 @@ def create_app(queue: Any, **overrides: Any) -> OAuthGuard:
     return make_guard(web, **overrides)
 
 
-async def main() -> None:  # pragma: no cover - the worker process
-    queue = RedisQueue(os.environ["JOBS_REDIS"])
+async def main() -> None:
+    """The worker process: jobs from the Redis queue until it is stopped. The API it calls as each user
+    is the provider's userinfo endpoint, for the demo."""
+    queue = RedisQueue(os.environ["JOBS_REDIS"], name=os.environ.get("JOBS_QUEUE", QUEUE))
     guard = make_guard(None)
-    userinfo = (await guard.client.provider()).userinfo_endpoint or ""
-    async with httpx.AsyncClient() as http:
-        await work(guard, queue.jobs(), http, userinfo)
+    userinfo = (await guard.client.endpoints()).userinfo_endpoint or ""
+    try:
+        async with httpx.AsyncClient() as http:
+            await work(guard, queue.jobs(), http, userinfo, report=queue.report)
+    finally:
+        await queue.aclose()
+        await guard.aclose()
 
 
-app = create_app(RedisQueue(os.environ["JOBS_REDIS"])) if os.environ.get("JOBS_REDIS") else None
+def _app() -> OAuthGuard | None:
+    url = os.environ.get("JOBS_REDIS")
+    return create_app(RedisQueue(url, name=os.environ.get("JOBS_QUEUE", QUEUE))) if url else None
 
-if __name__ == "__main__":  # pragma: no cover
+
+app = _app()
+
+if __name__ == "__main__":
     anyio.run(main)
