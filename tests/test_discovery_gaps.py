@@ -14,7 +14,13 @@ import httpx
 import pytest
 
 from asgi_oauth_guard import MemoryStore, OAuthGuard, Provider
-from asgi_oauth_guard.providers._discovery import fill_gaps, gaps, oauth_metadata_url, oidc_metadata_url
+from asgi_oauth_guard.providers._discovery import (
+    fill_gaps,
+    gaps,
+    oauth_metadata_url,
+    oauth_metadata_urls,
+    oidc_metadata_url,
+)
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
 from .conftest import (
@@ -249,6 +255,9 @@ async def test_an_unreachable_rfc8414_document_does_not_stop_sign_in(
 def test_well_known_urls(issuer: str, oidc: str, oauth: str) -> None:
     assert oidc_metadata_url(issuer) == oidc
     assert oauth_metadata_url(issuer) == oauth
+    # for an issuer with a path, the document beside the issuer is tried second (a server mounted there)
+    beside = issuer.rstrip("/") + OAUTH
+    assert oauth_metadata_urls(issuer) == ((oauth,) if beside == oauth else (oauth, beside))
 
 
 def test_the_openid_document_wins_and_only_gaps_are_filled() -> None:

@@ -172,16 +172,18 @@ class ProviderClient:
         issuer = metadata.get("issuer")
         if not isinstance(issuer, str):
             return metadata  # Endpoints.from_metadata refuses the document
-        url = _discovery.oauth_metadata_url(issuer)
-        try:
-            oauth = await self._get_json(url, "RFC 8414 metadata")
-        except ConfigurationError:
-            logger.debug("no RFC 8414 metadata at %s", url)
-            return metadata
-        except ProviderUnavailable as exc:
-            logger.warning(
-                "%s; endpoints only it might name (%s) stay unknown", exc, ", ".join(_discovery.GAPS)
-            )
+        for url in _discovery.oauth_metadata_urls(issuer):
+            try:
+                oauth = await self._get_json(url, "RFC 8414 metadata")
+                break
+            except ConfigurationError:
+                logger.debug("no RFC 8414 metadata at %s", url)
+            except ProviderUnavailable as exc:
+                logger.warning(
+                    "%s; endpoints only it might name (%s) stay unknown", exc, ", ".join(_discovery.GAPS)
+                )
+                return metadata
+        else:
             return metadata
         filled = _discovery.fill_gaps(metadata, oauth)
         if filled is None:

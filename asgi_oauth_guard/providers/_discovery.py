@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["GAPS", "fill_gaps", "gaps", "oauth_metadata_url", "oidc_metadata_url"]
+__all__ = ["GAPS", "fill_gaps", "gaps", "oauth_metadata_url", "oauth_metadata_urls", "oidc_metadata_url"]
 
 OIDC_WELL_KNOWN = "/.well-known/openid-configuration"
 OAUTH_WELL_KNOWN = "/.well-known/oauth-authorization-server"
@@ -33,6 +33,16 @@ def oauth_metadata_url(issuer: str) -> str:
     (``https://h/tenant`` -> ``https://h/.well-known/oauth-authorization-server/tenant``)."""
     url = httpx.URL(issuer)
     return str(url.copy_with(path=OAUTH_WELL_KNOWN + url.path.rstrip("/"), query=None, fragment=None))
+
+
+def oauth_metadata_urls(issuer: str) -> tuple[str, ...]:
+    """Where to look for an issuer's RFC 8414 metadata, in order: section 3.1's URL, then, for an issuer
+    with a path, the issuer with the suffix appended, as OIDC Discovery places its document. Servers mounted
+    under a path often answer only the second: django-oauth-toolkit under ``/o/``, unless its metadata
+    routes are also mounted at the root."""
+    first = oauth_metadata_url(issuer)
+    appended = issuer.rstrip("/") + OAUTH_WELL_KNOWN
+    return (first,) if appended == first else (first, appended)
 
 
 def gaps(metadata: Mapping[str, Any], given: Mapping[str, Any]) -> tuple[str, ...]:

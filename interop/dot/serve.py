@@ -23,7 +23,9 @@ def main() -> None:
     sock.bind(("127.0.0.1", int(os.environ.get("PORT") or 0)))
     sock.listen(512)
     port = sock.getsockname()[1]
-    os.environ.setdefault("ISSUER", f"http://127.0.0.1:{port}")
+    mount = os.environ.get("MOUNT", "").strip("/")
+    os.environ["MOUNT"] = f"{mount}/" if mount else ""
+    os.environ.setdefault("ISSUER", f"http://127.0.0.1:{port}" + (f"/{mount}" if mount else ""))
     workdir = None
     if not os.environ.get("DOT_DB"):
         workdir = tempfile.mkdtemp(prefix="interop-dot-")

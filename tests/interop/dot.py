@@ -61,13 +61,21 @@ class DotProvider(InteropProvider):
 
     user_password: str = ""
 
+    def url(self, path: str) -> str:
+        """A URL at the server's root: the login form and the admin routes (the issuer may have a path)."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def endpoint(self, path: str) -> str:
+        """A URL of django-oauth-toolkit's own (``/token/``, ``/userinfo/``...): under the issuer."""
+        return f"{self.issuer}{path}"
+
     @property
     def token_endpoint(self) -> str:
-        return self.url(TOKEN_PATH)
+        return self.endpoint(TOKEN_PATH)
 
     @property
     def revocation_endpoint(self) -> str:
-        return self.url(REVOCATION_PATH)
+        return self.endpoint(REVOCATION_PATH)
 
 
 def _require_dot() -> None:
@@ -89,8 +97,11 @@ def running_dot_provider(
     access_token_ttl: int = ACCESS_TOKEN_TTL,
     code_ttl: int = CODE_TTL,
     redirect_uris: tuple[str, ...] = REDIRECT_URIS,
+    mount: str = "",
 ) -> Iterator[DotProvider]:
-    """Start ``interop/dot/serve.py`` on a free loopback port with a fresh database; stop it on exit."""
+    """Start ``interop/dot/serve.py`` on a free loopback port with a fresh database; stop it on exit.
+
+    ``mount="o/"``: django-oauth-toolkit's URLs under ``/o/`` (its documentation's set-up), the issuer with them."""
     _require_dot()
     client_id = f"dot-{secrets.token_hex(4)}"
     client_secret = secrets.token_urlsafe(32)
@@ -104,6 +115,7 @@ def running_dot_provider(
         "POST_LOGOUT_REDIRECT_URIS": ",".join(POST_LOGOUT_REDIRECT_URIS),
         "ACCESS_TOKEN_TTL": str(access_token_ttl),
         "CODE_TTL": str(code_ttl),
+        "MOUNT": mount,
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     output: collections.deque[str] = collections.deque(maxlen=5000)
@@ -225,7 +237,7 @@ async def authorize(
         "code_challenge_method": "S256",
         **extra,
     }
-    url = str(httpx.URL(provider.url(AUTHORIZE_PATH), params=params))
+    url = str(httpx.URL(provider.endpoint(AUTHORIZE_PATH), params=params))
     location = await sign_in(client, provider, url, user=user, redirect_uri=redirect_uri)
     return Authorization(redirect_uri, verifier, state, nonce, location)
 

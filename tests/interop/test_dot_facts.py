@@ -34,7 +34,7 @@ def callback(port: int | None = None) -> str:
 
 async def userinfo(client: httpx.AsyncClient, provider: DotProvider, access_token: str) -> int:
     response = await client.get(
-        provider.url("/userinfo/"), headers={"Authorization": f"Bearer {access_token}"}
+        provider.endpoint("/userinfo/"), headers={"Authorization": f"Bearer {access_token}"}
     )
     return response.status_code
 
@@ -73,15 +73,15 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 async def test_revocation_endpoint_is_published_only_in_rfc8414_metadata(
     dot_provider: DotProvider, client: httpx.AsyncClient
 ) -> None:
-    oidc = (await client.get(dot_provider.url("/.well-known/openid-configuration"))).json()
-    oauth = (await client.get(dot_provider.url("/.well-known/oauth-authorization-server"))).json()
+    oidc = (await client.get(dot_provider.endpoint("/.well-known/openid-configuration"))).json()
+    oauth = (await client.get(dot_provider.endpoint("/.well-known/oauth-authorization-server"))).json()
     assert oidc["issuer"] == oauth["issuer"] == dot_provider.issuer
     assert "revocation_endpoint" not in oidc
     assert oauth["revocation_endpoint"] == dot_provider.revocation_endpoint
     for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
         assert oidc[name] == oauth[name], name
-    assert oidc["userinfo_endpoint"] == dot_provider.url("/userinfo/")
-    assert oidc["end_session_endpoint"] == dot_provider.url("/logout/")
+    assert oidc["userinfo_endpoint"] == dot_provider.endpoint("/userinfo/")
+    assert oidc["end_session_endpoint"] == dot_provider.endpoint("/logout/")
     assert "userinfo_endpoint" not in oauth and "end_session_endpoint" not in oauth
     assert oidc["code_challenge_methods_supported"] == ["S256"]
     assert oidc["id_token_signing_alg_values_supported"] == ["RS256", "HS256"]
@@ -112,7 +112,7 @@ async def test_no_pkce_is_refused_at_the_authorization_endpoint(
     redirect_uri = callback()
     await authorize(client, dot_provider, redirect_uri=redirect_uri, user=unique_user("pkce"))  # signed in
     response = await client.get(
-        dot_provider.url(AUTHORIZE_PATH),
+        dot_provider.endpoint(AUTHORIZE_PATH),
         params={
             "client_id": dot_provider.client_id,
             "response_type": "code",

@@ -120,7 +120,7 @@ def app_behind(provider: DotProvider) -> Starlette:
         assert identity is not None
         async with httpx.AsyncClient(timeout=10) as client:
             answer = await client.get(
-                provider.url("/userinfo/"), headers={"Authorization": f"Bearer {identity.access_token}"}
+                provider.endpoint("/userinfo/"), headers={"Authorization": f"Bearer {identity.access_token}"}
             )
         return JSONResponse({"status": answer.status_code})
 
@@ -186,7 +186,7 @@ class DotBrowser:
             response = await self.app.get("/auth/login", params={"next": next_path})
         assert response.status_code == 303, f"{response.status_code} from /auth/login: {response.text[:300]}"
         location = response.headers["location"]
-        assert location.startswith(self.deployment.dot.url("/authorize/?")), location
+        assert location.startswith(self.deployment.dot.endpoint("/authorize/?")), location
         assert httpx.URL(location).params["redirect_uri"] == CALLBACK
         return await sign_in(self.idp, self.deployment.dot, location, user=self.user, redirect_uri=CALLBACK)
 
@@ -433,3 +433,44 @@ async def test_sign_out_revokes_at_the_rfc8414_revocation_endpoint(
     assert [e["status"] for e in select(events, "revocation")] == [200]
     assert await deployment.journal.grants(user) == [], grant  # no live token of the family is left
     assert (await browser.api()).status_code == 401
+
+
+async def test_under_a_path_the_rfc8414_document_beside_the_issuer_is_found() -> None:
+    """django-oauth-toolkit as its documentation mounts it, ``path("o/", include(...))``: the issuer is
+    ``<origin>/o``, RFC 8414 section 3.1's URL (``<origin>/.well-known/oauth-authorization-server/o``) is a 404,
+    and the document is at ``<origin>/o/.well-known/oauth-authorization-server``. The guard tries both."""
+    with running_dot_provider(redirect_uris=(CALLBACK,), mount="o/") as dot:
+        assert dot.issuer.endswith("/o")
+        async with httpx.AsyncClient(timeout=10) as probe:
+            strict = await probe.get(dot.url("/.well-known/oauth-authorization-server/o"))
+            beside = await probe.get(dot.endpoint("/.well-known/oauth-authorization-server"))
+        assert strict.status_code == 404
+        assert beside.json()["issuer"] == dot.issuer
+        assert beside.json()["revocation_endpoint"] == dot.endpoint(REVOCATION_PATH)
+
+        async with httpx.AsyncClient(timeout=10) as http:
+            emitted: list[GuardEvent] = []
+            guard = OAuthGuard(
+                app_behind(dot),
+                issuer=dot.issuer,
+                client_id=dot.client_id,
+                client_secret=dot.client_secret,
+                secret_key=secrets.token_urlsafe(32),
+                redirect_uri=CALLBACK,
+                http_client=http,
+                require_login=True,
+                on_event=emitted.append,
+            )
+            deployment = Deployment("memory", [guard], [emitted], dot, ShiftedClock(dot), Journal(dot))
+            browser = deployment.browser(unique_user("dot-mounted"))
+            try:
+                await browser.login()
+                assert (await browser.me())["sub"] == browser.user
+                mark = await deployment.journal.mark()
+                out = await browser.app.post("/auth/logout", headers={"origin": APP_URL})
+                assert out.status_code == 303
+            finally:
+                await browser.aclose()
+        events = await deployment.journal.since(mark)
+        assert [e["status"] for e in select(events, "revocation")] == [200], events
+        assert await deployment.journal.grants(browser.user) == []

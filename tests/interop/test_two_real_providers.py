@@ -146,7 +146,7 @@ class Browser:
         assert response.status_code == 303, response.text[:300]
         location = response.headers["location"]
         if provider == "dot":
-            assert location.startswith(self.rig.dot.url("/authorize/?")), location
+            assert location.startswith(self.rig.dot.endpoint("/authorize/?")), location
             return await sign_in(self.idp, self.rig.dot, location, user=self.user, redirect_uri=CALLBACK)
         assert location.startswith(self.rig.node.url("/auth?")), location
         url = httpx.URL(location).copy_merge_params({"login_hint": self.user})

@@ -27,8 +27,9 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-TOKEN_PATH = "/token/"
-REVOCATION_PATH = "/revoke_token/"
+_MOUNT = "/" + os.environ.get("MOUNT", "")
+TOKEN_PATH = f"{_MOUNT}token/"
+REVOCATION_PATH = f"{_MOUNT}revoke_token/"
 
 
 class FastPBKDF2Hasher(PBKDF2PasswordHasher):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
@@ -12,6 +14,7 @@ urlpatterns = [
     path("admin/advance-clock", harness.advance_clock),
     path("admin/events", harness.events),
     path("admin/grants", harness.grants),
-    # at the root, so the issuer is the origin and RFC 8414's well-known URI is the issuer's
-    path("", include("oauth2_provider.urls")),
+    # at the root by default, so the issuer is the origin and RFC 8414's well-known URI is the issuer's;
+    # MOUNT=o/ mounts it as django-oauth-toolkit's documentation does (issuer <origin>/o)
+    path(os.environ.get("MOUNT", ""), include("oauth2_provider.urls")),
 ]
