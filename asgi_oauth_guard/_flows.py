@@ -47,6 +47,7 @@ from ._store import Store
 from ._telemetry import NO_TELEMETRY, Telemetry
 from ._worker_advice import WorkerAdvice
 from .providers._client import ProviderClient
+from .providers._quirks import error_reason, wants_consent
 from .providers._registry import Providers
 
 if TYPE_CHECKING:
@@ -202,18 +203,30 @@ class Flows:
 
     async def _login_params(self, scope: Scope, client: ProviderClient) -> tuple[Mapping[str, str], bool]:
         """The authorization request's extra parameters, and whether they ask for consent. With offline
-        access, its own, and its consent parameters when this browser's user lost their grant: only then,
-        so users are not asked to consent at every sign-in (Google: ``prompt=consent`` is what makes it
-        issue a new refresh token)."""
+        access, its own, and its consent parameters when this browser's user lost their grant; without,
+        the provider's consent parameters (``Quirks.consent_params``) when this browser's session of it
+        holds no refresh token. Only then, so users are not asked to consent at every sign-in (Google:
+        ``prompt=consent`` is what makes it issue a new refresh token, and each one counts against its
+        limit of 100 per user)."""
         grants = self._offline.get(client.name)
-        if grants is None:
-            return client.provider.authorize_params, False
-        params = {**client.provider.authorize_params, **grants.settings.authorize_params}
         value = cookie(scope, self._cookies.session_name)
         opened = self._keys.open_session_cookie(value) if value else None
-        # The browser's last session, even one whose tokens were dropped when its grant was lost.
-        session = await self._sessions.load(*opened) if opened is not None else None
+        wanted = client.provider.quirks.consent_params
+        if opened is None or (grants is None and not wanted):
+            params = dict(client.provider.authorize_params)
+            if grants is not None:
+                params.update(grants.settings.authorize_params)
+            return params, False
+        # The browser's last session, even one whose tokens were dropped when the provider refused them.
+        session = await self._sessions.load(*opened)
         ours = session is not None and (session.provider or self._providers.default.name) == client.name
+        if grants is None:
+            held = (
+                session is None or not ours or (session.tokens is not None and session.tokens.refresh_token)
+            )
+            consent = wants_consent(client.provider.quirks, holds_refresh_token=bool(held))
+            return {**client.provider.authorize_params, **consent}, bool(consent)
+        params = {**client.provider.authorize_params, **grants.settings.authorize_params}
         sub = session.sub if session is not None and ours else None
         if sub is not None and await grants.consent_needed(sub):
             params.update(grants.settings.consent_params)
@@ -477,7 +490,12 @@ class Flows:
                     app_claims=verdict.claims,
                 )
                 await self._sessions.save(session, key)
-                outcome = Outcome(ok=True, next=then, cookie=cookie_value, sid=sid)
+                outcome = Outcome(
+                    ok=True,
+                    next=then if grants is not None else self._after_sign_in(request, client, tx, tokens),
+                    cookie=cookie_value,
+                    sid=sid,
+                )
                 await emit(self._on_event, GuardEvent(kind="login", sub=session.sub, provider=client.name))
                 if self._ender is not None:
                     await self._ender.after_sign_in(session.sub, issuer=provider.issuer)
@@ -493,7 +511,9 @@ class Flows:
                     # No usable Host header: no evidence of another address, and the outcome must be
                     # recorded all the same, or every reload of this callback would wait for it.
                     callback_url = tx.redirect_uri
-                reason = classify_code_error(
+                # The provider's own code, where its quirks say what it means (Entra's AADSTS54005), else
+                # what the guard knows (the provider's texts are mostly generic).
+                reason = error_reason(client.provider.quirks, exc, during="code") or classify_code_error(
                     exc,
                     age=self._clock() - tx.created_at,
                     code_lifetime=self._code_lifetime,
@@ -574,6 +594,19 @@ class Flows:
             raise
         finally:
             await emit(self._on_event, GuardEvent(kind="code_exchange", detail=detail, provider=client.name))
+
+    def _after_sign_in(
+        self, request: Request, client: ProviderClient, tx: Transaction, tokens: TokenSet
+    ) -> str:
+        """Where a sign-in without offline access goes: its ``next``; or, when the provider sent no refresh
+        token although one comes with its consent (``Quirks.consent_params``: Google, for a user who
+        consented before), the login route once more, which then asks for consent (this browser's session
+        holds no refresh token). Once: a sign-in that asked for consent goes to ``next`` whatever it
+        brought. (With offline access, the user's grant decides: ``OfflineGrants.consent_needed``.)"""
+        if tx.consent or tokens.refresh_token is not None or not client.provider.quirks.consent_params:
+            return tx.next
+        logger.info("the provider sent no refresh token: asking the user's consent once, for one")
+        return login_url(root_path(request.scope), self._login_path, next_path=tx.next, provider=client.name)
 
     async def _outcome(
         self, state: str, keys: Sequence[tuple[str, bytes]]

@@ -93,7 +93,9 @@ class OAuthGuard:
         scopes: The scopes to ask for. With ``"openid"``, an ID token is required and validated. Some
             providers want ``"offline_access"`` before they issue a refresh token.
         authorize_params: Extra query parameters for the authorization request, such as Google's
-            ``{"access_type": "offline", "prompt": "consent"}``.
+            ``{"access_type": "offline"}`` (the preset ``providers.google(...)`` sets it, and asks for
+            ``prompt=consent`` only when no refresh token is held: at every sign-in it would mint a new
+            one each time, and Google keeps 100 per user).
         store: Where sessions, sign-ins in flight and refresh locks live. ``None``: a ``MemoryStore``, for one
             process only; give a ``RedisStore`` when several processes or hosts serve the app.
         http_client: The ``httpx.AsyncClient`` for calls to the provider. ``None``: the guard makes one and

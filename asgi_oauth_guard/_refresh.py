@@ -44,6 +44,7 @@ from ._sessions import Sessions
 from ._store import Store
 from ._telemetry import NO_TELEMETRY, Telemetry
 from .providers._client import ProviderClient
+from .providers._quirks import error_reason
 from .providers._registry import Providers
 
 if TYPE_CHECKING:
@@ -359,7 +360,9 @@ class Refresher:
                 )
             except TokenEndpointError as exc:
                 await self._sessions.drop_tokens(current, key)
-                raise ReloginRequired(Reason.refresh_rejected, exc.error) from None
+                quirks = self.client_of(current).provider.quirks
+                reason = error_reason(quirks, exc, during="refresh") or Reason.refresh_rejected
+                raise ReloginRequired(reason, exc.error) from None
             updated = dataclasses.replace(
                 current, tokens=tokens, refreshes=current.refreshes + 1, last_seen=self._clock()
             )

@@ -13,7 +13,9 @@ from ._protocol import TokenSet
 class Transaction:
     """One login in flight, stored under its ``state`` until its callback (or its TTL). ``provider`` is the
     name of the provider it went to: the callback talks to that one, whatever the response says.
-    ``consent``: it asked for consent to restore the user's offline grant (``OfflineAccess``)."""
+    ``consent``: the request asked for consent, to restore the user's offline grant (``OfflineAccess``) or
+    because the browser's session held no refresh token (``Quirks.consent_params``), so a sign-in that
+    still brings no refresh token is not asked again."""
 
     verifier: str
     nonce: str | None

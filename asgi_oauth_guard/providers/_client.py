@@ -156,7 +156,11 @@ class ProviderClient:
             metadata = await self._get_json(url, what, issuer=True)
             if self._discovery == "oidc" and _discovery.gaps(metadata, given):
                 metadata = await self._fill_gaps(metadata)
-            self._endpoints = self._completed(Endpoints.from_metadata(metadata, issuer=issuer, **given))
+            self._endpoints = self._completed(
+                Endpoints.from_metadata(
+                    metadata, issuer=issuer, named_issuer=self.provider.quirks.discovery_issuer, **given
+                )
+            )
         except (ConfigurationError, ProviderUnavailable) as exc:
             self._discovery_failures += 1
             self._discovery_failure = exc

@@ -51,14 +51,20 @@ class Endpoints:
                 check_url(f"Provider({name}=...)", value)
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, Any], *, issuer: str, **given: Any) -> Endpoints:
+    def from_metadata(
+        cls, metadata: Mapping[str, Any], *, issuer: str, named_issuer: str | None = None, **given: Any
+    ) -> Endpoints:
         """From a discovery document, checking that it is the issuer's own (OIDC Discovery section 4.3,
         RFC 8414 section 3.3); ``given``: endpoints written out, which win over the document's.
 
         An issuer given without the trailing slash the provider uses (Auth0's ``https://tenant.auth0.com/``),
         or with one it does not use, takes the provider's exact spelling: ID tokens carry that one.
+        ``named_issuer``: the issuer the document must name instead, for a provider known to name another
+        (``Quirks.discovery_issuer``: Entra's multi-tenant template); the endpoints' issuer is then that one.
         """
         named = metadata.get("issuer")
+        if named_issuer is not None:
+            issuer = named_issuer
         if isinstance(named, str) and named.rstrip("/") == issuer.rstrip("/"):
             issuer = named
         if named != issuer:

@@ -1,0 +1,30 @@
+"""What the presets share: checking the few values they build URLs from."""
+
+from __future__ import annotations
+
+import re
+
+from ..._errors import ConfigurationError
+
+__all__ = ["check_host", "with_scopes"]
+
+_HOST = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:\d{1,5})?"
+)
+
+
+def check_host(what: str, value: str) -> str:
+    """A bare host name (``tenant.us.auth0.com``), or a ConfigurationError saying how to write it."""
+    if not isinstance(value, str) or not _HOST.fullmatch(value):
+        raise ConfigurationError(
+            f"{what}= must be a host name such as 'your-tenant.us.auth0.com' (no https://, no path), "
+            f"got {value!r}"
+        )
+    return value
+
+
+def with_scopes(scopes: tuple[str, ...] | list[str], *needed: str) -> tuple[str, ...]:
+    """``scopes`` with ``needed`` added at the end where missing (the scope that yields a refresh token)."""
+    if isinstance(scopes, str):
+        raise ConfigurationError(f"scopes= must be a list, not a string: write scopes={scopes.split()!r}")
+    return (*scopes, *(s for s in needed if s not in scopes))
