@@ -68,6 +68,8 @@ LOCK_NAME = "og:"  # the refresh lock of a grant: ``lock:refresh:og:<hash>``
 # Access tokens for other APIs (RFC 8707 resources) one grant keeps, at most; the least recently
 # refreshed gives way.
 MAX_RESOURCES = 8
+# How long a record outlives the grant it holds, so that a job then learns why it is gone.
+KEPT_AFTER = 30 * 24 * 3600.0
 # A sealed grant record is at most this big: a provider answering megabyte tokens cannot fill the store.
 MAX_RECORD_BYTES = 32 * 1024
 
@@ -202,13 +204,15 @@ class OfflineGrants:
         return self._keys.seal(name.encode(), plain)
 
     def _ttl(self, grant: OfflineGrant) -> float:
+        # Kept a while past the provider's idle limit or the refresh token's end: a job that comes then
+        # learns why (``idle``, ``expired``) instead of finding no grant at all.
         ttl = self.settings.max_idle
         tokens = grant.tokens
         if tokens is not None and tokens.refresh_expires_at is not None:
             ttl = min(ttl, tokens.refresh_expires_at - self._clock())
         if grant.consent is not None:
             ttl = self.settings.max_idle  # kept, to say why, until the user signs in again
-        return max(ttl, 60.0)
+        return max(ttl, 0.0) + KEPT_AFTER
 
     async def _write(self, name: str, grant: OfflineGrant, *, replace: bool) -> bool:
         blob = self._seal(name, grant)
@@ -397,6 +401,9 @@ class OfflineGrants:
                 return current, False
             if grant.tokens.refresh_token is None:
                 raise await self._lose(name, grant, "no_refresh_token")
+            expires = grant.tokens.refresh_expires_at
+            if expires is not None and self._clock() >= expires:
+                raise await self._lose(name, grant, "expired")  # a dead token is not worth sending
             save_by = time.monotonic() + refresher.lease * SAVE_WITHIN
             try:
                 tokens, _ = await refresher.spend(

@@ -323,3 +323,23 @@ async def test_a_lost_grant_without_a_session_in_the_browser_is_asked_for_once_m
             assert not await tm.consent_needed("alice")
             token = await tm.for_user("alice", rejected="none")
         assert provider.grant_alive(token.access_token)
+
+
+async def test_the_reason_says_idle_or_expired_when_that_is_what_ended_the_grant(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    clock: FakeClock,
+) -> None:
+    events: list[GuardEvent] = []
+    guard = offline_guard(
+        guard_factory, offline=OfflineAccess(max_idle=7 * 24 * 3600), on_event=events.append
+    )
+    await signed_in(guard, browser_factory, provider)
+    provider.revoke_grants("alice")  # what a provider does with a grant unused for its idle limit
+    clock.advance(8 * 24 * 3600)
+    async with guard.tokens() as tm:
+        with pytest.raises(ConsentRequired) as caught:
+            await tm.for_user("alice")
+    assert caught.value.reason == "idle"
+    assert [e.detail for e in events if e.kind == "offline_grant_lost"] == ["idle"]
