@@ -48,7 +48,7 @@ def make_guard(app: Any, **overrides: Any) -> OAuthGuard:
         "public_url": os.environ.get("PUBLIC_URL"),
         "secret_key": os.environ.get("GUARD_SECRET_KEY", ""),
         "server_keys": [os.environ.get("GUARD_SERVER_KEY", "")],
-        # Google: OfflineAccess(scopes=(), authorize_params={"access_type": "offline"})
+        # Google: providers=[providers.google(..., offline=OfflineAccess())]
         "offline": OfflineAccess(),
         "require_login": ["/jobs"],
     }

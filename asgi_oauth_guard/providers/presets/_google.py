@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from ..._offline_access import OfflineAccess
 from .._provider import Provider
 from .._quirks import Quirks
 from ._common import with_scopes
@@ -21,7 +23,7 @@ def google(
     name: str = "google",
     title: str | None = "Google",
     scopes: tuple[str, ...] | list[str] = ("openid", "email", "profile"),
-    offline: bool = True,
+    offline: bool | OfflineAccess = True,
     authorize_params: Mapping[str, str] | None = None,
     **settings: Any,
 ) -> Provider:
@@ -36,9 +38,16 @@ def google(
     adds ``prompt=consent`` when the browser's session has none, and a sign-in that came back without
     one is asked once more, with consent).
 
+    ``offline=OfflineAccess(...)``: that, and also the users' grants kept for background jobs
+    (``Provider.offline``, docs/background-jobs.md); Google asks with ``access_type=offline``, so the
+    ``offline_access`` scope is left out.
+
     A refresh refused with ``invalid_rapt`` (a Google Workspace re-authentication policy) ends the
     session with the reason ``reauthentication_required``.
     """
+    grants = offline if isinstance(offline, OfflineAccess) else None
+    if grants is not None and "offline_access" in grants.scopes:  # not a Google scope: it refuses it
+        grants = dataclasses.replace(grants, scopes=tuple(s for s in grants.scopes if s != "offline_access"))
     params = {"access_type": "offline"} if offline else {}
     params.update(authorize_params or {})
     return Provider(
@@ -54,5 +63,6 @@ def google(
             error_codes=r"\binvalid_rapt\b",
             consent_params={"prompt": "consent"} if offline else {},
         ),
+        offline=grants,
         **settings,
     )
