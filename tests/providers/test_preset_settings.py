@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from asgi_oauth_guard import ConfigurationError, IDTokenError, Reason, TokenEndpointError, providers
+from asgi_oauth_guard import (
+    ConfigurationError,
+    IDTokenError,
+    OfflineAccess,
+    Reason,
+    TokenEndpointError,
+    providers,
+)
 from asgi_oauth_guard.providers import Quirks
 from asgi_oauth_guard.providers._quirks import error_reason, wants_consent
 
@@ -51,6 +58,13 @@ def test_presets_pass_other_provider_settings_through() -> None:
         "google-work",
         "Work account",
     )
+    shared = providers.google(client_id="app", client_secret="s", offline=OfflineAccess())
+    assert shared.offline is not None and shared.offline.scopes == (), "Google refuses offline_access"
+    assert shared.authorize_params == {"access_type": "offline"}
+    entra = providers.entra(tenant=TENANT, client_id="app", client_secret="s", offline=OfflineAccess())
+    assert entra.offline == OfflineAccess() and entra.scopes is not None and "offline_access" in entra.scopes
+    with pytest.raises(ConfigurationError, match="offline"):
+        providers.okta(domain="o.okta.com", client_id="app", client_secret="s", offline="yes")  # type: ignore[arg-type]
     online = providers.google(client_id="app", client_secret="s", offline=False)
     assert online.authorize_params == {} and online.quirks.consent_params == {}
     with pytest.raises(ConfigurationError, match="client_secret"):

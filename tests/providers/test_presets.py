@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from asgi_oauth_guard import MemoryStore, OAuthGuard, Provider, providers
+from asgi_oauth_guard import MemoryStore, OAuthGuard, OfflineAccess, Provider, providers
 from asgi_oauth_guard.testing import FakeClock, Mimic, OAuthTestProvider, mimics
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET, SECRET_KEY, BrowserFactory, inner_app
@@ -370,3 +370,24 @@ async def test_auth0_rotation_is_followed_and_its_403_refusal_ends_the_session(
 
     assert provider.calls[-1].status == 403
     assert refused.status_code == 401 and refused.json()["reason"] == "refresh_rejected"
+
+
+@pytest.mark.parametrize("provider", [mimics.google()], indirect=True)
+async def test_google_with_an_offline_grant_shares_one_refresh_token_and_asks_no_consent(
+    provider: OAuthTestProvider, build: Build, browser_factory: BrowserFactory, clock: FakeClock
+) -> None:
+    guard = build(
+        providers.google(offline=OfflineAccess(), **credentials()),
+        server_keys=["server-key-for-the-offline-grants-0123456789"],
+    )
+    browsers = [browser_factory(guard) for _ in range(3)]
+
+    for browser in browsers:  # three devices: one consent (the first sign-in), no prompt=consent ever
+        assert (await sign_in(browser, provider)).headers["location"] == "/me"
+    clock.advance(3600)
+
+    assert [(await b.get("/me")).json()["user"] for b in browsers] == ["alice"] * 3
+    authorize = [c.params for c in provider.calls if c.endpoint == "authorize"]
+    assert [p.get("prompt") for p in authorize] == [None] * 3
+    assert all(p["access_type"] == "offline" and "offline_access" not in p["scope"] for p in authorize)
+    assert provider.count(endpoint="token", grant_type="refresh_token") == 1, "one grant, one refresh"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..._offline_access import OfflineAccess
 from .._provider import Provider
-from ._common import check_host, with_scopes
+from ._common import check_host, offline_settings, with_scopes
 
 __all__ = ["auth0"]
 
@@ -19,7 +20,7 @@ def auth0(
     name: str = "auth0",
     title: str | None = "Auth0",
     scopes: tuple[str, ...] | list[str] = ("openid", "email", "profile"),
-    offline: bool = True,
+    offline: bool | OfflineAccess = True,
     **settings: Any,
 ) -> Provider:
     """Auth0 sign-in, for a "Regular Web Application".
@@ -27,7 +28,8 @@ def auth0(
     ``domain``: the tenant's domain (``your-tenant.us.auth0.com``) or its custom domain; the issuer is
     ``https://{domain}/``, with the trailing slash Auth0 puts in its ID tokens. ``offline`` (the
     default) adds ``offline_access``, without which Auth0 issues no refresh token; ``audience``: the API
-    to get access tokens for (that API must allow offline access). With refresh token rotation on,
+    to get access tokens for (that API must allow offline access); ``offline=OfflineAccess(...)`` also keeps
+    each user's grant for background jobs (docs/background-jobs.md). With refresh token rotation on,
     presenting a rotated refresh token again revokes its whole family: the guard presents each once.
     """
     check_host("auth0(domain", domain)
@@ -39,5 +41,6 @@ def auth0(
         issuer=f"https://{domain}/",
         scopes=with_scopes(scopes, "offline_access") if offline else with_scopes(scopes),
         authorize_params={} if audience is None else {"audience": audience},
+        **offline_settings("auth0", offline),
         **settings,
     )

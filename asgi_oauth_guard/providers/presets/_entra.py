@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..._errors import ConfigurationError, IDTokenError
+from ..._offline_access import OfflineAccess
 from .._provider import Provider
 from .._quirks import Quirks
-from ._common import check_host, with_scopes
+from ._common import check_host, offline_settings, with_scopes
 
 __all__ = ["ENTRA_ERROR_REASONS", "MSA_TENANT", "entra"]
 
@@ -35,7 +36,7 @@ def entra(
     name: str = "microsoft",
     title: str | None = "Microsoft",
     scopes: tuple[str, ...] | list[str] = ("openid", "email", "profile"),
-    offline: bool = True,
+    offline: bool | OfflineAccess = True,
     authority: str = "login.microsoftonline.com",
     **settings: Any,
 ) -> Provider:
@@ -47,7 +48,8 @@ def entra(
     ``https://login.microsoftonline.com/{tenantid}/v2.0``: each ID token must then name exactly that
     issuer with its own ``tid``, and with ``tenants`` (GUIDs) only those tenants may sign in.
 
-    ``offline`` (the default) adds ``offline_access``, without which Entra issues no refresh token.
+    ``offline`` (the default) adds ``offline_access``, without which Entra issues no refresh token;
+    ``offline=OfflineAccess(...)`` also keeps each user's grant for background jobs (docs/background-jobs.md).
     Entra's error codes map to reasons: ``AADSTS54005`` (code already redeemed) ``code_reused``,
     ``AADSTS70008`` (expired) ``code_expired`` at sign-in, ``AADSTS700082``/``AADSTS50173`` (refresh
     token expired or revoked) ``refresh_rejected``, ``AADSTS50076`` (MFA required) ``mfa_required``.
@@ -89,6 +91,7 @@ def entra(
             discovery_issuer=discovery_issuer,
             id_token_issuer=id_token_issuer,
         ),
+        **offline_settings("entra", offline),
         **settings,
     )
 

@@ -6,8 +6,9 @@ import re
 from typing import Any
 
 from ..._errors import ConfigurationError
+from ..._offline_access import OfflineAccess
 from .._provider import Provider
-from ._common import check_host, with_scopes
+from ._common import check_host, offline_settings, with_scopes
 
 __all__ = ["okta"]
 
@@ -23,7 +24,7 @@ def okta(
     name: str = "okta",
     title: str | None = "Okta",
     scopes: tuple[str, ...] | list[str] = ("openid", "email", "profile"),
-    offline: bool = True,
+    offline: bool | OfflineAccess = True,
     **settings: Any,
 ) -> Provider:
     """Okta sign-in, for an OIDC "Web Application" integration with the Refresh Token grant enabled.
@@ -33,7 +34,7 @@ def okta(
     ``https://{domain}/oauth2/{id}``; ``None``: the org authorization server, issuer ``https://{domain}``
     (its tokens are for Okta's own APIs, not yours). Their issuers differ: an ID token of one fails the
     other's check. ``offline`` (the default) adds ``offline_access``, without which Okta issues no
-    refresh token.
+    refresh token; ``offline=OfflineAccess(...)`` also keeps each user's grant for background jobs.
     """
     check_host("okta(domain", domain)
     if authorization_server is None:
@@ -52,5 +53,6 @@ def okta(
         client_secret=client_secret,
         issuer=issuer,
         scopes=with_scopes(scopes, "offline_access") if offline else with_scopes(scopes),
+        **offline_settings("okta", offline),
         **settings,
     )
