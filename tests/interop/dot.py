@@ -9,13 +9,16 @@ which ``sign_in`` fills in with httpx: any well-formed user name with the run's 
 
 from __future__ import annotations
 
+import atexit
 import collections
 import importlib.metadata
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,6 +94,17 @@ def _require_dot() -> None:
         )
 
 
+_TEMPLATE_DIR: list[str] = []
+
+
+def _database_template() -> str:
+    """Where this test run keeps a migrated empty database for the servers it starts (serve.py)."""
+    if not _TEMPLATE_DIR:
+        _TEMPLATE_DIR.append(tempfile.mkdtemp(prefix="interop-dot-template-"))
+        atexit.register(shutil.rmtree, _TEMPLATE_DIR[0], ignore_errors=True)
+    return os.path.join(_TEMPLATE_DIR[0], "migrated.sqlite3")
+
+
 @contextmanager
 def running_dot_provider(
     *,
@@ -116,6 +130,7 @@ def running_dot_provider(
         "ACCESS_TOKEN_TTL": str(access_token_ttl),
         "CODE_TTL": str(code_ttl),
         "MOUNT": mount,
+        "DOT_DB_TEMPLATE": _database_template(),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     output: collections.deque[str] = collections.deque(maxlen=5000)
