@@ -291,7 +291,7 @@ class Demo:
         except KeyError:
             return False
 
-    async def _expire(self, browser: _Browser, me: dict[str, Any], *, by: float = 1.0) -> None:
+    def _expire(self, me: dict[str, Any], *, by: float = 1.0) -> None:
         """Move the demo's clock past the access token's expiry (``by`` seconds after it)."""
         self.clock.advance(float(me.get("expires_in") or 0) + by)
 
@@ -335,7 +335,7 @@ class Demo:
         me = await self._me(browser)
         if me is None:
             return {"title": "Sign in first", "ok": False}
-        await self._expire(browser, me)
+        self._expire(me)
         self.idp.slow_next(1, 0.3)
         answers = await self._in_lanes(
             run,
@@ -365,7 +365,7 @@ class Demo:
         if me is None:
             return {"title": "Sign in first", "ok": False}
         self.idp.revoke_grants(str(me["sub"]))
-        await self._expire(browser, me)
+        self._expire(me)
         (answer,) = await self._in_lanes(
             run, ["request 1"], lambda: browser.send("GET", "/api/me", accept="application/json")
         )

@@ -86,7 +86,7 @@ def exported() -> tuple[set[str], set[str]]:
     meters = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
     telemetry = GuardTelemetry(meter_provider=meters)
     for kind in ("login", "code_exchange", "duplicate_absorbed", "refresh", "refresh_shared", "logout"):
-        telemetry.on_event(GuardEvent(kind=kind, detail="x"))  # type: ignore[arg-type]
+        telemetry.on_event(GuardEvent(kind=kind, detail="x", provider="default"))  # type: ignore[arg-type]
     telemetry.on_event(
         GuardEvent(kind="refresh_failed", reason=Reason.refresh_rejected, detail="invalid_grant")
     )
@@ -109,7 +109,10 @@ def test_the_grafana_dashboard_asks_only_for_metrics_and_labels_the_exporter_wri
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     groupings = [group for expr in exprs for group in re.findall(r"\bby \(([^)]*)\)", expr)]
+    matchers = [m for expr in exprs for m in re.findall(r"\{([^}]*)\}", expr)]
     labels_used = {label.strip() for group in groupings for label in group.split(",")}
+    labels_used |= {re.split(r"[=!~]", m, maxsplit=1)[0].strip() for ms in matchers for m in ms.split(",")}
+    exprs = [re.sub(r"\{[^}]*\}", "", expr) for expr in exprs]
     names_used = {
         name
         for expr in exprs
