@@ -63,7 +63,9 @@ class Mimic:
       past it silently kills the oldest (Google: 100).
     - ``rotate_refresh_tokens``: each refresh answers a new refresh token and spends the old one (reuse
       revokes the grant); ``echo_refresh_token``: a refresh answer of a non-rotating provider repeats the
-      refresh token (Keycloak) or leaves it out (Google).
+      refresh token (Keycloak) or leaves it out (Google). ``refresh_idle``: a refresh token dies after
+      this many seconds unused, each use renews it, and every answer says so as ``refresh_expires_in``
+      (Keycloak's "SSO Session Idle").
     - ``errors``: for each cause (`CAUSES`, or one of the mimic's own), the status and JSON body it
       answers. A cause not listed answers oidc-provider's generic ``invalid_grant``.
     - ``metadata``: more fields of its discovery document (or ``None`` to leave one out).
@@ -81,6 +83,7 @@ class Mimic:
     refresh_tokens_per_user: int | None = None
     rotate_refresh_tokens: bool = True
     echo_refresh_token: bool = True
+    refresh_idle: float | None = None
     errors: Mapping[str, tuple[int, Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -102,6 +105,8 @@ class Mimic:
                 raise ValueError(f"Mimic(errors={{{cause!r}: ...}}) must be an error status")
             if not isinstance(body.get("error"), str):
                 raise ValueError(f"Mimic(errors={{{cause!r}: ...}}) needs an 'error' code in its body")
+        if self.refresh_idle is not None and not self.refresh_idle > 0:
+            raise ValueError("Mimic(refresh_idle=...) must be positive")
         if self.refresh_tokens_per_user is not None and self.refresh_tokens_per_user < 1:
             raise ValueError("Mimic(refresh_tokens_per_user=...) must be at least 1")
 

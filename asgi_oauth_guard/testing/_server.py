@@ -658,6 +658,10 @@ class AuthorizationServer:
                 body["refresh_token"] = refresh_token
             elif s.mimic is None or s.mimic.echo_refresh_token:
                 body["refresh_token"] = refresh_token
+            idle = s.mimic.refresh_idle if s.mimic is not None else None
+            if idle is not None:  # Keycloak: the SSO session's idle time, renewed by each use
+                self._refresh_tokens[refresh_token].expires_at = now + idle
+                body["refresh_expires_in"] = _seconds(idle)
         scopes = set(grant.scope.split())
         if "openid" in scopes and (s.conformance.refresh_id_token or not refreshed):
             claims: dict[str, Any] = {

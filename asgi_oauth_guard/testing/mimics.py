@@ -217,10 +217,16 @@ def okta(*, domain: str = "example.okta.com", authorization_server: str | None =
     )
 
 
-def keycloak(*, base_url: str = "https://keycloak.example.test", realm: str = "myrealm") -> Mimic:
+def keycloak(
+    *,
+    base_url: str = "https://keycloak.example.test",
+    realm: str = "myrealm",
+    sso_session_idle: float | None = 1800.0,
+) -> Mimic:
     """Keycloak (17 and later: no ``/auth`` prefix): issuer ``{base_url}/realms/{realm}``, a refresh
-    token in every answer (no rotation unless "Revoke Refresh Token" is on), and refusals that say which
-    rule was hit: "Session not active" once the SSO session is idle or ended."""
+    token in every answer (no rotation unless "Revoke Refresh Token" is on) that dies after
+    ``sso_session_idle`` seconds unused (30 minutes by default), said as ``refresh_expires_in``; and
+    refusals that say which rule was hit: "Session not active" once the SSO session has ended."""
     issuer = f"{base_url.rstrip('/')}/realms/{realm}"
     base = f"{issuer}/protocol/openid-connect"
     code = _error(400, "invalid_grant", "Code not valid")
@@ -236,6 +242,7 @@ def keycloak(*, base_url: str = "https://keycloak.example.test", realm: str = "m
             "end_session": f"{base}/logout",
         },
         rotate_refresh_tokens=False,
+        refresh_idle=sso_session_idle,
         errors={
             "code_unknown": code,
             "code_expired": code,

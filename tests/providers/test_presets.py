@@ -88,6 +88,11 @@ PRESETS = [
         lambda: providers.entra(tenant="common", **credentials()),
         id="entra-common",
     ),
+    pytest.param(
+        mimics.entra(tenant="consumers"),
+        lambda: providers.entra(tenant="consumers", **credentials()),
+        id="entra-consumers",
+    ),
     pytest.param(mimics.gitlab(), lambda: providers.gitlab(**credentials()), id="gitlab"),
     pytest.param(
         mimics.gitlab(base_url="https://gitlab.example.test"),
@@ -110,7 +115,7 @@ PRESETS = [
         id="okta-org",
     ),
     pytest.param(
-        mimics.keycloak(base_url="https://kc.test", realm="acme"),
+        mimics.keycloak(base_url="https://kc.test", realm="acme", sso_session_idle=7200),
         lambda: providers.keycloak(base_url="https://kc.test", realm="acme", **credentials()),
         id="keycloak",
     ),
@@ -334,6 +339,23 @@ async def test_entra_refuses_a_token_whose_issuer_is_not_its_own_tenants(
 
 
 @pytest.mark.parametrize("provider", [mimics.keycloak()], indirect=True)
+async def test_keycloak_sso_session_idle_ends_the_session_without_sending_the_refresh_token(
+    provider: OAuthTestProvider, build: Build, browser_factory: BrowserFactory, clock: FakeClock
+) -> None:
+    guard = build(
+        providers.keycloak(base_url="https://keycloak.example.test", realm="myrealm", **credentials())
+    )
+    browser = browser_factory(guard)
+    await sign_in(browser, provider)
+    clock.advance(3600 - 30)  # the access token is due, the refresh token (30 minutes idle) long dead
+
+    refused = await browser.get("/api/me", headers={"accept": "application/json"})
+
+    assert refused.status_code == 401 and refused.json()["reason"] == "session_expired"
+    assert provider.count(endpoint="token", grant_type="refresh_token") == 0, "a dead token is not sent"
+
+
+@pytest.mark.parametrize("provider", [mimics.keycloak(sso_session_idle=None)], indirect=True)
 async def test_keycloak_session_not_active_ends_the_session(
     provider: OAuthTestProvider, build: Build, browser_factory: BrowserFactory, clock: FakeClock
 ) -> None:

@@ -188,6 +188,10 @@ async def test_keycloak_answers_session_not_active_for_a_revoked_session(make_fl
     tokens = await flow.tokens()
     refreshed = (await flow.refresh(tokens["refresh_token"])).json()
     assert refreshed["refresh_token"] == tokens["refresh_token"], "echoed: no rotation by default"
+    assert tokens["refresh_expires_in"] == refreshed["refresh_expires_in"] == 1800, "SSO Session Idle"
+    clock.advance(1799)
+    assert (await flow.refresh(tokens["refresh_token"])).status_code == 200, "each use renews the idle time"
+    clock.advance(1799)
     provider.revoke_grants("alice")
 
     refused = await flow.refresh(tokens["refresh_token"])
