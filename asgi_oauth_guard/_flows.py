@@ -197,6 +197,7 @@ class Flows:
             extra=extra,
             resources=grants.settings.resources if (grants := self._offline.get(client.name)) else (),
         )
+        url = await client.authorization_redirect(provider, url)
         response = RedirectResponse(url, status_code=303, headers=NO_STORE)
         self._cookies.set_binding(response, scope, binding_cookie)
         return response

@@ -12,7 +12,7 @@ import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import anyio
 import httpx
@@ -23,7 +23,7 @@ from joserfc.jwk import KeySet, OctKey
 from .. import _id_token
 from .._errors import ConfigurationError, IDTokenError, ProviderUnavailable
 from .._protocol import TokenSet, decode_token_body, parse_token_response
-from . import _discovery
+from . import _discovery, _par
 from ._client_auth import client_credentials
 from ._metadata import Endpoints
 from ._provider import DEFAULT_SCOPES, Provider
@@ -210,6 +210,26 @@ class ProviderClient:
             async with self._jwks_lock:
                 self._jwks = keys
         return provider
+
+    async def authorization_redirect(self, endpoints: Endpoints, authorize_url: str) -> str:
+        """Where the login route sends the browser: ``authorize_url`` itself, or with Pushed
+        Authorization Requests (``_par``: when the provider requires them or ``use_par=True``) the
+        authorization endpoint with the ``request_uri`` the provider gave for the pushed parameters."""
+        if not _par.uses_par(self.provider.use_par, endpoints, provider=self.name):
+            return authorize_url
+        endpoint = endpoints.pushed_authorization_request_endpoint
+        assert endpoint is not None
+        body = _par.pushed_body(authorize_url)
+        # RFC 9126 section 2: the audience may be the issuer, the token or the PAR endpoint; the token
+        # endpoint is what the other requests use (RFC 7523 section 3).
+        status, data = await self._post(
+            endpoint, body, "pushed authorization", audience=endpoints.token_endpoint
+        )
+        redirect_uri = dict(parse_qsl(body)).get("redirect_uri")
+        request_uri = _par.request_uri_of(status, data, redirect_uri=redirect_uri)
+        return _par.pushed_redirect(
+            endpoints.authorization_endpoint, client_id=self.client_id, request_uri=request_uri
+        )
 
     async def exchange_code(self, *, code: str, redirect_uri: str, verifier: str) -> TokenSet:
         provider = await self.endpoints()

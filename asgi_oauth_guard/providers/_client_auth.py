@@ -44,6 +44,7 @@ class Credentials(Protocol):
 class _Secret:
     def __init__(self, client_id: str, client_secret: str, method: ClientAuthMethod) -> None:
         basic = method == "client_secret_basic"
+        self._post = not basic
         # RFC 6749 section 2.3.1: Basic credentials are form-encoded first.
         self._auth = ClientAuth(
             quote(client_id, safe="") if basic else client_id,
@@ -52,6 +53,8 @@ class _Secret:
         )
 
     def prepare(self, headers: dict[str, str], body: str, *, audience: str) -> tuple[dict[str, str], str]:
+        if self._post:  # it adds client_id itself; a pushed authorization request already has one
+            body = _without_client_id(body)
         _, headers, body = self._auth.prepare("POST", audience, headers, body)
         return headers, body
 
@@ -64,7 +67,7 @@ class _Public:
         self._id = f"client_id={quote(client_id, safe='')}"
 
     def prepare(self, headers: dict[str, str], body: str, *, audience: str) -> tuple[dict[str, str], str]:
-        return headers, f"{body}&{self._id}" if body else self._id
+        return headers, _with(_without_client_id(body), self._id)
 
 
 class _PrivateKeyJWT:
@@ -99,7 +102,19 @@ class _PrivateKeyJWT:
             f"&client_assertion_type={quote(ASSERTION_TYPE, safe='')}"
             f"&client_assertion={self.assertion(audience)}"
         )
-        return headers, f"{body}&{extra}" if body else extra
+        return headers, _with(_without_client_id(body), extra)
+
+
+def _without_client_id(body: str) -> str:
+    """The form body without its ``client_id``: a pushed authorization request (RFC 9126) carries one,
+    and a method that names the client in the body must not make it two (a provider refuses those)."""
+    if "client_id=" not in body:
+        return body
+    return "&".join(p for p in body.split("&") if not p.startswith("client_id="))
+
+
+def _with(body: str, extra: str) -> str:
+    return f"{body}&{extra}" if body else extra
 
 
 def client_credentials(

@@ -39,6 +39,11 @@ class Provider:
         client_auth: ``"client_secret_basic"``, ``"client_secret_post"``, ``"private_key_jwt"`` (RFC 7523,
             signed with ``client_key``) or ``"none"`` (a public client: PKCE only, no secret).
         client_key: The private key for ``private_key_jwt``: PEM text or a JWK dict.
+        use_par: Pushed Authorization Requests (RFC 9126): the login route POSTs the authorization
+            parameters, with the client's authentication, to the provider's
+            ``pushed_authorization_request_endpoint`` and sends the browser there with only a one-time
+            ``request_uri``. ``None``: when the provider's metadata requires it; ``True``: always;
+            ``False``: never.
         issuer: The provider's issuer URL. With ``discovery="oidc"`` its
             ``/.well-known/openid-configuration`` is read; for a provider without OpenID Connect, any stable
             URL naming it (``"https://github.com"``): sessions and the user index are keyed by it.
@@ -77,6 +82,7 @@ class Provider:
     revocation_endpoint: str | None = None
     end_session_endpoint: str | None = None
     pushed_authorization_request_endpoint: str | None = None
+    use_par: bool | None = None
     scopes: tuple[str, ...] | None = None
     authorize_params: Mapping[str, str] = dataclasses.field(default_factory=dict)
     id_token_signed_response_alg: str | None = None
@@ -113,6 +119,16 @@ class Provider:
         ):
             raise ConfigurationError(
                 f"{what}: without discovery, give authorization_endpoint= and token_endpoint="
+            )
+        if self.use_par not in (None, True, False):
+            raise ConfigurationError(f"{what}: use_par= must be True, False or None")
+        if (
+            self.use_par
+            and self.resolved_discovery == "none"
+            and self.pushed_authorization_request_endpoint is None
+        ):
+            raise ConfigurationError(
+                f"{what}: use_par=True without discovery needs pushed_authorization_request_endpoint="
             )
         if self.scopes is not None:
             if isinstance(self.scopes, str):

@@ -39,6 +39,7 @@ _METADATA_NAMES: Mapping[Endpoint, str] = {
     "userinfo": "userinfo_endpoint",
     "revoke": "revocation_endpoint",
     "end_session": "end_session_endpoint",
+    "par": "pushed_authorization_request_endpoint",
 }
 
 

@@ -44,6 +44,7 @@ _PATHS: dict[str, Endpoint] = {
     "/userinfo": "userinfo",
     "/revoke": "revoke",
     "/end_session": "end_session",
+    "/par": "par",
 }
 _METHODS: dict[Endpoint, tuple[str, ...]] = {
     "discovery": ("GET",),
@@ -53,6 +54,7 @@ _METHODS: dict[Endpoint, tuple[str, ...]] = {
     "userinfo": ("GET", "POST"),
     "revoke": ("POST",),
     "end_session": ("GET", "POST"),
+    "par": ("POST",),
 }
 _RESERVED_CLAIMS = frozenset(
     {"iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "auth_time", "azp", "at_hash", "c_hash", "sid", "jti"}
@@ -164,6 +166,11 @@ class OAuthTestProvider:
     ``mimic=`` plays a real provider's documented shape instead (`Mimic`; ready ones in
     `asgi_oauth_guard.testing.mimics`): its endpoint URLs and issuer, when it issues refresh tokens,
     and its own error bodies. ``issuer`` then defaults to the mimic's.
+
+    Pushed Authorization Requests (RFC 9126) are served at ``/par`` (with the client's authentication;
+    each ``request_uri`` works once, for ``request_uri_ttl`` seconds); with
+    ``require_pushed_authorization_requests=True`` the metadata says so and ``/authorize`` refuses any
+    request that was not pushed.
     """
 
     def __init__(
@@ -186,6 +193,8 @@ class OAuthTestProvider:
         conformance: str | Conformance | None = None,
         client_jwks: Mapping[str, Any] | None = None,
         mimic: Mimic | None = None,
+        require_pushed_authorization_requests: bool = False,
+        request_uri_ttl: float = 60.0,
     ) -> None:
         if issuer is None:
             issuer = mimic.issuer if mimic is not None else "https://idp.example.test"
@@ -201,6 +210,7 @@ class OAuthTestProvider:
             ("access_token_ttl", access_token_ttl),
             ("refresh_token_ttl", refresh_token_ttl),
             ("id_token_ttl", id_token_ttl),
+            ("request_uri_ttl", request_uri_ttl),
         ):
             if not ttl > 0:
                 raise ValueError(f"{name} must be positive, got {ttl!r}")
@@ -251,6 +261,8 @@ class OAuthTestProvider:
                 token_endpoint=mimic.endpoints["token"] if mimic is not None else "",
                 iss_parameter=mimic is None
                 or mimic.metadata.get("authorization_response_iss_parameter_supported") is True,
+                require_pushed_authorization_requests=require_pushed_authorization_requests,
+                request_uri_ttl=request_uri_ttl,
             )
         )
         self._faults = Faults()
@@ -276,6 +288,10 @@ class OAuthTestProvider:
             "jwks_uri": base + "/jwks",
             "revocation_endpoint": base + "/revoke",
             "end_session_endpoint": base + "/end_session",
+            "pushed_authorization_request_endpoint": base + "/par",
+            "require_pushed_authorization_requests": (
+                self._server.settings.require_pushed_authorization_requests
+            ),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -659,6 +675,8 @@ class OAuthTestProvider:
                 return _Answer(
                     _page(200, message_page("Signed out", "You are signed out of the test provider."))
                 )
+            if endpoint == "par":
+                return _Answer(_json(201, server.push(params, repeated, authorization)))
             if repeated:
                 names = ", ".join(sorted(repeated))
                 raise OAuthError("invalid_request", f"parameters sent more than once: {names}")

@@ -5,7 +5,7 @@ from typing import Literal
 
 __all__ = ["ENDPOINTS", "Endpoint", "RecordedCall"]
 
-Endpoint = Literal["discovery", "jwks", "authorize", "token", "userinfo", "revoke", "end_session"]
+Endpoint = Literal["discovery", "jwks", "authorize", "token", "userinfo", "revoke", "end_session", "par"]
 ENDPOINTS: tuple[Endpoint, ...] = (
     "discovery",
     "jwks",
@@ -14,6 +14,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     "userinfo",
     "revoke",
     "end_session",
+    "par",
 )
 
 # Values of these parameters are secrets or one-time credentials: kept for assertions, hidden from repr.
@@ -26,10 +27,11 @@ _SECRET_PARAMS = frozenset(
 class RecordedCall:
     """One call that reached the provider (or one of its connection-level faults), as seen by the provider.
 
-    `endpoint` is one of "discovery", "jwks", "authorize", "token", "userinfo", "revoke", "end_session"
-    ("unknown" for a path the provider does not serve). `params` holds the query and form parameters
-    (the first value of each). `status` is the HTTP status answered, or 0 when a connection-level fault
-    (`timeout_next`, `connect_error_next`, `down`) answered through `transport()` and the app never ran.
+    `endpoint` is one of "discovery", "jwks", "authorize", "token", "userinfo", "revoke", "end_session",
+    "par" (pushed authorization requests), or "unknown" for a path the provider does not serve. `params`
+    holds the query and form parameters (the first value of each). `status` is the HTTP status
+    answered, or 0 when a connection-level fault (`timeout_next`, `connect_error_next`, `down`)
+    answered through `transport()` and the app never ran.
     `error` is the OAuth error code answered, if any; `fault` names the injected fault that shaped the
     answer ("fail", "timeout", "connect_error", "down", "slow"), if any. `at` is the provider's clock time
     when the call arrived.

@@ -100,6 +100,8 @@ class Settings:
     mimic: Mimic | None = None
     token_endpoint: str = ""
     iss_parameter: bool = True
+    require_pushed_authorization_requests: bool = False
+    request_uri_ttl: float = 60.0
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -212,6 +214,8 @@ class AuthorizationServer:
         self.refusals: dict[str, str] = {}
         self._consented: set[str] = set()
         self._live_refresh: dict[str, list[_RefreshToken]] = {}
+        # RFC 9126: request_uri -> (the pushed request, when it expires); each one is used once.
+        self._pushed: dict[str, tuple[AuthRequest, float]] = {}
 
     # users and the controls on them
 
@@ -261,7 +265,53 @@ class AuthorizationServer:
     # authorization endpoint
 
     def authorize_request(self, params: Mapping[str, str], repeated: set[str]) -> AuthRequest:
-        """Validate an authorization request; PageError when the client or redirect_uri can't be trusted."""
+        """Validate an authorization request; PageError when the client or redirect_uri can't be trusted.
+
+        With a ``request_uri`` (RFC 9126 section 4), the request pushed earlier, once: every other
+        parameter but ``client_id`` is ignored, as the pushed ones are what the provider checked."""
+        if "request_uri" in params:
+            return self._pushed_request(params, repeated)
+        request = self._checked_request(params, repeated)
+        if self.settings.require_pushed_authorization_requests:
+            raise RedirectError(
+                "invalid_request",
+                "this client must push its authorization requests (RFC 9126)",
+                redirect_uri=request.redirect_uri,
+                state=request.state,
+            )
+        return request
+
+    def _pushed_request(self, params: Mapping[str, str], repeated: set[str]) -> AuthRequest:
+        client_id = params.get("client_id")
+        if not client_id or "client_id" in repeated or "request_uri" in repeated:
+            raise PageError("invalid_request", "The request has no client_id (or more than one).")
+        now = self.settings.clock()
+        self._pushed = {k: v for k, v in self._pushed.items() if v[1] > now}
+        found = self._pushed.pop(params["request_uri"], None)  # single use
+        if found is None:
+            raise PageError("invalid_request_uri", "The request_uri is unknown, used or expired.")
+        if found[0].client_id != client_id:
+            raise PageError("invalid_request_uri", "The request_uri was pushed by another client.")
+        return found[0]
+
+    def push(
+        self, params: Mapping[str, str], repeated: set[str], authorization: str | None
+    ) -> dict[str, Any]:
+        """RFC 9126 section 2: authenticate the client, check the request as the authorization endpoint
+        would, keep it under a new one-time ``request_uri``."""
+        self.authenticate_client(params, authorization)
+        if "request_uri" in params:
+            raise OAuthError("invalid_request", "request_uri must not be pushed (RFC 9126 section 2.1)")
+        try:
+            request = self._checked_request(params, repeated)
+        except (PageError, RedirectError) as exc:
+            raise OAuthError(exc.error, exc.description) from None
+        ttl = self.settings.request_uri_ttl
+        request_uri = "urn:ietf:params:oauth:request_uri:" + secrets.token_urlsafe(24)
+        self._pushed[request_uri] = (request, self.settings.clock() + ttl)
+        return {"request_uri": request_uri, "expires_in": _seconds(ttl)}
+
+    def _checked_request(self, params: Mapping[str, str], repeated: set[str]) -> AuthRequest:
         client_id = params.get("client_id")
         if not client_id or "client_id" in repeated:
             raise PageError("invalid_request", "The request has no client_id (or more than one).")

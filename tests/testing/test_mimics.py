@@ -204,7 +204,7 @@ def test_a_mimic_is_checked_when_built() -> None:
     with pytest.raises(ValueError, match="needs 'token'"):
         Mimic(name="x", issuer="https://x.test", endpoints={"authorize": "https://x.test/a"})
     with pytest.raises(ValueError, match="unknown endpoints"):
-        dataclasses.replace(good, endpoints={**good.endpoints, "par": "https://x.test/par"})  # type: ignore[dict-item]
+        dataclasses.replace(good, endpoints={**good.endpoints, "device": "https://x.test/device"})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="same path"):
         dataclasses.replace(good, endpoints={**good.endpoints, "userinfo": good.endpoints["token"]})
     with pytest.raises(ValueError, match="'error' code"):
