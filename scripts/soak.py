@@ -17,7 +17,7 @@ Invariants checked and reported:
 - no 5xx but 503, and every 503 answered while an injected fault was in play;
 - no user told to sign in again, except users whose grant was revoked, and each of those is told so
   (on the first request whose refresh the provider refuses), and never served once its token has expired;
-- every authorization code sent to the provider exactly once;
+- every authorization code sent to the provider once (none when the guard's one try at it went unanswered);
 - no refresh token presented twice to the provider;
 - no session back after its sign-out: the copied cookie gets the re-login response from every worker, at
   once and at the end (after any refresh that was in flight has finished);
@@ -550,13 +550,16 @@ class Soak:
         for sub, cookie in self.signed_out_cookies:  # any refresh in flight at the sign-out is over now
             await self.check_signed_out(sub, cookie, "at the end")
         records: list[dict[str, Any]] = await self.control("GET", "records")
-        self.check_codes(records)
+        end_stats = await self.worker_stats()
+        unanswered = [call for stats in end_stats for call in stats.pop("unanswered_token_calls")]
+        for stats in start_stats:
+            stats.pop("unanswered_token_calls")
+        self.check_codes(records, unanswered)
         self.check_refreshes(records)
-        self.check_unavailable(records)
+        self.check_unavailable(records, unanswered)
         store = await self.check_store(
             refreshes=sum(1 for r in records if r["grant_type"] == "refresh_token" and not r["fault"])
         )
-        end_stats = await self.worker_stats()
         self.check_workers(start_stats, end_stats)
         provider_stats = await self.control("GET", "stats")
         await self.http.aclose()
@@ -577,6 +580,7 @@ class Soak:
             "revocations": len(self.revocations),
             "relogin_after_revocation_seconds_max": round(max(self.relogin_delays, default=0.0), 2),
             "unavailable_503": len(self.unavailable),
+            "token_calls_unanswered_at_the_guard": len(unanswered),
             "store": store,
             "workers": end_stats,
             "workers_rss_growth_kib": [
@@ -585,11 +589,18 @@ class Soak:
             "violations": self.violations,
         }
 
-    def check_codes(self, records: list[dict[str, Any]]) -> None:
+    def check_codes(self, records: list[dict[str, Any]], unanswered: list[dict[str, Any]]) -> None:
+        """Every code reached the provider once; or never, when the guard's one try at it ended unanswered
+        before the provider saw it (a connection that failed, or was slower than http_timeout): the code
+        is then spent for the guard, never sent again, and the user signs in anew."""
         sent = collections.Counter(r["secret"] for r in records if r["grant_type"] == "authorization_code")
+        tried = collections.Counter(call["secret"] for call in unanswered)
         for sub, code in self.codes:
-            if sent[code] != 1:
-                self.violation(f"{sub}: an authorization code was sent {sent[code]} time(s), not once")
+            if sent[code] > 1 or sent[code] + tried[code] == 0 or tried[code] > 1:
+                self.violation(
+                    f"{sub}: an authorization code reached the provider {sent[code]} time(s) and was "
+                    f"tried {tried[code]} time(s) unanswered, not once"
+                )
         refused = sum(
             1 for r in records if r["grant_type"] == "authorization_code" and r["error"] == "invalid_grant"
         )
@@ -609,15 +620,17 @@ class Soak:
                 f"{refused} refreshes refused with invalid_grant, for {len(self.revocations)} revocations"
             )
 
-    def check_unavailable(self, records: list[dict[str, Any]]) -> None:
-        """Every 503 overlaps a provider call that an injected fault answered (or stalled), or shares the
-        recorded outcome of a callback whose exchange did."""
+    def check_unavailable(self, records: list[dict[str, Any]], unanswered: list[dict[str, Any]]) -> None:
+        """Every 503 overlaps a provider call that an injected fault answered (or stalled), or a token call
+        the guard gave up on (the provider slower than http_timeout: on a loaded machine that happens with
+        no fault injected), or shares the recorded outcome of a callback whose exchange did."""
         # A fault is in play from the call's arrival until the guard has its answer: at once for an error
         # or an outage (a second allowed for a loaded machine), after http_timeout for a stalled call.
         stalled = self.config.http_timeout + 0.5
         faults = [
             (r["at"], r["at"] + (stalled if r["fault"] == "timeout" else 1.0)) for r in records if r["fault"]
         ]
+        faults += [(call["started"], call["ended"] + 1.0) for call in unanswered]
 
         def during_fault(item: Unavailable) -> bool:
             return any(start - 0.05 <= item.ended and item.started <= end for start, end in faults)
@@ -658,7 +671,7 @@ class Soak:
             self.violation(f"{total} Redis keys for {codes} codes issued (bound {bound})")
         return {"keys": total, "bound": bound, "by_kind": dict(sorted(kinds.items())), "used_memory": used}
 
-    async def worker_stats(self) -> list[dict[str, int]]:
+    async def worker_stats(self) -> list[dict[str, Any]]:
         stats = []
         for url in self.worker_urls:
             response = await self.http.get(url + "/__soak__/stats")
@@ -666,7 +679,7 @@ class Soak:
             stats.append(response.json())
         return stats
 
-    def check_workers(self, start: list[dict[str, int]], end: list[dict[str, int]]) -> None:
+    def check_workers(self, start: list[dict[str, Any]], end: list[dict[str, Any]]) -> None:
         for i, (before, after) in enumerate(zip(start, end, strict=True)):
             for name in ("exchanges_in_flight", "duplicates_waiting", "refreshes_in_flight"):
                 if after[name]:

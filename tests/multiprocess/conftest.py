@@ -33,7 +33,8 @@ PUBLIC_URL = "https://app.example.test"  # what the workers sit behind; the redi
 BEHIND_PROXY = {"x-forwarded-proto": "https", "x-forwarded-host": "app.example.test"}
 WORKERS = 4
 ACCESS_TOKEN_TTL = 4.0  # a token is due for refresh half-way through its life: 2 s after it is issued
-HTTP_TIMEOUT = 1.0  # the workers' provider timeout; their refresh lock lease is 2 * 1 + 5 = 7 s
+HTTP_TIMEOUT = 2.5  # the workers' provider timeout (their refresh lock lease is 2 * 2.5 + 5 = 10 s): a token
+# call the tests slow by 0.5 s must not time out on a loaded 2-core machine
 READY_TIMEOUT = 30.0
 
 

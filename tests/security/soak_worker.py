@@ -1,10 +1,15 @@
 """The multiprocess tests' app worker (``tests.multiprocess.worker_app``), plus ``GET /__soak__/stats``:
-the sizes of the guard's in-process caches and waiting rooms, and the process's resident memory."""
+the sizes of the guard's in-process caches and waiting rooms, the process's resident memory, and the token
+calls that ended without an answer as the guard saw them (its own timeout, a connection that failed)."""
 
 from __future__ import annotations
 
+import hashlib
+import time
+from typing import Any
 from urllib.parse import parse_qs
 
+import httpx
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
@@ -13,8 +18,45 @@ from tests.multiprocess.worker_app import app as guard
 from .memory import resident_kib
 
 
-def stats() -> dict[str, int]:
+class Watch(httpx.AsyncBaseTransport):
+    """The guard's transport, watched: each token call that ends without an answer (cancelled by the
+    guard's ``http_timeout``, or a transport error) is written down with when it ran and a digest of the
+    code or refresh token it carried, so the soak can tell a 503 the provider's slowness explains (a loaded
+    machine is slow too, not only an injected fault) from one nothing explains."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+        self.unanswered: list[dict[str, Any]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.time()
+        try:
+            return await self._inner.handle_async_request(request)
+        except BaseException as exc:  # the guard's fail_after cancels: that is the case to see
+            if request.url.path.endswith("/token"):
+                form = parse_qs(request.content.decode("ascii", "replace"))
+                secret = (form.get("code") or form.get("refresh_token") or [""])[0]
+                self.unanswered.append(
+                    {
+                        "started": started,
+                        "ended": time.time(),
+                        "why": type(exc).__name__,
+                        "secret": hashlib.sha256(secret.encode()).hexdigest()[:24],
+                    }
+                )
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+watch = Watch(guard._http._transport)
+guard._http._transport = watch
+
+
+def stats() -> dict[str, Any]:
     return {
+        "unanswered_token_calls": watch.unanswered,
         "rss_kib": resident_kib(),
         "verified_cookies": len(guard._keyring._verified),
         "decrypted_sessions": len(guard._sessions._cache),

@@ -14,13 +14,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 REPO = Path(__file__).resolve().parents[2]
 
 
-# Quarantined, not hidden: 2 of the last 4 full runs saw 503s at sign-in that the checker matched to no
-# injected fault, and once a code the provider never recorded, both right after a `timeout` fault (the
-# guard logged "the token request failed: TimeoutError"). Until that is diagnosed (the checker's fault
-# windows under load, or the guard), a failure is reported as XFAIL; the run and its report still happen.
-@pytest.mark.xfail(
-    strict=False, reason="503s after a timeout fault the checker cannot attribute: under study"
-)
+# A 503 is explained by an injected fault, or by a token call the guard gave up on (the workers watch
+# their own transport: on a loaded machine the provider is slower than http_timeout with no fault
+# injected, and a code may then never reach it). Before the workers reported those, 2 of 4 full runs on
+# a loaded machine failed on 503s and a code "sent 0 times" right after such a call.
 def test_a_short_soak_breaks_no_invariant(tmp_path: Path) -> None:
     report_file = tmp_path / "soak.json"
     argv = [sys.executable, str(REPO / "scripts" / "soak.py")]
