@@ -32,7 +32,8 @@ PUBLIC_URL = "https://app.example.test"  # what the workers sit behind; the redi
 # with a proxy left out of trusted_proxies): without it, a sign-in would first move to PUBLIC_URL's host.
 BEHIND_PROXY = {"x-forwarded-proto": "https", "x-forwarded-host": "app.example.test"}
 WORKERS = 4
-ACCESS_TOKEN_TTL = 4.0  # a token is due for refresh half-way through its life: 2 s after it is issued
+ACCESS_TOKEN_TTL = 8.0  # due for refresh half-way through its life, 4 s after it is issued: long enough that
+# a refreshed token is not due again before 100 requests through 4 workers of a loaded machine are answered
 HTTP_TIMEOUT = 2.5  # the workers' provider timeout (their refresh lock lease is 2 * 2.5 + 5 = 10 s): a token
 # call the tests slow by 0.5 s must not time out on a loaded 2-core machine
 READY_TIMEOUT = 30.0
