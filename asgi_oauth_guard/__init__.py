@@ -18,6 +18,7 @@ from ._errors import (
 )
 from ._events import EventHook, GuardEvent
 from ._index import SessionInfo
+from ._login_params import LoginParams
 from ._middleware import OAuthGuard
 from ._offline import OfflineAccess
 from ._on_login import LoginHook, SignIn, SignInAccepted, SignInRefused
@@ -51,6 +52,7 @@ __all__ = [
     "IDTokenError",
     "Identity",
     "LoginHook",
+    "LoginParams",
     "MemoryStore",
     "OAuthGuard",
     "OfflineAccess",

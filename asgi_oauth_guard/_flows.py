@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import anyio
@@ -21,6 +21,7 @@ from ._ending import SessionEnder
 from ._errors import ConfigurationError, IDTokenError, ProviderUnavailable, TokenEndpointError
 from ._events import EventHook, GuardEvent, emit
 from ._http import BadRequest, ForwardedTrust, cookie, headers_map, query_params, request_origin, root_path
+from ._login_params import LoginParams, check_step_up, read_requested
 from ._offline import OfflineGrants
 from ._on_login import OnLogin, Refusal, SignIn
 from ._pages import NO_STORE, Pages, bad_request
@@ -103,8 +104,10 @@ class Flows:
         telemetry: Telemetry = NO_TELEMETRY,
         offline: Mapping[str, OfflineGrants] | None = None,
         on_login: OnLogin | None = None,
+        login_params: LoginParams | None = None,
     ) -> None:
         self._on_login = on_login if on_login is not None else OnLogin(None)
+        self._allowed = login_params if login_params is not None else LoginParams()
         self._telemetry = telemetry
         self._offline: Mapping[str, OfflineGrants] = offline or {}
         self._ender = ender
@@ -162,6 +165,7 @@ class Flows:
         client = self._providers.get(params.get("provider"))
         if client is None or ("provider" not in params and len(self._providers) > 1):
             return await self._choose(scope, next_path, unknown="provider" in params)
+        requested = read_requested(params, client.provider.login_params or self._allowed)
         if scope["method"] == "HEAD" or is_prefetch(headers_map(scope)):
             return Response(status_code=204, headers={**NO_STORE, "Vary": "Sec-Purpose"})
         provider = await client.endpoints()
@@ -179,6 +183,8 @@ class Flows:
             created_at=self._clock(),
             provider=client.name,
             consent=consent,
+            max_age=requested.max_age,
+            acr_values=requested.acr_values,
         )
         await self._store.set(
             TX_PREFIX + state,
@@ -190,11 +196,11 @@ class Flows:
             provider.authorization_endpoint,
             client_id=client.client_id,
             redirect_uri=redirect_uri,
-            scope=" ".join(client.scopes),
+            scope=requested.scope(client.scopes),
             state=state,
             code_challenge=challenge,
             nonce=nonce,
-            extra=extra,
+            extra=requested.merged(extra),
             resources=grants.settings.resources if (grants := self._offline.get(client.name)) else (),
         )
         url = await client.authorization_redirect(provider, url)
@@ -456,6 +462,7 @@ class Flows:
             try:
                 tokens = await self._exchange_code(client, code, tx)
                 claims = await client.identity(tokens, nonce=tx.nonce)
+                self._check_step_up(client, claims, tx)
                 verdict = await self._on_login.decide(
                     SignIn(provider=client.name, claims=claims, tokens=tokens, request=request)
                 )
@@ -558,6 +565,14 @@ class Flows:
         )
         await self._store.delete(TX_PREFIX + state)
         return outcome
+
+    def _check_step_up(self, client: ProviderClient, claims: Mapping[str, Any], tx: Transaction) -> None:
+        problem = check_step_up(
+            claims, max_age=tx.max_age, acr_values=tx.acr_values, started_at=tx.created_at
+        )
+        if problem is not None:
+            logger.warning("a step-up sign-in with %s is refused: %s", client.name, problem)
+            raise Refusal(self._pages.text("refused.step_up"), "step_up")
 
     async def _refused(
         self, client: ProviderClient, tokens: TokenSet, tx: Transaction, refusal: Refusal

@@ -25,6 +25,7 @@ from ._headers import own, private_send
 from ._http import BadRequest, cookie, request_origin, root_path
 from ._index import SessionIndex, SessionInfo
 from ._lifetime import Lifetime
+from ._login_params import LoginLinks, LoginParams
 from ._offline import OfflineAccess, OfflineGrants
 from ._on_login import LoginHook, OnLogin
 from ._origins import OwnOrigins
@@ -198,6 +199,12 @@ class OAuthGuard:
             clients get JSON; no session) or ``None`` (accepted). If it raises or returns something else,
             the error is logged and the sign-in refused. Duplicate callbacks get the recorded outcome: it
             never runs twice for one code (docs/sign-in.md).
+        login_params: What a login link may ask of a provider per request, for providers whose own
+            ``Provider(login_params=...)`` is ``None``: ``LoginParams(scopes=..., login_hint=True,
+            prompt=..., max_age=True, acr_values=...)``. ``None``: nothing; the login route sends no
+            parameter a link carries beyond ``next`` and ``provider``. Build links with
+            :meth:`login_url`; a step-up (``max_age``, ``acr_values``) is checked against the returned ID
+            token (docs/sign-in.md).
         on_event: A callable (plain or async) that gets a :class:`GuardEvent` for each sign-in, code
             exchange, duplicate callback absorbed, refresh (made or shared), refused refresh, re-login,
             sign-out, ended session and store error; for metrics and alerts. Its errors are logged, not
@@ -263,6 +270,7 @@ class OAuthGuard:
         offline: OfflineAccess | None = None,
         server_keys: Sequence[str] | None = None,
         on_login: LoginHook | None = None,
+        login_params: LoginParams | None = None,
         on_event: EventHook | None = None,
         telemetry: Telemetry | None = None,
         clock: Callable[[], float] = time.time,
@@ -318,6 +326,7 @@ class OAuthGuard:
             offline=offline,
             server_keys=server_keys,
             on_login=on_login,
+            login_params=login_params,
             on_event=on_event,
             telemetry=telemetry,
             clock=clock,
@@ -453,6 +462,14 @@ class OAuthGuard:
             telemetry=tracing,
             offline=self._offline,
             on_login=OnLogin(on_login),
+            login_params=login_params,
+        )
+        self._links = LoginLinks(
+            providers=self.providers,
+            login_path=login_path,
+            api_prefixes=self._api_prefixes,
+            allowed=login_params if login_params is not None else LoginParams(),
+            clock=clock,
         )
         self._routes: dict[str, Route] = {
             login_path: _without_body(self._flows.login),
@@ -677,6 +694,58 @@ class OAuthGuard:
         else:
             logger.warning("refusing a WebSocket handshake with 503: %s", error)
         return self.websocket_refusal(scope, error)
+
+    def login_url(
+        self,
+        *,
+        next: str = "/",
+        provider: str | None = None,
+        scopes: Sequence[str] = (),
+        login_hint: str | None = None,
+        prompt: Sequence[str] | str | None = None,
+        max_age: int | None = None,
+        acr_values: Sequence[str] = (),
+        root_path: str = "",
+    ) -> str:
+        """A link to the login route that signs in and comes back to ``next``, asking the provider for
+        more ``scopes`` (incremental consent), a ``login_hint``, a ``prompt``, a sign-in no older than
+        ``max_age`` seconds or one of ``acr_values`` (step-up; checked in the returned ID token).
+
+        Only what the provider's ``login_params`` (or the guard's) allow: asking for more raises
+        :class:`ConfigurationError`, as the login route would not send it. ``provider``: its name (needed
+        with several providers when asking for anything; without, the link offers the chooser).
+        ``root_path``: where the app is mounted (``request.scope["root_path"]``)."""
+        return self._links.url(
+            next=next,
+            provider=provider,
+            root_path=root_path,
+            scopes=scopes,
+            login_hint=login_hint,
+            prompt=prompt,
+            max_age=max_age,
+            acr_values=acr_values,
+        )
+
+    def needs_step_up(
+        self, identity: Identity, *, max_age: int | None = None, acr_values: Sequence[str] = ()
+    ) -> bool:
+        """Whether ``identity`` signed in longer than ``max_age`` seconds ago (its ``auth_time``, with a
+        minute for the provider's clock), or with an ``acr`` not among ``acr_values``: then answer
+        :meth:`step_up_response`. The integrations do both (``RequireRecentSignIn``)."""
+        return self._links.needs_step_up(identity, max_age=max_age, acr_values=acr_values)
+
+    def step_up_response(
+        self,
+        request: Request,
+        identity: Identity,
+        *,
+        max_age: int | None = None,
+        acr_values: Sequence[str] = (),
+    ) -> ASGIApp:
+        """The answer for a route that demands a fresher or stronger sign-in than ``identity``'s: page
+        loads go (303) to a sign-in asking the provider for it, then back; API calls get a 401
+        ``insufficient_user_authentication`` (RFC 9470) with the ``login_url``."""
+        return own(self._links.response(request, identity, max_age=max_age, acr_values=acr_values))
 
     async def relogin_response(self, request: Request, reason: Reason = Reason.login_required) -> ASGIApp:
         """The configured re-login response for ``request``: what integrations answer for anonymous users."""

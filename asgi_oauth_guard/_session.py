@@ -24,13 +24,18 @@ class Transaction:
     created_at: float
     provider: str | None = None
     consent: bool = False
+    # Step-up asked for by this login (``_login_params``): the callback checks the ID token against them.
+    max_age: int | None = None
+    acr_values: tuple[str, ...] = ()
 
     def dumps(self) -> bytes:
         return json.dumps(dataclasses.asdict(self)).encode()
 
     @classmethod
     def loads(cls, data: bytes) -> Transaction:
-        return cls(**json.loads(data))
+        raw = json.loads(data)
+        raw["acr_values"] = tuple(raw.get("acr_values", ()))
+        return cls(**raw)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -22,6 +22,7 @@ from ._errors import ConfigurationError
 from ._events import EventHook
 from ._http import ForwardedTrust
 from ._lifetime import TOUCH_INTERVAL
+from ._login_params import LoginParams
 from ._offline import OfflineAccess
 from ._on_login import LoginHook
 from ._origins import normal_origin
@@ -97,6 +98,7 @@ class GuardSettings:
     offline: OfflineAccess | None = None
     server_keys: Sequence[str] | None = dataclasses.field(default=None, repr=False)
     on_login: LoginHook | None = None
+    login_params: LoginParams | None = None
     on_event: EventHook | None = None
     telemetry: Telemetry | None = None
     clock: Callable[[], float] = time.time
@@ -267,6 +269,8 @@ class GuardSettings:
         relogin = self.relogin
         if relogin not in ("auto", "redirect", "page", "json") and not callable(relogin):
             raise ConfigurationError("relogin= must be 'auto', 'redirect', 'page', 'json' or a callable")
+        if self.login_params is not None and not isinstance(self.login_params, LoginParams):
+            raise ConfigurationError("login_params= must be LoginParams(...) or None")
         if self.on_login is not None and not callable(self.on_login):
             raise ConfigurationError(
                 "on_login= must be a function (plain or async) that gets a SignIn and returns "

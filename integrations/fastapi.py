@@ -36,6 +36,7 @@ __all__ = [
     "CurrentUser",
     "LoginRequired",
     "OptionalUser",
+    "RequireRecentSignIn",
     "RequireScopes",
     "access_token",
     "current_user",
@@ -143,6 +144,33 @@ class RequireScopes:
                 detail={"error": "insufficient_scope", "scope": needed},
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'},
             )
+        return user
+
+
+class RequireRecentSignIn:
+    """A dependency: the signed-in user, who authenticated at the provider at most ``max_age`` seconds
+    ago (and with one of ``acr_values``, when given): step-up for a sensitive route.
+
+    ``Depends(RequireRecentSignIn(max_age=300))``. Otherwise page loads go to a sign-in that asks the
+    provider for a fresh (or stronger) authentication and come back; API calls get a 401
+    ``insufficient_user_authentication`` (RFC 9470) with the ``login_url``. The guard checks the new ID
+    token's ``auth_time`` and ``acr``. The provider's ``login_params`` must allow ``max_age`` (and these
+    ``acr_values``).
+    """
+
+    def __init__(self, *, max_age: int | None = None, acr_values: tuple[str, ...] = ()) -> None:
+        if max_age is None and not acr_values:
+            raise ValueError("RequireRecentSignIn needs max_age= (seconds) or acr_values=")
+        if max_age is not None and (not isinstance(max_age, int) or isinstance(max_age, bool) or max_age < 0):
+            raise ValueError("RequireRecentSignIn(max_age=...) is a whole number of seconds")
+        self.max_age = max_age
+        self.acr_values = tuple(acr_values)
+
+    async def __call__(self, request: Request, user: CurrentUser) -> Identity:
+        guard = get_state(request).guard
+        if guard.needs_step_up(user, max_age=self.max_age, acr_values=self.acr_values):
+            response = guard.step_up_response(request, user, max_age=self.max_age, acr_values=self.acr_values)
+            raise LoginRequired(response, Reason.login_required)
         return user
 
 

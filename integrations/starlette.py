@@ -18,7 +18,7 @@ app = OAuthGuard(starlette_app, issuer=..., ...)
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
@@ -45,6 +45,7 @@ __all__ = [
     "get_token",
     "install",
     "require_identity",
+    "require_recent_sign_in",
     "requires_login",
 ]
 
@@ -86,6 +87,23 @@ def require_identity(conn: HTTPConnection) -> Identity:
     if state.identity is None:
         raise LoginRequired(_reason(state))
     return state.identity
+
+
+def require_recent_sign_in(
+    request: Request, *, max_age: int | None = None, acr_values: Sequence[str] = ()
+) -> Identity:
+    """The signed-in user, who authenticated at the provider at most ``max_age`` seconds ago (and with
+    one of ``acr_values``, when given): step-up for a sensitive page. Otherwise raise
+    :class:`LoginRequired` carrying :meth:`~asgi_oauth_guard.OAuthGuard.step_up_response`, which
+    :func:`install` answers: a sign-in asking the provider for it, then back here (the guard checks the
+    new ID token's ``auth_time`` and ``acr``). The provider's ``login_params`` must allow ``max_age``
+    (and these ``acr_values``)."""
+    identity = require_identity(request)
+    guard = get_state(request).guard
+    if guard.needs_step_up(identity, max_age=max_age, acr_values=acr_values):
+        response = guard.step_up_response(request, identity, max_age=max_age, acr_values=acr_values)
+        raise LoginRequired(Reason.login_required, response)
+    return identity
 
 
 def get_token(conn: HTTPConnection) -> str | None:

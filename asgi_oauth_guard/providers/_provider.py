@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from .. import _id_token
 from .._errors import ConfigurationError
+from .._login_params import LoginParams
 from .._offline_access import OfflineAccess
 from ._client_auth import CLIENT_AUTH_METHODS, ClientAuthMethod
 from ._metadata import ENDPOINT_NAMES, check_url
@@ -62,6 +63,9 @@ class Provider:
             (RFC 9207); ``None``: as its metadata says.
         id_token_algorithms: The ID-token algorithms the provider uses; ``None``: as its metadata says.
         quirks: The provider's departures from the specifications (presets set them).
+        login_params: What a login link may ask of this provider per request (more scopes,
+            ``login_hint``, ``prompt``, ``max_age``, ``acr_values``): ``LoginParams(...)``; ``None``: the
+            guard's ``login_params=``. Anything else a link carries is not sent (docs/sign-in.md).
         offline: Offline access for this provider's users, ``OfflineAccess(...)``: their refresh tokens
             kept for background jobs (``guard.tokens().for_user(sub, provider=NAME)``), sealed with the
             guard's ``server_keys`` (docs/background-jobs.md). ``None``: off.
@@ -91,6 +95,7 @@ class Provider:
     iss_parameter_supported: bool | None = None
     id_token_algorithms: tuple[str, ...] | None = None
     quirks: Quirks = dataclasses.field(default_factory=Quirks)
+    login_params: LoginParams | None = None
     offline: OfflineAccess | None = None
 
     def __post_init__(self) -> None:
@@ -142,6 +147,8 @@ class Provider:
                 f"{what}: authorize_params= must be a mapping, such as {{'prompt': 'consent'}}, "
                 f"got {type(self.authorize_params).__name__}"
             )
+        if self.login_params is not None and not isinstance(self.login_params, LoginParams):
+            raise ConfigurationError(f"{what}: login_params= must be LoginParams(...) or None")
         if self.fetch_userinfo not in (True, False, "body"):
             raise ConfigurationError(f"{what}: fetch_userinfo= must be True, False or 'body'")
         if self.userinfo_claims is not None and not callable(self.userinfo_claims):

@@ -346,6 +346,25 @@ class OAuthTestProvider:
         self._server.user(sub)
         self._server.current_user = sub
 
+    def signed_in_at(self, sub: str, when: float) -> None:
+        """User ``sub``'s session at the provider began at ``when``: sign-ins reuse it (their ID token's
+        ``auth_time`` is ``when``) until one asks for a fresh authentication (``prompt=login``, or a
+        ``max_age`` shorter than the session's age), as a real provider's single sign-on does. An
+        ``acr_values`` request is met with its first value. Without this call every sign-in
+        authenticates anew."""
+        self._server.user(sub)
+        self._server.authenticated_at[sub] = when
+
+    @property
+    def ignores_step_up(self) -> bool:
+        """Whether the provider ignores ``prompt=login``, ``max_age`` and ``acr_values``, as some do: a
+        user with a session (:meth:`signed_in_at`) keeps its old ``auth_time``, and no ``acr`` is given."""
+        return self._server.ignores_step_up
+
+    @ignores_step_up.setter
+    def ignores_step_up(self, value: bool) -> None:
+        self._server.ignores_step_up = value
+
     def disable_user(self, sub: str) -> None:
         """Refresh and code exchange: invalid_grant; userinfo: 401; authorize: access_denied redirect."""
         self._server.user(sub).disabled = True

@@ -130,6 +130,7 @@ class _Grant:
     sub: str
     scope: str
     auth_time: float
+    acr: str | None = None
     alive: bool = True
     offline: bool = True  # whether its token answers carry a refresh token
     # the provider's session (OIDC sid), one per sign-in, for back-channel logout
@@ -213,6 +214,9 @@ class AuthorizationServer:
         # Played refusals (OAuthTestProvider.refuse_refreshes): sub -> cause, until the user signs in again.
         self.refusals: dict[str, str] = {}
         self._consented: set[str] = set()
+        # Users' sessions at the provider (single sign-on), when a test set one: sub -> when it began.
+        self.authenticated_at: dict[str, float] = {}
+        self.ignores_step_up = False
         self._live_refresh: dict[str, list[_RefreshToken]] = {}
         # RFC 9126: request_uri -> (the pushed request, when it expires); each one is used once.
         self._pushed: dict[str, tuple[AuthRequest, float]] = {}
@@ -386,7 +390,10 @@ class AuthorizationServer:
             return url, "access_denied"
         now = self.settings.clock()
         self._prune(now)
-        grant = _Grant(sub=sub, scope=request.scope, auth_time=now, offline=self._offline(request, sub))
+        auth_time, acr = self._authentication(request, sub, now)
+        grant = _Grant(
+            sub=sub, scope=request.scope, auth_time=auth_time, acr=acr, offline=self._offline(request, sub)
+        )
         self._grants.append(grant)
         self.refusals.pop(sub, None)  # a new sign-in is what a played refusal asks for
         self._consented.add(sub)
@@ -405,6 +412,25 @@ class AuthorizationServer:
         if self.settings.iss_parameter:
             params.append(("iss", self.settings.issuer))
         return _add_query(request.redirect_uri, params), None
+
+    def _authentication(self, request: AuthRequest, sub: str, now: float) -> tuple[float, str | None]:
+        """When the user authenticated for this sign-in, and how (``acr``). A user with a session here
+        (``authenticated_at``) keeps it, unless the request asks for a fresh one (``prompt=login``, or a
+        ``max_age`` shorter than the session's age: OIDC Core 3.1.2.1); ``acr_values`` are met with the
+        first one asked. A provider that ``ignores_step_up`` does neither."""
+        asked = request.params
+        acr_values = asked.get("acr_values", "").split()
+        acr = acr_values[0] if acr_values and not self.ignores_step_up else None
+        since = self.authenticated_at.get(sub)
+        if since is None:
+            return now, acr
+        if not self.ignores_step_up:
+            max_age = asked.get("max_age", "")
+            if "login" in (request.prompt or "").split() or (
+                max_age.isdigit() and now - since > int(max_age)
+            ):
+                since = self.authenticated_at[sub] = now
+        return since, acr
 
     def _offline(self, request: AuthRequest, sub: str) -> bool:
         """Whether this sign-in's grant gets refresh tokens, by the mimicked provider's rules."""
@@ -725,6 +751,8 @@ class AuthorizationServer:
                 "at_hash": at_hash(access_token),
                 "sid": grant.sid,
             }
+            if grant.acr is not None:
+                claims["acr"] = grant.acr
             if nonce is not None:
                 claims["nonce"] = nonce
             claims.update(_scope_claims(user, scopes))
