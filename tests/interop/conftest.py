@@ -188,36 +188,13 @@ def running_oidc_provider(
         "REFRESH_TOKEN_TTL": str(refresh_token_ttl),
         **(extra_env or {}),
     }
-    output: collections.deque[str] = collections.deque(maxlen=5000)
-    ready: list[str] = []
-    event = threading.Event()
-    process = subprocess.Popen(
+    with serving(
         [node, str(SERVER)],
         cwd=INTEROP_DIR,
         env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-    )
-    reader = threading.Thread(
-        target=_drain, args=(process.stdout, output, ready, event), name="oidc-provider-output", daemon=True
-    )
-    reader.start()
-    try:
-        event.wait(READY_TIMEOUT)
-        if not ready:
-            try:
-                state = f"exited with code {process.wait(1)}"
-            except subprocess.TimeoutExpired:
-                state = "is running but silent"
-            pytest.fail(
-                f"oidc-provider did not start (no READY line within {READY_TIMEOUT:.0f} s; node {state}). "
-                f"Output of `node {SERVER.relative_to(REPO)}`:\n" + "".join(output),
-                pytrace=False,
-            )
-        issuer = ready[0]
+        what="oidc-provider",
+        command=f"node {SERVER.relative_to(REPO)}",
+    ) as (issuer, output):
         yield InteropProvider(
             issuer=issuer,
             client_id=client_id,
@@ -229,6 +206,45 @@ def running_oidc_provider(
             refresh_token_ttl=refresh_token_ttl,
             output=output,
         )
+
+
+@contextmanager
+def serving(
+    argv: list[str], *, cwd: Path, env: dict[str, str], what: str, command: str
+) -> Iterator[tuple[str, collections.deque[str]]]:
+    """Run a test server until the block ends: ``(the URL of its READY line, its output so far)``.
+
+    Fails the test, with the server's output, when no ``READY <url>`` line comes within READY_TIMEOUT."""
+    output: collections.deque[str] = collections.deque(maxlen=5000)
+    ready: list[str] = []
+    event = threading.Event()
+    process = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+    reader = threading.Thread(
+        target=_drain, args=(process.stdout, output, ready, event), name=f"{what}-output", daemon=True
+    )
+    reader.start()
+    try:
+        event.wait(READY_TIMEOUT)
+        if not ready:
+            try:
+                state = f"exited with code {process.wait(1)}"
+            except subprocess.TimeoutExpired:
+                state = "is running but silent"
+            pytest.fail(
+                f"{what} did not start (no READY line within {READY_TIMEOUT:.0f} s; it {state}). "
+                f"Output of `{command}`:\n" + "".join(output),
+                pytrace=False,
+            )
+        yield ready[0], output
     finally:
         if process.poll() is None:
             process.terminate()

@@ -10,16 +10,13 @@ which ``sign_in`` fills in with httpx: any well-formed user name with the run's 
 from __future__ import annotations
 
 import atexit
-import collections
 import importlib.metadata
 import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,13 +29,11 @@ import pytest
 from .conftest import (
     INTEROP_DIR,
     POST_LOGOUT_REDIRECT_URIS,
-    READY_TIMEOUT,
     REPO,
-    STOP_TIMEOUT,
     Authorization,
     InteropProvider,
-    _drain,
     pkce_pair,
+    serving,
 )
 
 DOT_VERSION = "3.4.1"
@@ -133,36 +128,14 @@ def running_dot_provider(
         "DOT_DB_TEMPLATE": _database_template(),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    output: collections.deque[str] = collections.deque(maxlen=5000)
-    ready: list[str] = []
-    event = threading.Event()
-    process = subprocess.Popen(
+    server = serving(
         [sys.executable, str(SERVE)],
         cwd=SERVE.parent,
         env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
+        what="django-oauth-toolkit",
+        command=f"python {SERVE.relative_to(REPO)}",
     )
-    reader = threading.Thread(
-        target=_drain, args=(process.stdout, output, ready, event), name="dot-output", daemon=True
-    )
-    reader.start()
-    try:
-        event.wait(READY_TIMEOUT)
-        if not ready:
-            try:
-                state = f"exited with code {process.wait(1)}"
-            except subprocess.TimeoutExpired:
-                state = "is running but silent"
-            pytest.fail(
-                f"django-oauth-toolkit did not start (no READY line within {READY_TIMEOUT:.0f} s; it {state}). "
-                f"Output of `python {SERVE.relative_to(REPO)}`:\n" + "".join(output),
-                pytrace=False,
-            )
-        issuer = ready[0]
+    with server as (issuer, output):
         yield DotProvider(
             issuer=issuer,
             client_id=client_id,
@@ -174,17 +147,6 @@ def running_dot_provider(
             output=output,
             user_password=password,
         )
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
-        reader.join(STOP_TIMEOUT)
-        if process.stdout is not None:
-            process.stdout.close()
     assert "Traceback" not in "".join(output), "django-oauth-toolkit logged a traceback:\n" + "".join(output)
 
 

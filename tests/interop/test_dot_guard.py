@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -39,7 +38,7 @@ from asgi_oauth_guard.integrations.starlette import get_identity
 from ..redis_server import RedisServer
 from .conftest import unique_user
 from .dot import REDIRECT_URIS, REVOCATION_PATH, TOKEN_PATH, DotProvider, running_dot_provider, sign_in
-from .guard_app import Journal, select
+from .guard_app import Journal, concurrently, select
 
 pytestmark = pytest.mark.anyio
 
@@ -275,18 +274,6 @@ def refresh_tokens_sent(events: list[dict[str, Any]]) -> list[str]:
         for e in events
         if e["event"].startswith("grant.") and e.get("refresh_token_sha")
     ]
-
-
-async def concurrently(count: int, request: Any) -> list[httpx.Response]:
-    answers: list[httpx.Response] = []
-
-    async def one() -> None:
-        answers.append(await request())
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(count):
-            tg.start_soon(one)
-    return answers
 
 
 def report(deployment: Deployment, what: str, **figures: Any) -> None:
