@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.authentication import AuthCredentials, BaseUser
 
 from ._reasons import Reason
+from ._session import auth_time
 from ._user import ANONYMOUS, GuardUser, credentials
 
 if TYPE_CHECKING:
@@ -49,10 +50,7 @@ class Identity:
     @property
     def auth_time(self) -> float | None:
         """When the user last authenticated at the provider (the ID token's ``auth_time``), if it says."""
-        value = self.claims.get("auth_time")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        return None
+        return auth_time(self.claims)
 
     @property
     def acr(self) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ._protocol import TokenSet
@@ -109,10 +110,7 @@ class Session:
 
     @property
     def auth_time(self) -> float | None:
-        value = self.claims.get("auth_time")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        return None
+        return auth_time(self.claims)
 
     def dumps(self) -> bytes:
         data = dataclasses.asdict(self)
@@ -123,3 +121,11 @@ class Session:
         raw = json.loads(data)
         tokens = raw.pop("tokens")
         return cls(tokens=TokenSet(**tokens) if tokens is not None else None, **raw)
+
+
+def auth_time(claims: Mapping[str, Any]) -> float | None:
+    """The ``auth_time`` claim (when the user authenticated at the provider), if it is a number."""
+    value = claims.get("auth_time")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None

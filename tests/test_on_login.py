@@ -4,9 +4,11 @@ and turns users away with a reason they see; a hook that fails refuses the sign-
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -48,6 +50,23 @@ def app() -> Starlette:
 
 def exchanges(provider: OAuthTestProvider) -> int:
     return provider.count("token", grant_type="authorization_code")
+
+
+async def load_at_once(
+    browser: httpx.AsyncClient, url: str, n: int, then: Callable[[], None] = lambda: None
+) -> list[int]:
+    """Load ``url`` ``n`` times at once (a double click, tabs); ``then`` runs when every load is parked."""
+    statuses: list[int] = []
+
+    async def load() -> None:
+        statuses.append((await browser.get(url)).status_code)
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(n):
+            tasks.start_soon(load)
+        await anyio.wait_all_tasks_blocked()
+        then()
+    return statuses
 
 
 async def test_the_apps_user_id_and_claims_show_in_identity(
@@ -152,16 +171,7 @@ async def test_ten_duplicate_callbacks_run_the_hook_once(
 
     browser = browser_factory(guard_factory(app=app(), on_login=on_login))
     callback = await start_login(browser, provider, "/me")
-    statuses: list[int] = []
-
-    async def load() -> None:
-        statuses.append((await browser.get(callback)).status_code)
-
-    async with anyio.create_task_group() as tasks:
-        for _ in range(10):
-            tasks.start_soon(load)
-        await anyio.wait_all_tasks_blocked()
-        release.set()
+    statuses = await load_at_once(browser, callback, 10, then=release.set)
     assert statuses == [303] * 10
     assert calls == 1 and exchanges(provider) == 1
     assert (await browser.get("/me")).json()["user_id"] == "u-1"
@@ -178,14 +188,7 @@ async def test_a_refusal_is_the_answer_of_every_duplicate(
 
     browser = browser_factory(guard_factory(app=app(), on_login=on_login))
     callback = await start_login(browser, provider, "/me")
-    statuses: list[int] = []
-
-    async def load() -> None:
-        statuses.append((await browser.get(callback)).status_code)
-
-    async with anyio.create_task_group() as tasks:
-        for _ in range(5):
-            tasks.start_soon(load)
+    statuses = await load_at_once(browser, callback, 5)
     assert statuses == [403] * 5 and calls == ["alice"] and exchanges(provider) == 1
 
 
