@@ -69,6 +69,17 @@ const ID_TOKEN_ALG = process.env.ID_TOKEN_ALG || 'RS256';
 // CLIENT_JWKS (a JSON JWK set of public keys): the main client authenticates with private_key_jwt
 // (RFC 7523) with those keys instead of its secret.
 const CLIENT_JWKS = process.env.CLIENT_JWKS ? JSON.parse(process.env.CLIENT_JWKS) : undefined;
+// More clients beside the main one, each with the same redirect URIs, refresh tokens and rotation:
+// KEY_CLIENT_ID with KEY_CLIENT_JWKS (a JSON JWK set of public keys) authenticates with private_key_jwt
+// (RFC 7523) only; PUBLIC_CLIENT_ID is a public client (token_endpoint_auth_method "none": PKCE, no
+// secret). Off unless set.
+const KEY_CLIENT_ID = process.env.KEY_CLIENT_ID || '';
+const KEY_CLIENT_JWKS = process.env.KEY_CLIENT_JWKS ? JSON.parse(process.env.KEY_CLIENT_JWKS) : undefined;
+const PUBLIC_CLIENT_ID = process.env.PUBLIC_CLIENT_ID || '';
+if (KEY_CLIENT_ID && !KEY_CLIENT_JWKS) throw new Error('KEY_CLIENT_ID needs KEY_CLIENT_JWKS');
+// RFC 9126: every client must push its authorization requests (the metadata says
+// require_pushed_authorization_requests); pushing is allowed either way.
+const PAR_REQUIRED = process.env.PAR_REQUIRED === '1';
 if (!['RS256', 'ES256', 'HS256'].includes(ID_TOKEN_ALG)) {
   throw new Error(`ID_TOKEN_ALG must be RS256, ES256 or HS256, got ${JSON.stringify(ID_TOKEN_ALG)}`);
 }
@@ -285,6 +296,7 @@ function journalEvents(provider) {
   provider.on('grant.success', (ctx) => {
     journalAdd({
       event: 'grant.success',
+      client_id: ctx.oidc.client?.clientId ?? null,
       grant_type: grantTypeOf(ctx),
       sub: accountOf(ctx),
       grant_id: ctx.oidc.entities.Grant?.jti ?? null,
@@ -293,6 +305,7 @@ function journalEvents(provider) {
   provider.on('grant.error', (ctx, err) => {
     journalAdd({
       event: 'grant.error',
+      client_id: ctx.oidc?.client?.clientId ?? null,
       grant_type: grantTypeOf(ctx),
       sub: accountOf(ctx),
       error: err?.error ?? String(err),
@@ -307,9 +320,16 @@ function journalEvents(provider) {
     const error = String(err?.message ?? err);
     journalAdd({ event: 'backchannel.error', client_id: client.clientId, sub: accountId, sid, error });
   });
+  provider.on('pushed_authorization_request.success', (_ctx, client) => {
+    journalAdd({ event: 'par.success', client_id: client.clientId });
+  });
+  provider.on('pushed_authorization_request.error', (ctx, err) => {
+    journalAdd({ event: 'par.error', client_id: ctx.oidc?.client?.clientId ?? null, error: err?.error ?? String(err) });
+  });
   provider.on('grant.revoked', (ctx, grantId) => {
     journalAdd({
       event: 'grant.revoked',
+      client_id: ctx?.oidc?.client?.clientId ?? null,
       sub: accountOf(ctx),
       grant_id: grantId,
       route: ctx?.oidc?.route ?? null,
@@ -365,12 +385,29 @@ function clientConfig(clientId, clientSecret, idTokenAlg = 'RS256', jwks = undef
   };
 }
 
+// the clients that get refresh tokens (the second client is there to be another audience only)
+const REFRESHING_CLIENTS = new Set([CLIENT_ID, KEY_CLIENT_ID, PUBLIC_CLIENT_ID].filter(Boolean));
+
+function extraClients() {
+  const clients = [];
+  if (KEY_CLIENT_ID) {
+    const { client_secret: _none, ...config } = clientConfig(KEY_CLIENT_ID, undefined, 'RS256', KEY_CLIENT_JWKS);
+    clients.push(config);
+  }
+  if (PUBLIC_CLIENT_ID) {
+    const { client_secret: _none, ...config } = clientConfig(PUBLIC_CLIENT_ID, undefined);
+    clients.push({ ...config, token_endpoint_auth_method: 'none' });
+  }
+  return clients;
+}
+
 function createProvider(issuer) {
   const configuration = {
     adapter: LoopbackAdapter,
     clients: [
       clientConfig(CLIENT_ID, CLIENT_SECRET, ID_TOKEN_ALG, CLIENT_JWKS),
       ...(SECOND_CLIENT_ID ? [clientConfig(SECOND_CLIENT_ID, SECOND_CLIENT_SECRET)] : []),
+      ...extraClients(),
     ],
     jwks: { keys: [...signingKeys] },
     // kept across rotations (the provider object is rebuilt), so sessions and interactions survive
@@ -386,7 +423,12 @@ function createProvider(issuer) {
       const { dispatcher: _ssrfGuard, ...rest } = options;
       return globalThis.fetch(url, rest);
     },
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post', ...(CLIENT_JWKS ? ['private_key_jwt'] : [])],
+    clientAuthMethods: [
+      'client_secret_basic',
+      'client_secret_post',
+      ...(CLIENT_JWKS || KEY_CLIENT_ID ? ['private_key_jwt'] : []),
+      ...(PUBLIC_CLIENT_ID ? ['none'] : []),
+    ],
     // the token request must name the redirect_uri it used, even with one registered URI
     allowOmittingSingleRegisteredRedirectUri: false,
     responseTypes: ['code'],
@@ -400,7 +442,7 @@ function createProvider(issuer) {
     conformIdTokenClaims: false,
     pkce: { required: () => true }, // oidc-provider 9 knows only S256
     rotateRefreshToken: true,
-    issueRefreshToken: async (_ctx, client) => client.clientId === CLIENT_ID && client.grantTypeAllowed('refresh_token'),
+    issueRefreshToken: async (_ctx, client) => REFRESHING_CLIENTS.has(client.clientId) && client.grantTypeAllowed('refresh_token'),
     expiresWithSession: async () => false,
     ttl: {
       AccessToken: ACCESS_TOKEN_TTL,
@@ -430,6 +472,7 @@ function createProvider(issuer) {
         allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
       },
       backchannelLogout: { enabled: true },
+      pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: PAR_REQUIRED },
       clientCredentials: { enabled: CLIENT_CREDENTIALS },
       resourceIndicators: {
         enabled: true,
@@ -570,7 +613,7 @@ async function route(req, res) {
   }
 
   if (req.method === 'GET' && url.pathname === '/jwks') journalAdd({ event: 'request', path: '/jwks' });
-  if (req.method === 'POST' && (url.pathname === '/token' || url.pathname === '/token/revocation')) {
+  if (req.method === 'POST' && ['/token', '/token/revocation', '/request'].includes(url.pathname)) {
     // counted as they arrive, before oidc-provider reads them: the events above say how each one ended
     journalAdd({ event: 'request', path: url.pathname });
   }
