@@ -62,7 +62,10 @@ class GuardEvent:
       ``other_worker`` (another process or host refreshed the session while this one waited).
     - ``refresh_failed``: a refresh did not give fresh tokens; ``reason`` is ``refresh_rejected`` when the
       provider refused the user's grant, and ``detail`` says why.
-    - ``relogin``: a request answered with the re-login response, for ``reason``.
+    - ``relogin``: a request answered with the re-login response, for ``reason``; also a sign-in
+      turned away after its code exchange (``reason`` ``access_denied``, ``detail`` ``on_login``: the
+      app's ``on_login`` refused it, ``on_login_error``: the hook failed, ``step_up``: the ID token did
+      not show the ``max_age``/``acr_values`` asked).
     - ``logout``: a sign-out at the logout route.
     - ``session_ended``: a session ended otherwise, with the cause as ``detail``: ``backchannel`` (the
       provider's back-channel logout), ``app`` (:meth:`OAuthGuard.end_sessions`), ``user_limit`` (the

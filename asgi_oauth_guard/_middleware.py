@@ -197,8 +197,9 @@ class OAuthGuard:
             app's own user id and up to 4 KiB of JSON claims, kept in the session: ``Identity.user_id``,
             ``Identity.app_claims``), ``SignInRefused("why")`` (the user sees why on a 403 page, API
             clients get JSON; no session) or ``None`` (accepted). If it raises or returns something else,
-            the error is logged and the sign-in refused. Duplicate callbacks get the recorded outcome: it
-            never runs twice for one code (docs/sign-in.md).
+            the error is logged and the sign-in refused; so is an async hook that takes longer than
+            ``http_timeout`` (a plain one runs on the event loop: keep it quick). Duplicate callbacks get
+            the recorded outcome: it never runs twice for one code (docs/sign-in.md).
         login_params: What a login link may ask of a provider per request, for providers whose own
             ``Provider(login_params=...)`` is ``None``: ``LoginParams(scopes=..., login_hint=True,
             prompt=..., max_age=True, acr_values=...)``. ``None``: nothing; the login route sends no
@@ -461,7 +462,7 @@ class OAuthGuard:
             advice=self._advice,
             telemetry=tracing,
             offline=self._offline,
-            on_login=OnLogin(on_login),
+            on_login=OnLogin(on_login, timeout=http_timeout),
             login_params=login_params,
         )
         self._links = LoginLinks(

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn, TypeAlias
 
+import anyio
 from starlette.requests import Request
 
 from ._protocol import TokenSet
@@ -102,8 +103,9 @@ class OnLogin:
     """Calls the app's hook and holds it to its bounds: what it returns, raises or breaks ends in a
     :class:`Verdict` or a :class:`Refusal`, never in another error."""
 
-    def __init__(self, hook: LoginHook | None) -> None:
+    def __init__(self, hook: LoginHook | None, *, timeout: float = 10.0) -> None:
         self._hook = hook  # checked with the guard's settings (_settings.GuardSettings)
+        self._timeout = timeout
 
     @property
     def active(self) -> bool:
@@ -115,7 +117,19 @@ class OnLogin:
         try:
             answer = self._hook(sign_in)
             if inspect.isawaitable(answer):
-                answer = await answer
+                # The exchange runs shielded, so that a code is never half spent: a hook that hangs would
+                # hold its callback and every duplicate for ever, unless its wait is bounded here.
+                with anyio.move_on_after(self._timeout) as waited:
+                    answer = await answer
+                if waited.cancelled_caught:
+                    logger.error(
+                        "on_login did not answer within %.0f s for a sign-in with %s; the sign-in is refused",
+                        self._timeout,
+                        sign_in.provider,
+                    )
+                    raise Refusal(FAILED_MESSAGE, "on_login_error")
+        except Refusal:
+            raise
         except Exception as exc:
             # The app's own failure: logged with its traceback, and the user is turned away, not served a 500.
             logger.error(

@@ -20,9 +20,10 @@ from asgi_oauth_guard import (
     SignIn,
     SignInAccepted,
     SignInRefused,
+    TokenSet,
     current_identity,
 )
-from asgi_oauth_guard._on_login import MAX_APP_CLAIMS_BYTES
+from asgi_oauth_guard._on_login import MAX_APP_CLAIMS_BYTES, OnLogin, Refusal
 from asgi_oauth_guard.testing import OAuthTestProvider
 
 from .conftest import BrowserFactory, GuardFactory, start_login
@@ -195,3 +196,19 @@ async def test_a_refusal_is_the_answer_of_every_duplicate(
 async def test_on_login_must_be_callable(guard_factory: GuardFactory) -> None:
     with pytest.raises(ConfigurationError, match="on_login= must be a function"):
         guard_factory(on_login="myapp.hooks:on_login")
+
+
+async def test_a_hook_that_hangs_is_cut_off_and_refuses(caplog: pytest.LogCaptureFixture) -> None:
+    async def on_login(sign_in: SignIn) -> None:
+        await anyio.Event().wait()  # a database that never answers
+
+    sign_in = SignIn(
+        provider="default",
+        claims={"sub": "alice"},
+        tokens=TokenSet(access_token="a", issued_at=0.0),
+        request=Request({"type": "http", "method": "GET", "path": "/", "headers": []}),
+    )
+    with pytest.raises(Refusal) as refused:
+        await OnLogin(on_login, timeout=0.05).decide(sign_in)
+    assert refused.value.detail == "on_login_error"
+    assert any("did not answer within" in r.getMessage() for r in caplog.records)
