@@ -288,6 +288,34 @@ async def test_entra_refresh_refusals_read_as_their_reasons(
     assert body.endpoint == "token" and body.status == 400
 
 
+MFA_INTERACTION = dataclasses.replace(
+    mimics.entra(),
+    errors={
+        **mimics.entra().errors,
+        "mfa_required": (400, {**mimics.entra().errors["mfa_required"][1], "error": "interaction_required"}),
+    },
+)
+
+
+@pytest.mark.parametrize("provider", [MFA_INTERACTION], indirect=True)
+async def test_entra_interaction_required_ends_that_users_session_and_no_one_elses(
+    provider: OAuthTestProvider, build: Build, browser_factory: BrowserFactory, clock: FakeClock
+) -> None:
+    provider.add_user("bob")
+    guard = build(providers.entra(tenant=ENTRA, **credentials()))
+    alice, bob = browser_factory(guard), browser_factory(guard)
+    await sign_in(alice, provider, "alice")
+    await sign_in(bob, provider, "bob")
+    provider.refuse_refreshes("alice", "mfa_required")
+    clock.advance(3600)
+
+    refused = await alice.get("/api/me", headers={"accept": "application/json"})
+
+    assert provider.calls[-1].error == "interaction_required"
+    assert refused.status_code == 401 and refused.json()["reason"] == "mfa_required"
+    assert (await bob.get("/me")).json()["user"] == "bob", "not read as the client's misconfiguration"
+
+
 @pytest.mark.parametrize("provider", [mimics.entra(tenant="organizations")], indirect=True)
 async def test_entra_multi_tenant_checks_each_tokens_issuer_against_its_tenant(
     provider: OAuthTestProvider, build: Build, browser_factory: BrowserFactory

@@ -86,6 +86,10 @@ def entra(
         issuer=f"{base}/{tenant}/v2.0",
         scopes=with_scopes(scopes, "offline_access") if offline else with_scopes(scopes),
         quirks=Quirks(
+            # Entra answers a refresh that needs the user (MFA, a Conditional Access claims challenge)
+            # with interaction_required as well as invalid_grant: that user's grant, never this client's
+            # registration, so it ends their session and never pauses everyone's refreshes.
+            error_aliases={"interaction_required": "invalid_grant"},
             error_reasons=ENTRA_ERROR_REASONS,
             error_codes=r"\bAADSTS\d+\b",
             discovery_issuer=discovery_issuer,
