@@ -20,6 +20,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from itsdangerous import BadSignature, Signer
 
+from ._bounded import CACHE_SIZE, remember
+
 SID_BYTES = 16
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -68,7 +70,7 @@ class Binding:
 class Keyring:
     """Everything derived from the app's secret key(s). The last key signs; all keys verify (rotation)."""
 
-    def __init__(self, secret_keys: Sequence[str], *, cache_size: int = 10_000) -> None:
+    def __init__(self, secret_keys: Sequence[str], *, cache_size: int = CACHE_SIZE) -> None:
         self._newest = secret_keys[-1].encode()
         self._all = [k.encode() for k in reversed(secret_keys)]
         self._session = Signer(
@@ -77,7 +79,11 @@ class Keyring:
         self._binding = Signer(
             list(secret_keys), salt="asgi-oauth-guard.binding", digest_method=hashlib.sha256
         )
-        self._verified: dict[str, tuple[str, bytes]] = {}
+        # itsdangerous derives the HMAC key from the secret on every unsign; derived once here (with its
+        # own derivation), session cookies are verified with one HMAC per key.
+        self._session_keys = tuple(self._session.derive_key(k) for k in reversed(self._session.secret_keys))
+        self.verified: dict[str, tuple[str, bytes]] = {}
+        """Session cookie values verified before, to their ``(sid, key)``: the hot path reads it directly."""
         self._cache_size = cache_size
 
     def new_session_cookie(self) -> tuple[str, bytes, str]:
@@ -87,22 +93,33 @@ class Keyring:
 
     def open_session_cookie(self, value: str) -> tuple[str, bytes] | None:
         """``(sid, key)`` from a cookie value, or ``None`` if it is not one we signed."""
-        hit = self._verified.get(value)
+        hit = self.verified.get(value)
         if hit is not None:
             return hit
         if len(value) > MAX_COOKIE_LENGTH:
             return None
         try:
-            raw = b64d(self._session.unsign(value.encode("ascii")).decode("ascii"))
-        except (BadSignature, UnicodeError, ValueError, binascii.Error):
+            payload = self._unsign_session(value.encode("ascii"))
+            raw = b64d(payload.decode("ascii")) if payload is not None else b""
+        except (UnicodeError, ValueError, binascii.Error):
             return None
         if len(raw) != SID_BYTES + KEY_BYTES:
             return None
         opened = (b64e(raw[:SID_BYTES]), raw[SID_BYTES:])
-        if len(self._verified) >= self._cache_size:
-            self._verified.pop(next(iter(self._verified)))
-        self._verified[value] = opened
+        remember(self.verified, value, opened, self._cache_size)
         return opened
+
+    def _unsign_session(self, value: bytes) -> bytes | None:
+        """The payload of ``payload.signature`` (itsdangerous's format) if a secret key signed it. Only the
+        canonical signature is accepted: the one the signer writes, not other base64 spellings of it."""
+        payload, dot, signature = value.rpartition(b".")
+        if not dot:
+            return None
+        for key in self._session_keys:
+            expected = base64.urlsafe_b64encode(hmac.digest(key, payload, "sha256")).rstrip(b"=")
+            if hmac.compare_digest(expected, signature):
+                return payload
+        return None
 
     def new_binding_cookie(
         self, *, previous: str | None = None, previous_until: float = 0

@@ -22,6 +22,9 @@ OWN_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _OWN_NAMES = frozenset(name for name, _ in OWN_HEADERS)
 _CACHE_CONTROL = (b"cache-control", b"private")
 _VARY_COOKIE = (b"vary", b"Cookie")
+_PRIVATE = (_CACHE_CONTROL, _VARY_COOKIE)
+_CACHE_ONLY = (_CACHE_CONTROL,)
+_VARY_ONLY = (_VARY_COOKIE,)
 
 
 def own(response: ASGIApp) -> ASGIApp:
@@ -52,7 +55,10 @@ def own(response: ASGIApp) -> ASGIApp:
 def private_send(send: Send) -> Send:
     """``send`` for the app's answer to a signed-in request: ``Cache-Control: private`` unless the app set a
     ``Cache-Control``, and ``Cookie`` added to ``Vary`` unless it names ``Cookie`` or ``*`` already; so no
-    shared cache hands one user's page to another."""
+    shared cache hands one user's page to another.
+
+    A coroutine function, though a plain one returning ``send``'s awaitable would save a coroutine per
+    message: adapters check (asgiref's ``async_to_sync`` warns on a ``send`` that is not one)."""
 
     async def send_private(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -60,16 +66,18 @@ def private_send(send: Send) -> Send:
             cache_control = False
             vary: bytes | None = None
             for name, value in headers:
-                name = bytes(name).lower()
+                name = name.lower()  # bytes, or a bytearray: both compare equal to bytes
                 if name == b"cache-control":
                     cache_control = True
                 elif name == b"vary":
                     vary = bytes(value) if vary is None else vary + b"," + bytes(value)
-            extra = []
-            if not cache_control:
-                extra.append(_CACHE_CONTROL)
-            if vary is None or not {v.strip().lower() for v in vary.split(b",")} & {b"cookie", b"*"}:
-                extra.append(_VARY_COOKIE)
+            extra: tuple[tuple[bytes, bytes], ...]
+            if vary is None:
+                extra = _PRIVATE if not cache_control else _VARY_ONLY
+            elif {v.strip().lower() for v in vary.split(b",")} & {b"cookie", b"*"}:
+                extra = () if cache_control else _CACHE_ONLY
+            else:
+                extra = _VARY_ONLY if cache_control else _PRIVATE
             if extra:
                 message = {**message, "headers": [*headers, *extra]}
         await send(message)

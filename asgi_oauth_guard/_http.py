@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import parse_qsl
 
 from starlette.types import Scope
@@ -50,22 +50,24 @@ def headers_map(scope: Scope) -> dict[str, str]:
 
 
 def cookie(scope: Scope, name: str) -> str | None:
-    """One cookie's value from the Cookie headers, without parsing the others (this is on the hot path)."""
-    prefix = name + "="
-    for key, value in scope["headers"]:
+    """One cookie's value from the Cookie headers, without parsing the others."""
+    return find_cookie(scope["headers"], (name + "=").encode("latin-1"))
+
+
+def find_cookie(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> str | None:
+    """The value of the first cookie named by ``prefix`` (``b"name="``) in the Cookie headers (HTTP/2 may
+    split them), or ``None``. On the hot path: the headers are searched as bytes, and only the value found
+    is decoded, never a whole header of the app's other cookies."""
+    for key, value in headers:
         if key != b"cookie":
             continue
-        text = value.decode("latin-1")
-        start = 0
-        while True:
-            at = text.find(prefix, start)
-            if at < 0:
-                break
-            if at == 0 or text[at - 1] in "; ":
-                end = text.find(";", at)
-                found = text[at + len(prefix) : end if end >= 0 else len(text)].strip()
-                return str(found.strip('"'))
-            start = at + 1
+        at = value.find(prefix)
+        while at >= 0:
+            if at == 0 or value[at - 1] in b"; ":
+                end = value.find(b";", at)
+                found = value[at + len(prefix) : end if end >= 0 else len(value)].decode("latin-1")
+                return found.strip().strip('"')
+            at = value.find(prefix, at + 1)
     return None
 
 

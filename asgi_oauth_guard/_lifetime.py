@@ -39,6 +39,15 @@ class Lifetime:
             end = min(end, session.seen_at + self.idle_timeout)
         return max(1.0, end - now + TOUCH_INTERVAL)
 
+    def quiet_until(self, session: Session) -> float:
+        """The first time at which :meth:`ended` or :meth:`touch_due` may say yes for ``session``; before
+        it, both say no, so the hot path compares the clock with this one number."""
+        until = session.created_at + self.max_age
+        if self.idle_timeout is not None:
+            seen = session.seen_at
+            until = min(until, seen + self.idle_timeout, seen + TOUCH_INTERVAL)
+        return until
+
     def touch_due(self, session: Session, now: float) -> bool:
         """Whether this request should write ``last_seen`` down (at most once a minute per session)."""
         return self.idle_timeout is not None and now - session.seen_at >= TOUCH_INTERVAL

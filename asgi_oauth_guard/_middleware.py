@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import _websocket as websocket
 from ._backchannel import BackchannelLogout
+from ._bounded import CACHE_SIZE, remember
 from ._client_credentials import ClientCredentials
 from ._context import SCOPE_KEY, GuardState, Identity, _state
 from ._cookies import CookieJar, SameSite
@@ -22,7 +23,7 @@ from ._errors import ConfigurationError, ProviderUnavailable, ReloginRequired, S
 from ._events import EventHook, GuardEvent, emit
 from ._flows import Flows
 from ._headers import own, private_send
-from ._http import BadRequest, cookie, request_origin, root_path
+from ._http import BadRequest, find_cookie, request_origin, root_path
 from ._index import SessionIndex, SessionInfo
 from ._lifetime import Lifetime
 from ._login_params import LoginLinks, LoginParams
@@ -35,7 +36,7 @@ from ._reasons import Reason
 from ._refresh import Refresher
 from ._relogin import Relogin, ReloginHandler, ReloginMode, login_url
 from ._session import Session
-from ._sessions import Sessions
+from ._sessions import SESSION_PREFIX, Sessions
 from ._settings import GuardSettings
 from ._signout import SignOutGate
 from ._startup import Startup, setting_warnings
@@ -492,7 +493,9 @@ class OAuthGuard:
         )
         self._started = False
         self._anonymous = GuardState(guard=self, identity=None)
-        self._published: dict[str, tuple[Session, GuardState]] = {}
+        self._published: dict[str, tuple[Session, GuardState, float]] = {}
+        self._cookie_prefix = (self._cookies.session_name + "=").encode("latin-1")
+        self._verified = self._keyring.verified
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -505,7 +508,9 @@ class OAuthGuard:
         if not self._started:  # a server without lifespan: say at the first request what startup says
             self._started = True
             self._startup.announce()
-        path = route_path(scope)
+        # The hot path (a signed-in request, nothing due) is written out here, without helper frames:
+        # over the wire every Python call costs several times what it does in a tight loop.
+        path: str = scope["path"] if not scope.get("root_path") else route_path(scope)
         route = self._routes.get(path)
         if scope["type"] == "websocket":
             refused = self._foreign_websocket(scope, route is not None)
@@ -515,40 +520,80 @@ class OAuthGuard:
         elif route is not None:
             await self._serve_own(route, scope, receive, send)
             return
-        value = cookie(scope, self._cookies.session_name)
-        if not value:
-            await self._pass(scope, receive, send, path, self._anonymous, Reason.login_required)
-            return
-        opened = self._keyring.open_session_cookie(value)
-        if opened is None:
-            await self._pass(scope, receive, send, path, self._anonymous, Reason.session_expired)
-            return
-        try:
-            session = await self._sessions.load(*opened)
-            if session is not None:
-                session = await self._keep(session, opened[1])
-        except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
+        state = self._anonymous
+        reason: Reason | None = Reason.login_required
+        value = find_cookie(scope["headers"], self._cookie_prefix)
+        if value:
+            opened = self._verified.get(value) or self._keyring.open_session_cookie(value)
+            if opened is None:
+                reason = Reason.session_expired
+            else:
+                sid = opened[0]
+                try:
+                    try:  # Sessions.load, written out: one coroutine fewer on the hot path
+                        blob = await self._sessions.inner.get(SESSION_PREFIX + sid)
+                    except Exception as exc:
+                        raise await self._sessions.failed(exc) from None
+                    session = self._sessions.opened(sid, opened[1], blob)
+                    known = self._published.get(sid)
+                    # The published state of this very session, and the clock before the first moment
+                    # at which it would end, want a refresh or want its use written down: use it as is.
+                    if known is not None and known[0] is session and self._clock() < known[2]:
+                        state, reason = known[1], None
+                    else:
+                        state, reason = await self._signed_in(session, opened)
+                except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
+                    if scope["type"] == "websocket":
+                        answer = await self._websocket_error(scope, exc)
+                    else:
+                        answer = await self.response_for(Request(scope), exc)
+                    await answer(scope, receive, send)
+                    return
+                except ConfigurationError as exc:
+                    logger.error("sign-in is misconfigured: %s", exc)
+                    if scope["type"] == "websocket":  # no page to show a socket: refused as when unavailable
+                        answer = await self._websocket_error(
+                            scope, ProviderUnavailable("sign-in is misconfigured")
+                        )
+                    else:
+                        answer = own(await self._pages.misconfigured(Request(scope)))
+                    await answer(scope, receive, send)
+                    return
+        if state.identity is not None:
+            if self._private:
+                send = private_send(send)
+        elif self._paths.requires_login(path):
+            assert reason is not None
             if scope["type"] == "websocket":
-                answer = await self._websocket_error(scope, exc)
+                response = self.websocket_refusal(scope, reason)
             else:
-                answer = await self.response_for(Request(scope), exc)
-            await answer(scope, receive, send)
+                response = await self.relogin_response(Request(scope), reason)
+            await response(scope, receive, send)
             return
-        except ConfigurationError as exc:
-            logger.error("sign-in is misconfigured: %s", exc)
-            if scope["type"] == "websocket":  # no page to show a socket: refused as when unavailable
-                answer = await self._websocket_error(scope, ProviderUnavailable("sign-in is misconfigured"))
-            else:
-                answer = own(await self._pages.misconfigured(Request(scope)))
-            await answer(scope, receive, send)
-            return
+        elif reason is not None and reason is not Reason.login_required:
+            state = GuardState(guard=self, identity=None, reason=reason)
+        scope[SCOPE_KEY] = state
+        # Starlette's request.user and request.auth, unless an authentication middleware outside set them.
+        if "user" not in scope:
+            scope["user"], scope["auth"] = state.user_and_auth
+        token = _state.set(state)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _state.reset(token)
+
+    async def _signed_in(
+        self, session: Session | None, opened: tuple[str, bytes]
+    ) -> tuple[GuardState, Reason | None]:
+        """The state to publish for a stored session the hot path could not take as it is: the anonymous
+        state and why, or the session after its lifetime checks (maybe refreshed or touched)."""
         if session is None:
             self._advice.unknown("session")
-            await self._pass(scope, receive, send, path, self._anonymous, Reason.session_expired)
-        elif session.tokens is None:
-            await self._pass(scope, receive, send, path, self._anonymous, Reason.refresh_rejected)
-        else:
-            await self._pass(scope, receive, send, path, self._publish(session, opened), None)
+            return self._anonymous, Reason.session_expired
+        session = await self._keep(session, opened[1])
+        if session.tokens is None:
+            return self._anonymous, Reason.refresh_rejected
+        return self._publish(session, opened), None
 
     async def _keep(self, session: Session, key: bytes) -> Session:
         """The session as this request may use it: ended if it is too old or idle, refreshed if its token
@@ -576,6 +621,9 @@ class OAuthGuard:
             raise
 
     def _publish(self, session: Session, handle: tuple[str, bytes]) -> GuardState:
+        """The state published for ``session``, built once per version of it, remembered with the time
+        until which the hot path may use it without asking ``_keep`` (a millisecond early, so rounding
+        never lets it disagree with the exact checks there)."""
         hit = self._published.get(session.sid)
         if hit is not None and hit[0] is session:
             return hit[1]
@@ -594,41 +642,9 @@ class OAuthGuard:
             id_token=tokens.id_token,
         )
         state = GuardState(guard=self, identity=identity, handle=handle)
-        if session.sid not in self._published and len(self._published) >= 10_000:
-            self._published.pop(next(iter(self._published)))
-        self._published[session.sid] = (session, state)
+        until = min(self._sessions.lifetime.quiet_until(session), self._refresher.due_from(session))
+        remember(self._published, session.sid, (session, state, until - 0.001), CACHE_SIZE)
         return state
-
-    async def _pass(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        path: str,
-        state: GuardState,
-        reason: Reason | None,
-    ) -> None:
-        if state.identity is None and self._paths.requires_login(path):
-            assert reason is not None
-            if scope["type"] == "websocket":
-                response = self.websocket_refusal(scope, reason)
-            else:
-                response = await self.relogin_response(Request(scope), reason)
-            await response(scope, receive, send)
-            return
-        if state.identity is not None and self._private:
-            send = private_send(send)
-        if state.identity is None and reason is not None and reason is not Reason.login_required:
-            state = GuardState(guard=self, identity=None, reason=reason)
-        scope[SCOPE_KEY] = state
-        # Starlette's request.user and request.auth, unless an authentication middleware outside set them.
-        if "user" not in scope:
-            scope["user"], scope["auth"] = state.user_and_auth
-        token = _state.set(state)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            _state.reset(token)
 
     async def _serve_own(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)

@@ -124,6 +124,17 @@ def refresh_due(tokens: TokenSet, now: float, leeway: float) -> bool:
     return tokens.expires_at - now <= leeway
 
 
+def refresh_due_from(tokens: TokenSet, leeway: float) -> float:
+    """The time from which :func:`refresh_due` says yes (``inf``: never), for callers that compare the
+    clock with one number per request."""
+    if tokens.expires_at is None:
+        return math.inf
+    lifetime = tokens.lifetime()
+    if lifetime is not None and lifetime > 0:
+        leeway = min(leeway, lifetime / 2)
+    return tokens.expires_at - leeway
+
+
 # Longest lifetime believed from an answer (ten years): more is a provider bug, and a float that large
 # would overflow the arithmetic done with it. Anything not in (0, MAX_EXPIRES_IN] reads as "not said".
 MAX_EXPIRES_IN = 10 * 365 * 24 * 3600.0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,7 +37,7 @@ from ._errors import GuardError, ProviderUnavailable, ReloginRequired, StoreUnav
 from ._events import EventHook, GuardEvent, emit
 from ._lifetime import refresh_token_expired
 from ._limiter import RefreshLimiter
-from ._protocol import TokenSet, grant_refused, misconfiguration_fix, refresh_due
+from ._protocol import TokenSet, grant_refused, misconfiguration_fix, refresh_due, refresh_due_from
 from ._reasons import Reason
 from ._refresh_results import RefreshResults
 from ._session import Session
@@ -122,6 +123,10 @@ class Refresher:
 
     def due(self, session: Session) -> bool:
         return session.tokens is not None and refresh_due(session.tokens, self._clock(), self._leeway)
+
+    def due_from(self, session: Session) -> float:
+        """The time from which :meth:`due` says yes for ``session`` (``inf``: never)."""
+        return math.inf if session.tokens is None else refresh_due_from(session.tokens, self._leeway)
 
     # -- the session's end -------------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from ._protocol import TokenSet
 
@@ -120,7 +120,8 @@ class Session:
     def loads(cls, data: bytes) -> Session:
         raw = json.loads(data)
         tokens = raw.pop("tokens")
-        return cls(tokens=TokenSet(**tokens) if tokens is not None else None, **raw)
+        raw["tokens"] = _tokens_from(tokens) if tokens is not None else None
+        return _session_from(raw)
 
 
 def auth_time(claims: Mapping[str, Any]) -> float | None:
@@ -129,3 +130,39 @@ def auth_time(claims: Mapping[str, Any]) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return None
+
+
+R = TypeVar("R")
+
+
+def _record_builder(cls: type[R]) -> Callable[[Any], R]:
+    """A constructor of ``cls`` from a stored record's fields, for the path that reads a session this
+    process has not seen. It checks what ``cls(**fields)`` checks (a dict; no unknown field, no missing
+    one; defaults filled in) and fills the instance's ``__dict__`` at once, where a frozen dataclass's
+    ``__init__`` calls ``object.__setattr__`` once per field. For plain frozen dataclasses only: one
+    that validates in ``__post_init__`` or uses slots is refused here, at import."""
+    if hasattr(cls, "__post_init__") or hasattr(cls, "__slots__"):
+        raise TypeError(f"{cls.__name__} validates or has slots: build it with its __init__")
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    if any(f.default_factory is not dataclasses.MISSING for f in fields):
+        raise TypeError(f"{cls.__name__} has a default factory: build it with its __init__")
+    names = frozenset(f.name for f in fields)
+    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    required = names - defaults.keys()
+
+    def build(values: Any) -> R:
+        if not isinstance(values, dict):
+            raise TypeError(f"a stored {cls.__name__} is not an object")
+        keys = values.keys()
+        if not (keys <= names and required <= keys):
+            raise TypeError(f"a stored {cls.__name__} has other fields than {sorted(names)}")
+        record = object.__new__(cls)
+        record.__dict__.update(defaults)
+        record.__dict__.update(values)
+        return record
+
+    return build
+
+
+_tokens_from = _record_builder(TokenSet)
+_session_from = _record_builder(Session)

@@ -18,11 +18,12 @@ import dataclasses
 import json
 from collections.abc import Callable
 
+from ._bounded import CACHE_SIZE, remember
 from ._crypto import seal, unseal
 from ._index import SessionIndex
 from ._lifetime import TOUCH_INTERVAL, Lifetime
 from ._session import Session
-from ._store import Store
+from ._store import CheckedStore, Store
 
 SESSION_PREFIX = "s:"
 
@@ -34,10 +35,15 @@ class Sessions:
         *,
         lifetime: Lifetime,
         clock: Callable[[], float],
-        cache_size: int = 10_000,
+        cache_size: int = CACHE_SIZE,
         index: SessionIndex | None = None,
     ) -> None:
         self._store = store
+        checked = store if isinstance(store, CheckedStore) else None
+        self._checked = checked
+        self.inner: Store = checked.inner if checked is not None else store
+        """The store itself, without the CheckedStore layer (one coroutine fewer): :meth:`load` and the hot
+        path read sessions with its ``get`` (looked up per call), failures translated by :meth:`failed`."""
         self.index = index
         self.lifetime = lifetime
         self._clock = clock
@@ -45,7 +51,19 @@ class Sessions:
         self._cache_size = cache_size
 
     async def load(self, sid: str, key: bytes) -> Session | None:
-        blob = await self._store.get(SESSION_PREFIX + sid)
+        try:
+            blob = await self.inner.get(SESSION_PREFIX + sid)
+        except Exception as exc:
+            raise await self.failed(exc) from None
+        return self.opened(sid, key, blob)
+
+    async def failed(self, exc: Exception) -> Exception:
+        """What a failed read raises: the CheckedStore's ``StoreUnavailable``, or ``exc`` itself."""
+        return exc if self._checked is None else await self._checked.failed("read", exc)
+
+    def opened(self, sid: str, key: bytes, blob: bytes | None) -> Session | None:
+        """The session in ``blob`` (read from the store for ``sid``), or ``None``. Remembered next
+        to the exact ciphertext: the same bytes again skip decryption and JSON."""
         if blob is None:
             self._cache.pop(sid, None)
             return None
@@ -104,6 +122,4 @@ class Sessions:
         return max(1.0, session.created_at + self.lifetime.max_age - self._clock() + TOUCH_INTERVAL)
 
     def _remember(self, sid: str, blob: bytes, key: bytes, session: Session) -> None:
-        if sid not in self._cache and len(self._cache) >= self._cache_size:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[sid] = (blob, key, session)
+        remember(self._cache, sid, (blob, key, session), self._cache_size)

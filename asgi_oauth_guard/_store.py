@@ -59,9 +59,13 @@ class CheckedStore:
 
     def __init__(self, store: Store, *, on_event: EventHook | None = None) -> None:
         self._store = store
+        self.inner = store
+        """The store wrapped: for the hot path's read, which translates failures itself with ``failed``."""
         self._on_event = on_event
 
-    async def _failed(self, operation: str, exc: Exception) -> StoreUnavailable:
+    async def failed(self, operation: str, exc: Exception) -> StoreUnavailable:
+        """What the store's own exception on ``operation`` becomes (its message is never kept: it may
+        name a key), after the ``store_error`` event."""
         await emit(self._on_event, GuardEvent(kind="store_error", detail=operation))
         return StoreUnavailable(f"the store failed on {operation}: {type(exc).__name__}")
 
@@ -69,58 +73,58 @@ class CheckedStore:
         try:
             return await self._store.get(key)
         except Exception as exc:
-            raise await self._failed("read", exc) from None
+            raise await self.failed("read", exc) from None
 
     async def set(self, key: str, value: bytes, *, ttl: float) -> None:
         try:
             await self._store.set(key, value, ttl=ttl)
         except Exception as exc:
-            raise await self._failed("write", exc) from None
+            raise await self.failed("write", exc) from None
 
     async def add(self, key: str, value: bytes, *, ttl: float) -> bool:
         try:
             return await self._store.add(key, value, ttl=ttl)
         except Exception as exc:
-            raise await self._failed("claim", exc) from None
+            raise await self.failed("claim", exc) from None
 
     async def replace(self, key: str, value: bytes, *, ttl: float) -> bool:
         try:
             return await self._store.replace(key, value, ttl=ttl)
         except Exception as exc:
-            raise await self._failed("write", exc) from None
+            raise await self.failed("write", exc) from None
 
     async def delete(self, key: str) -> None:
         try:
             await self._store.delete(key)
         except Exception as exc:
-            raise await self._failed("delete", exc) from None
+            raise await self.failed("delete", exc) from None
 
     async def acquire(self, key: str, owner: str, *, lease: float) -> bool:
         try:
             return await self._store.acquire(key, owner, lease=lease)
         except Exception as exc:
-            raise await self._failed("lock", exc) from None
+            raise await self.failed("lock", exc) from None
 
     async def release(self, key: str, owner: str) -> bool:
         try:
             return await self._store.release(key, owner)
         except Exception as exc:
-            raise await self._failed("unlock", exc) from None
+            raise await self.failed("unlock", exc) from None
 
     async def index_add(self, key: str, member: str, *, ttl: float) -> None:
         try:
             await self._store.index_add(key, member, ttl=ttl)
         except Exception as exc:
-            raise await self._failed("index write", exc) from None
+            raise await self.failed("index write", exc) from None
 
     async def index_members(self, key: str) -> list[str]:
         try:
             return await self._store.index_members(key)
         except Exception as exc:
-            raise await self._failed("index read", exc) from None
+            raise await self.failed("index read", exc) from None
 
     async def index_discard(self, key: str, member: str) -> None:
         try:
             await self._store.index_discard(key, member)
         except Exception as exc:
-            raise await self._failed("index write", exc) from None
+            raise await self.failed("index write", exc) from None

@@ -58,7 +58,7 @@ def stats() -> dict[str, Any]:
     return {
         "unanswered_token_calls": watch.unanswered,
         "rss_kib": resident_kib(),
-        "verified_cookies": len(guard._keyring._verified),
+        "verified_cookies": len(guard._keyring.verified),
         "decrypted_sessions": len(guard._sessions._cache),
         "published_identities": len(guard._published),
         "exchanges_in_flight": len(guard._flows._waiting),

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from asgi_oauth_guard import MemoryStore, OAuthGuard, TokenSet
+from asgi_oauth_guard._bounded import remember
 from asgi_oauth_guard._crypto import Keyring
 from asgi_oauth_guard._flows import MAX_WAITING_DUPLICATES
 from asgi_oauth_guard._lifetime import Lifetime
@@ -136,7 +137,7 @@ async def test_huge_and_many_cookie_headers(
     guard = guard_factory()
     browser = await signed_in(guard, browser_factory, provider)
     value = browser.cookies["guard_session"]
-    verified = dict(guard._keyring._verified)
+    verified = dict(guard._keyring.verified)
     stranger = browser_factory(guard)
     megabyte = "x" * (1 << 20)
     for cookie in (
@@ -152,7 +153,7 @@ async def test_huge_and_many_cookie_headers(
     # The guard reads its own cookie wherever it is, and remembers only cookies it signed.
     far = await stranger.get("/me", headers={"cookie": f"a={megabyte}; guard_session={value}"})
     assert far.json()["user"] == "alice"
-    assert guard._keyring._verified == verified
+    assert guard._keyring.verified == verified
     many = [("cookie", f"c{i}=v") for i in range(500)] + [("cookie", f"guard_session={value}")]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(guard), base_url="http://app.test") as raw:
         response = await raw.get("/me", headers=httpx.Headers(many))
@@ -187,7 +188,7 @@ def test_the_verified_cookie_cache_is_bounded() -> None:
     cookies = [keyring.new_session_cookie() for _ in range(10)]
     for sid, key, value in cookies:
         assert keyring.open_session_cookie(value) == (sid, key)
-        assert len(keyring._verified) <= 3
+        assert len(keyring.verified) <= 3
     assert all(keyring.open_session_cookie(value) == (sid, key) for sid, key, value in cookies)
 
 
@@ -214,7 +215,23 @@ async def test_the_published_identity_cache_is_bounded(guard_factory: GuardFacto
     for i in range(10_050):
         session = Session(sid=f"sid-{i}", tokens=tokens, claims={}, created_at=clock())
         guard._publish(session, (session.sid, b"k" * 32))
-    assert len(guard._published) == 10_000
+        assert len(guard._published) <= 10_000
+    assert len(guard._published) >= 9_000 and "sid-10049" in guard._published
+
+
+def test_a_full_cache_drops_its_oldest_tenth_at_once() -> None:
+    cache: dict[int, int] = {}
+    for i in range(100):
+        remember(cache, i, i, 100)
+    assert list(cache) == list(range(100))
+    remember(cache, 5, -5, 100)  # an existing key: nothing dropped
+    assert len(cache) == 100 and cache[5] == -5
+    remember(cache, 100, 100, 100)
+    assert list(cache) == list(range(10, 101))  # the ten oldest gone, the order kept
+    for i in range(101, 1000):
+        remember(cache, i, i, 100)
+        assert len(cache) <= 100
+    assert 999 in cache
 
 
 # -- outbound calls ------------------------------------------------------------------------------------

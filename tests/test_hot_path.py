@@ -1,0 +1,264 @@
+"""The hot path's shortcuts (issue 21) keep every check: each one is tested against the slow way it stands for."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from itsdangerous import Signer
+
+from asgi_oauth_guard import MemoryStore, TokenSet
+from asgi_oauth_guard._crypto import Keyring
+from asgi_oauth_guard._http import find_cookie
+from asgi_oauth_guard._lifetime import TOUCH_INTERVAL, Lifetime
+from asgi_oauth_guard._protocol import refresh_due, refresh_due_from
+from asgi_oauth_guard._session import Session, _record_builder
+from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
+
+from .conftest import SECRET_KEY, BrowserFactory, GuardFactory, login
+
+pytestmark = pytest.mark.anyio
+
+OTHER_KEY = "another-secret-key-that-is-long-enough-42"
+
+# -- the cookie, found in bytes --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ([(b"cookie", b"guard_session=abc")], "abc"),
+        ([(b"cookie", b"a=1; guard_session=abc; b=2")], "abc"),
+        ([(b"cookie", b"a=1;guard_session=abc")], "abc"),
+        ([(b"cookie", b'guard_session=" abc "')], " abc "),  # quotes off, what they held kept
+        ([(b"cookie", b"guard_session=  abc  ; b=2")], "abc"),
+        ([(b"cookie", b"xguard_session=no; guard_session=yes")], "yes"),  # a longer name is not it
+        ([(b"cookie", b"guard_session_tx=no")], None),
+        ([(b"cookie", b"guard_session=first; guard_session=second")], "first"),
+        ([(b"cookie", b"a=1"), (b"cookie", b"guard_session=later")], "later"),  # HTTP/2: split headers
+        ([(b"x-cookie", b"guard_session=no")], None),
+        ([(b"cookie", "caf\u00e9=cr\u00e8me; guard_session=abc".encode("latin-1"))], "abc"),
+        ([(b"cookie", b"guard_session=")], ""),
+        ([], None),
+    ],
+)
+def test_find_cookie_reads_the_value_as_the_text_search_did(
+    headers: list[tuple[bytes, bytes]], expected: str | None
+) -> None:
+    assert find_cookie(headers, b"guard_session=") == expected
+
+
+# -- the session cookie, verified with the derived keys ---------------------------------------------------
+
+
+def itsdangerous_signer(*keys: str) -> Signer:
+    return Signer(list(keys), salt="asgi-oauth-guard.session", digest_method=hashlib.sha256)
+
+
+def test_session_cookies_itsdangerous_signs_open_with_every_key_of_a_rotation() -> None:
+    old = Keyring([OTHER_KEY])
+    sid, key, value = old.new_session_cookie()
+    rotated = Keyring([OTHER_KEY, SECRET_KEY])
+    assert rotated.open_session_cookie(value) == (sid, key)  # signed with the old key, still valid
+    fresh = rotated.new_session_cookie()
+    assert itsdangerous_signer(OTHER_KEY, SECRET_KEY).unsign(fresh[2].encode())  # the format is unchanged
+    assert Keyring([SECRET_KEY]).open_session_cookie(fresh[2]) == fresh[:2]
+    assert Keyring([OTHER_KEY]).open_session_cookie(fresh[2]) is None  # the key it was signed with is gone
+
+
+def test_a_tampered_or_foreign_session_cookie_is_refused() -> None:
+    keyring = Keyring([SECRET_KEY])
+    sid, key, value = keyring.new_session_cookie()
+    payload, _, signature = value.rpartition(".")
+    other_payload = base64.urlsafe_b64encode(bytes(48)).rstrip(b"=").decode()
+    binding = keyring.binding_cookie("browser-id")
+    # The same MAC, another base64 spelling (the padding bits of the last character flipped): refused.
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(signature[-1])
+    spelling = signature[:-1] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last ^ 1]
+    assert base64.urlsafe_b64decode(spelling + "=") == base64.urlsafe_b64decode(signature + "=")
+    for forged in (
+        f"{other_payload}.{signature}",
+        f"{payload}.{signature[:-2]}",
+        f"{payload}.{spelling}",
+        f"{payload}{signature}",
+        payload,
+        binding,  # signed by the same keys for another purpose (salt)
+        f"{payload}.{signature}\u00e9",
+        "",
+    ):
+        assert Keyring([SECRET_KEY]).open_session_cookie(forged) is None
+    assert keyring.open_session_cookie(value) == (sid, key)
+    fake = hmac.new(b"not-the-derived-key", payload.encode(), hashlib.sha256).digest()
+    unsigned = f"{payload}.{base64.urlsafe_b64encode(fake).rstrip(b'=').decode()}"
+    assert Keyring([SECRET_KEY]).open_session_cookie(unsigned) is None
+
+
+# -- one deadline for the lifetime checks and the refresh ------------------------------------------------
+
+times = st.floats(min_value=1.6e9, max_value=2.0e9, allow_nan=False)
+spans = st.floats(min_value=1.0, max_value=1e7, allow_nan=False)
+
+
+@given(
+    created=times,
+    seen_after=st.none() | st.floats(min_value=0, max_value=1e6),
+    max_age=spans,
+    idle=st.none() | st.floats(min_value=2 * TOUCH_INTERVAL, max_value=1e6),
+    offset=st.floats(min_value=-1e6, max_value=1e7),
+)
+def test_before_quiet_until_neither_end_nor_touch_is_due(
+    created: float, seen_after: float | None, max_age: float, idle: float | None, offset: float
+) -> None:
+    lifetime = Lifetime(max_age=max_age, idle_timeout=idle)
+    last_seen = None if seen_after is None else created + seen_after
+    session = Session(sid="s", tokens=None, claims={}, created_at=created, last_seen=last_seen)
+    until = lifetime.quiet_until(session)
+    now = until + offset
+    quiet = lifetime.ended(session, now) is None and not lifetime.touch_due(session, now)
+    if now < until - 0.001:  # the margin the hot path keeps
+        assert quiet
+    if now >= until + 0.001:
+        assert not quiet
+
+
+@given(
+    issued=times,
+    lifetime=st.none() | st.floats(min_value=-10, max_value=1e6),
+    leeway=st.floats(min_value=0, max_value=1e4),
+    offset=st.floats(min_value=-1e6, max_value=1e6),
+)
+def test_refresh_due_from_is_when_refresh_due_turns_true(
+    issued: float, lifetime: float | None, leeway: float, offset: float
+) -> None:
+    tokens = TokenSet(
+        access_token="at", issued_at=issued, expires_at=None if lifetime is None else issued + lifetime
+    )
+    since = refresh_due_from(tokens, leeway)
+    if since == float("inf"):
+        assert tokens.expires_at is None and not refresh_due(tokens, issued + abs(offset), leeway)
+        return
+    now = since + offset
+    if now < since - 0.001:
+        assert not refresh_due(tokens, now, leeway)
+    if now >= since + 0.001:
+        assert refresh_due(tokens, now, leeway)
+
+
+class CountingStore(MemoryStore):
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.replaced: list[str] = []
+
+    async def replace(self, key: str, value: bytes, *, ttl: float) -> bool:
+        self.replaced.append(key)
+        return await super().replace(key, value, ttl=ttl)
+
+
+async def test_the_fast_path_gives_way_at_each_deadline(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    clock: FakeClock,
+) -> None:
+    """Refresh due, use to write down, absolute age: each happens on the first request at or after its
+    time, as when every request asked each check, and no request before it does any of them."""
+    store = CountingStore(clock=clock)
+    guard = guard_factory(store=store, session_max_age=3 * 3600, session_idle_timeout=3600, refresh_leeway=60)
+    browser = browser_factory(guard)
+    await login(browser, provider, "/me")
+    assert (await browser.get("/me")).json()["refreshes"] == 0
+
+    def writes() -> int:
+        return sum(key.startswith("s:") for key in store.replaced)
+
+    clock.advance(TOUCH_INTERVAL - 1)
+    assert (await browser.get("/me")).status_code == 200 and writes() == 0
+    clock.advance(1)
+    assert (await browser.get("/me")).status_code == 200 and writes() == 1  # its use written down
+    assert (await browser.get("/me")).status_code == 200 and writes() == 1  # once a minute
+
+    refreshes = provider.count(endpoint="token", grant_type="refresh_token")
+    clock.advance(3600 - 60 - TOUCH_INTERVAL - 1)  # a second before the refresh is due
+    before = await browser.get("/me")
+    assert before.json()["refreshes"] == 0
+    assert provider.count(endpoint="token", grant_type="refresh_token") == refreshes
+    clock.advance(1)
+    assert (await browser.get("/me")).json()["refreshes"] == 1
+    assert provider.count(endpoint="token", grant_type="refresh_token") == refreshes + 1
+    assert (await browser.get("/me")).json()["refreshes"] == 1  # and not again
+
+    # Idle: nothing for an hour ends it, at that second and not before.
+    clock.advance(3600 - 1)
+    assert (await browser.get("/me")).status_code == 200
+    clock.advance(3600)
+    ended = await browser.get("/me")
+    assert ended.status_code == 303 and "reason=" in ended.headers["location"]
+
+
+async def test_the_fast_path_ends_a_session_at_its_absolute_age(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    clock: FakeClock,
+) -> None:
+    guard = guard_factory(session_max_age=1800, session_idle_timeout=None)
+    browser = browser_factory(guard)
+    await login(browser, provider, "/me")
+    clock.advance(1800 - 1)
+    assert (await browser.get("/me")).status_code == 200
+    clock.advance(1)
+    ended = await browser.get("/me")
+    assert ended.status_code == 303 and "reason=" in ended.headers["location"]
+
+
+# -- records read back without their __init__ -------------------------------------------------------------
+
+
+def session(**changes: Any) -> Session:
+    tokens = TokenSet(access_token="at", refresh_token="rt", id_token="id", issued_at=1.7e9, expires_at=1.7e9)
+    fields: dict[str, Any] = dict(sid="s", tokens=tokens, claims={"sub": "alice"}, created_at=1.7e9)
+    fields.update(changes)
+    return Session(**fields)
+
+
+def test_a_session_read_back_equals_the_one_written() -> None:
+    for original in (session(), session(tokens=None), session(last_seen=1.8e9, refreshes=3, issuer="i")):
+        loaded = Session.loads(original.dumps())
+        assert loaded == original and repr(loaded) == repr(original)
+        assert hash(loaded.tokens) == hash(original.tokens)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            loaded.sid = "other"  # type: ignore[misc]
+        assert dataclasses.replace(loaded, refreshes=9).refreshes == 9
+
+
+def test_an_old_record_gets_the_defaults_and_a_strange_one_is_refused() -> None:
+    record = json.loads(session().dumps())
+    del record["last_seen"], record["issuer"]
+    assert Session.loads(json.dumps(record).encode()) == session()
+    for strange in (
+        {**record, "unknown": 1},
+        {key: value for key, value in record.items() if key != "created_at"},
+        {**record, "tokens": {"access_token": "at"}},  # issued_at is required
+        {**record, "tokens": ["at"]},
+    ):
+        with pytest.raises(TypeError):
+            Session.loads(json.dumps(strange).encode())
+
+
+def test_the_builder_refuses_records_that_validate_themselves() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Checked:
+        value: int
+
+        def __post_init__(self) -> None:
+            assert self.value > 0
+
+    with pytest.raises(TypeError):
+        _record_builder(Checked)
