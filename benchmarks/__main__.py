@@ -15,7 +15,9 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -35,6 +37,11 @@ def _say(message: str) -> None:
     print(f"== {message}", file=sys.stderr, flush=True)
 
 
+def _variants(args: argparse.Namespace, redis_url: str | None) -> list[str]:
+    names = [n for n in _apps.VARIANTS if redis_url or n != "guard-redis"]
+    return names + (["guard-before"] if args.baseline else [])
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a few iterations, no wrk: a quick check")
@@ -51,6 +58,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--e2e-main-only", action="store_true", help="end to end: only the main case (uvicorn[standard])"
     )
     parser.add_argument("--sessions", type=int, help="sessions for the memory section (default 1000)")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure the guard of git commit REV (MemoryStore) beside today's: before and after",
+    )
     parser.add_argument("--no-scaling", action="store_true", help="skip section 6 (cost as work grows)")
     parser.add_argument(
         "--stored", type=int, help="stored sessions of the cold-path table (default 100,000; smoke 2000)"
@@ -80,7 +92,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 async def hot_path(args: argparse.Namespace, redis_url: str | None) -> dict[str, Any]:
     provider = _apps.make_provider()
-    names = [n for n in _apps.VARIANTS if redis_url or n != "guard-redis"]
+    names = _variants(args, redis_url)
     builts = [await _apps.build(name, provider, redis_url=redis_url) for name in names]
     builts.append(await _inprocess.guard_alone(provider))
     client = None
@@ -155,6 +167,7 @@ async def in_process(args: argparse.Namespace, redis_url: str | None, results: d
             requests=args.requests,
             stored=args.stored,
             counts=counts or [args.max_stored],
+            before=bool(args.baseline),
         )
 
 
@@ -165,7 +178,7 @@ def end_to_end(args: argparse.Namespace, redis_url: str | None) -> dict[str, Any
         message = "wrk is missing and could not be installed (apt-get install wrk): no end-to-end section"
         print(f"!! {message}", file=sys.stderr)
         return {"skipped": message}
-    variants = [n for n in _apps.VARIANTS if redis_url or n != "guard-redis"]
+    variants = _variants(args, redis_url)
     cases = _e2e.CASES[:1] if args.e2e_main_only else _e2e.CASES
     _say(f"2. end to end: uvicorn + wrk, {len(cases)} cases, {args.e2e_rounds} rounds x {args.e2e_seconds} s")
     result = _e2e.measure(
@@ -178,7 +191,8 @@ def end_to_end(args: argparse.Namespace, redis_url: str | None) -> dict[str, Any
     )
     if args.profile:
         _say("2. profile in the server process: bare and guard-memory under wrk")
-        result["profile"] = _e2e.profile(["bare", "guard-memory"], redis_url=redis_url, seconds=4)
+        profiled = ["bare", "guard-memory"] + (["guard-before"] if args.baseline else [])
+        result["profile"] = _e2e.profile(profiled, redis_url=redis_url, seconds=4)
     return result
 
 
@@ -186,10 +200,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     hot = results["hot_path"]["variants"]
     ratio = hot["guard-memory"]["ratio"]
+    before = f" (before: {hot['guard-before']['ratio']:.2f}x)" if "guard-before" in hot else ""
     rows.append(
         {
             "target": "guard + MemoryStore hot path at most 1.25x bare (in-process)",
-            "measured": f"{ratio:.2f}x",
+            "measured": f"{ratio:.2f}x{before}",
             "met": ratio <= 1.25,
         }
     )
@@ -198,18 +213,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         got = e2e["variants"]
         guard, session = got["guard-memory"]["rps_ratio"], got["session"]["rps_ratio"]
         cpu = got["guard-memory"]["cpu_over_bare_us"]
+        old = got.get("guard-before")
         rows.append(
             {
                 "target": "uvicorn[standard] + wrk: guard + MemoryStore keeps at least 0.90x of bare's "
                 "requests/s",
-                "measured": f"guard {guard:.2f}x, SessionMiddleware {session:.2f}x",
+                "measured": f"guard {guard:.2f}x, SessionMiddleware {session:.2f}x"
+                + (f" (before: {old['rps_ratio']:.2f}x)" if old else ""),
                 "met": guard >= 0.90,
             }
         )
         rows.append(
             {
                 "target": "uvicorn[standard] + wrk: server CPU per request at most bare + 15 µs",
-                "measured": f"bare + {cpu:.0f} µs",
+                "measured": f"bare + {cpu:.0f} µs"
+                + (f" (before: + {old['cpu_over_bare_us']:.0f} µs)" if old else ""),
                 "met": cpu <= 15,
             }
         )
@@ -229,11 +247,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     for row in results.get("scaling", {}).get("cold_path", []):
+        if row["store"] == "memory-before":
+            continue
         rows.append(
             {
                 "target": f"cold path at most 1.5x the warm path ({row['store']}, {row['stored']:,} stored, "
                 "random users)",
-                "measured": f"{row['cold_vs_warm']:.2f}x",
+                "measured": f"{row['cold_vs_warm']:.2f}x"
+                + "".join(
+                    f" (before: {r['cold_vs_warm']:.2f}x)"
+                    for r in results["scaling"]["cold_path"]
+                    if r["store"] == "memory-before" and row["store"] == "memory"
+                ),
                 "met": row["cold_vs_warm"] <= 1.5,
             }
         )
@@ -265,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     results: dict[str, Any] = {"mode": "smoke" if args.smoke else "full"}
     results["environment"] = _report.environment()
+    if args.baseline:
+        directory = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
+        os.environ[_apps.BASELINE_DIR] = str(_servers.export_baseline(args.baseline, directory))
+        results["baseline"] = args.baseline
     with _servers.redis_server() as found:
         redis_url = None if args.no_redis else found
         if redis_url is None and not args.no_redis:

@@ -49,8 +49,13 @@ LABELS = {
     "authlib": "Authlib recipe (session + refresh)",
     "guard-memory": "guard, MemoryStore",
     "guard-redis": "guard, RedisStore",
+    "guard-before": "guard, MemoryStore, before (--baseline)",
 }
+# ``--baseline REV``: that commit's package, exported as ``asgi_oauth_guard_before`` into this directory
+# (its imports are relative, so it runs beside the current one, in this process and in the servers).
+BASELINE_DIR = "BENCH_BASELINE_DIR"
 COOKIE_NAMES = {
+    "guard-before": "guard_session",
     "session": "session",
     "authlib": "session",
     "guard-memory": "guard_session",
@@ -245,6 +250,8 @@ def make(
         return Built(name, session_app(lifespan), "")
     if name == "authlib":
         return Built(name, authlib_app(provider, lifespan=lifespan), "")
+    if name == "guard-before":
+        return _before(provider, lifespan=lifespan, **guard_settings)
     if name not in ("guard-memory", "guard-redis"):
         raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(VARIANTS)}")
     http = httpx.AsyncClient(transport=provider.transport())
@@ -259,6 +266,56 @@ def make(
         store = MemoryStore()
     app = guard(provider, store, http, lifespan=lifespan, **guard_settings)
     return Built(name, app, "", closers, store)
+
+
+def baseline() -> Any:
+    """The ``--baseline`` commit's package (``asgi_oauth_guard_before``)."""
+    import importlib
+    import os
+    import sys
+
+    directory = os.environ.get(BASELINE_DIR)
+    if not directory:
+        raise ValueError("guard-before needs --baseline REV")
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    return importlib.import_module("asgi_oauth_guard_before")
+
+
+def before_guard(
+    provider: OAuthTestProvider,
+    *,
+    http: httpx.AsyncClient,
+    lifespan: Lifespan[Any] | None = None,
+    **settings: Any,
+) -> ASGIApp:
+    """The guard of the ``--baseline`` commit around the same app (reading its identity); MemoryStore
+    unless ``store=`` says otherwise."""
+    before = baseline()
+
+    async def me(request: Request) -> Response:
+        identity = before.current_identity()
+        assert identity is not None
+        return JSONResponse(answer(identity.sub, identity.access_token, identity.expires_at))
+
+    settings.setdefault("store", before.MemoryStore())
+    app: ASGIApp = before.OAuthGuard(
+        Starlette(routes=[Route(PATH, me)], lifespan=lifespan),
+        issuer=ISSUER,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        secret_key=SECRET_KEY,
+        http_client=http,
+        require_login=["/api/"],
+        **settings,
+    )
+    return app
+
+
+def _before(provider: OAuthTestProvider, *, lifespan: Lifespan[Any] | None, **settings: Any) -> Built:
+    http = httpx.AsyncClient(transport=provider.transport())
+    app = before_guard(provider, http=http, lifespan=lifespan, **settings)
+    return Built("guard-before", app, "", [http.aclose])
 
 
 async def build(

@@ -70,9 +70,9 @@ class Case:
 MAIN = Case("standard", "browser", None)
 CASES = (
     MAIN,
-    Case("defaults", "browser", ("bare", "guard-memory")),
-    Case("standard", "minimal", ("bare", "guard-memory")),
-    Case("plain", "minimal", ("bare", "guard-memory")),
+    Case("defaults", "browser", ("bare", "guard-memory", "guard-before")),
+    Case("standard", "minimal", ("bare", "guard-memory", "guard-before")),
+    Case("plain", "minimal", ("bare", "guard-memory", "guard-before")),
 )
 
 

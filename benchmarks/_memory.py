@@ -65,7 +65,7 @@ async def memory_store(n: int) -> dict[str, Any]:
         # Counted after the store, with the same ``seen``: bytes the caches share with it count once.
         caches = {
             "session cache": deep_size(guard._sessions._cache, seen),
-            "verified cookies": deep_size(guard._keyring._verified, seen),
+            "verified cookies": deep_size(guard._keyring.verified, seen),
             "published identities": deep_size(guard._published, seen),
         }
         caches["total"] = sum(caches.values())

@@ -313,21 +313,24 @@ def _range(values: list[float], unit: str = "", digits: int = 2) -> str:
 def _cases_section(cases: list[dict[str, Any]]) -> str:
     rows = []
     for case in cases:
-        bare, guard = case["variants"].get("bare"), case["variants"].get("guard-memory")
-        if bare is None or guard is None:
-            continue
-        rows.append(
-            [
-                case["server"],
-                case["request"],
-                f"{bare['rps_median']:.0f}",
-                f"{guard['rps_ratio']:.2f}x ({_range(guard['rps_ratio_range'])})",
-                f"{bare['server_cpu_us_median']:.0f}",
-                f"+{guard['cpu_over_bare_us']:.0f} ({_range(guard['cpu_over_bare_us_range'], digits=0)})",
-            ]
-        )
-    header = ["server", "request", "bare requests/s", "guard vs bare (range)", "bare CPU µs/request"]
-    header.append("guard CPU over bare µs (range)")
+        bare = case["variants"].get("bare")
+        for name in ("guard-memory", "guard-before"):
+            guard = case["variants"].get(name)
+            if bare is None or guard is None:
+                continue
+            rows.append(
+                [
+                    case["server"],
+                    case["request"],
+                    "before" if name == "guard-before" else "now",
+                    f"{bare['rps_median']:.0f}",
+                    f"{guard['rps_ratio']:.2f}x ({_range(guard['rps_ratio_range'])})",
+                    f"{bare['server_cpu_us_median']:.0f}",
+                    f"+{guard['cpu_over_bare_us']:.0f} ({_range(guard['cpu_over_bare_us_range'], digits=0)})",
+                ]
+            )
+    header = ["server", "request", "guard", "bare requests/s", "guard vs bare (range)"]
+    header += ["bare CPU µs/request", "guard CPU over bare µs (range)"]
     return "What the request and the server change (guard, MemoryStore; same run):\n\n" + _table(header, rows)
 
 
@@ -346,7 +349,7 @@ def _ratio(value: float, span: list[float]) -> str:
 
 
 def _scaling_section(scaling: dict[str, Any]) -> str:
-    store = {"memory": "MemoryStore", "redis": "RedisStore"}
+    store = {"memory": "MemoryStore", "redis": "RedisStore", "memory-before": "MemoryStore, before"}
     base = {"memory": "bare Starlette", "redis": "bare Starlette + one Redis GET"}
     parts = ["### 6. Cost as work grows (in-process, ratios per round to the app named)"]
     rows = [

@@ -17,6 +17,7 @@ deployment), so "own" figures are the guard's and httpx's client side only.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import random
 import statistics
@@ -29,9 +30,9 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp
 
-from asgi_oauth_guard import MemoryStore, OAuthGuard, Store
-from asgi_oauth_guard._crypto import seal
-from asgi_oauth_guard._session import Session
+import asgi_oauth_guard
+import asgi_oauth_guard._crypto
+from asgi_oauth_guard import Store
 from asgi_oauth_guard._sessions import SESSION_PREFIX
 from asgi_oauth_guard.testing import FakeClock
 
@@ -114,8 +115,11 @@ class Bench:
     """A guard (MemoryStore or Redis) with one user signed in through its own flow, and helpers to mint
     many more sessions of the same shape straight into its store."""
 
-    def __init__(self, kind: str, *, redis_url: str | None, access_token_ttl: float = 3600) -> None:
+    def __init__(
+        self, kind: str, *, redis_url: str | None, access_token_ttl: float = 3600, before: bool = False
+    ) -> None:
         self.kind = kind
+        self.package: Any = _apps.baseline() if before else asgi_oauth_guard
         # A clock that moves only when told: no token falls due and no session needs its use written
         # down while a table is measured, unless the table is about that.
         self.clock = FakeClock(start=time.time())
@@ -131,9 +135,13 @@ class Bench:
             self.redis = store.redis  # type: ignore[attr-defined]
             self.closers.append(close)
         else:
-            store = MemoryStore(max_entries=3_000_000, max_bytes=8 * 1024**3)
+            store = self.package.MemoryStore(max_entries=3_000_000, max_bytes=8 * 1024**3)
         self.store = store
-        self.guard: OAuthGuard = _apps.guard(self.provider, store, self.http, clock=self.clock)
+        self.guard: Any
+        if before:
+            self.guard = _apps.before_guard(self.provider, http=self.http, store=store, clock=self.clock)
+        else:
+            self.guard = _apps.guard(self.provider, store, self.http, clock=self.clock)
         self.cookie = ""
         self.filled = 0
         self.probe = f"bench-probe-{random.randrange(10**6)}"
@@ -142,7 +150,7 @@ class Bench:
         for close in reversed(self.closers):
             await close()
 
-    def session(self) -> Session:
+    def session(self) -> Any:
         """The signed-in user's session, as the guard's session cache holds it."""
         return next(iter(self.guard._sessions._cache.values()))[2]
 
@@ -171,8 +179,8 @@ class Bench:
         for i in range(n):
             sid, key, value = self.guard._keyring.new_session_cookie()
             claims = {**template.claims, "sub": f"user-{i}"}
-            session = Session(sid=sid, tokens=template.tokens, claims=claims, created_at=template.created_at)
-            blob = seal(key, sid.encode(), session.dumps())
+            session = dataclasses.replace(template, sid=sid, claims=claims)
+            blob = self.package._crypto.seal(key, sid.encode(), session.dumps())
             if pipe is not None:
                 pipe.set(f"{self.store.key_prefix}{SESSION_PREFIX}{sid}", blob, ex=int(ttl))  # type: ignore[attr-defined]
                 if len(pipe) >= 2000:
@@ -233,7 +241,8 @@ async def cold_path(
     rows = []
     for kind in kinds:
         _say(f"cold path: {kind}, {stored:,} sessions")
-        bench = await Bench(kind, redis_url=redis_url).start()
+        before = kind == "memory-before"
+        bench = await Bench("memory" if before else kind, redis_url=redis_url, before=before).start()
         bare_app, bare_scope = bench.bare()
         try:
             everyone = await bench.mint(stored)
@@ -389,6 +398,7 @@ async def run(
     requests: int,
     stored: int,
     counts: Sequence[int],
+    before: bool = False,
 ) -> dict[str, Any]:
     kinds = ["memory"] + (["redis"] if redis_url else [])
     return {
@@ -396,7 +406,11 @@ async def run(
             counts=counts, kinds=kinds, redis_url=redis_url, rounds=rounds, requests=requests
         ),
         "cold_path": await cold_path(
-            stored=stored, kinds=kinds, redis_url=redis_url, rounds=rounds, requests=requests
+            stored=stored,
+            kinds=kinds + (["memory-before"] if before else []),
+            redis_url=redis_url,
+            rounds=rounds,
+            requests=requests,
         ),
         "cookie_sizes": await cookie_sizes(
             sizes=(100, 500, 1000, 2000, 4000), rounds=rounds, requests=requests

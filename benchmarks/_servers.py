@@ -136,6 +136,17 @@ def uvicorn_app(
         _stop(process)
 
 
+def export_baseline(rev: str, directory: Path) -> Path:
+    """``rev``'s ``asgi_oauth_guard`` exported as ``directory/asgi_oauth_guard_before``: the directory to
+    put on ``sys.path`` (and ``PYTHONPATH``) for the ``guard-before`` variant."""
+    archive = subprocess.run(
+        ["git", "archive", rev, "asgi_oauth_guard"], cwd=REPO, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    (directory / "asgi_oauth_guard").rename(directory / "asgi_oauth_guard_before")
+    return directory
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
