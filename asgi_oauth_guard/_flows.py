@@ -175,6 +175,9 @@ class Flows:
         verifier, challenge = new_pkce()
         nonce = new_state() if client.openid else None
         extra, consent = await self._login_params(scope, client)
+        extra = requested.merged(extra)
+        # A link that asked for consent itself counts: a sign-in without a refresh token is not asked again.
+        consent = consent or "consent" in extra.get("prompt", "").split()
         tx = Transaction(
             verifier=verifier,
             nonce=nonce,
@@ -200,7 +203,7 @@ class Flows:
             state=state,
             code_challenge=challenge,
             nonce=nonce,
-            extra=requested.merged(extra),
+            extra=extra,
             resources=grants.settings.resources if (grants := self._offline.get(client.name)) else (),
         )
         url = await client.authorization_redirect(provider, url)

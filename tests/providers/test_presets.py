@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from asgi_oauth_guard import MemoryStore, OAuthGuard, OfflineAccess, Provider, providers
+from asgi_oauth_guard import LoginParams, MemoryStore, OAuthGuard, OfflineAccess, Provider, providers
 from asgi_oauth_guard.testing import FakeClock, Mimic, OAuthTestProvider, mimics
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET, SECRET_KEY, BrowserFactory, inner_app
@@ -441,3 +441,20 @@ async def test_google_with_an_offline_grant_shares_one_refresh_token_and_asks_no
     assert [p.get("prompt") for p in authorize] == [None] * 3
     assert all(p["access_type"] == "offline" and "offline_access" not in p["scope"] for p in authorize)
     assert provider.count(endpoint="token", grant_type="refresh_token") == 1, "one grant, one refresh"
+
+
+@pytest.mark.parametrize("provider", [mimics.google()], indirect=True)
+async def test_google_a_link_that_asked_for_consent_is_not_asked_again(
+    provider: OAuthTestProvider, build: Build, browser_factory: BrowserFactory
+) -> None:
+    guard = build(providers.google(login_params=LoginParams(prompt=frozenset({"consent"})), **credentials()))
+    await sign_in(browser_factory(guard), provider)
+    provider._server.settings = dataclasses.replace(provider._server.settings, issue_refresh_tokens=False)
+    browser = browser_factory(guard)
+
+    login = await browser.get("/auth/login", params={"next": "/me", "prompt": "consent"})
+    assert query(login.headers["location"])["prompt"] == "consent"
+    done = await browser.get(await provider.complete_authorization(login.headers["location"]))
+
+    assert done.headers["location"] == "/me", "no second round trip: this sign-in asked for consent"
+    assert provider.count(endpoint="authorize") == 2
