@@ -77,6 +77,11 @@ def environment(monkeypatch: pytest.MonkeyPatch, provider: OAuthTestProvider) ->
         "PUBLIC_URL": APP,
         "GUARD_STORE": "memory://",
         "API_URL": provider.issuer + "/userinfo",
+        # docs/providers.md: two presets in one guard, each with its own registration
+        "GOOGLE_CLIENT_ID": CLIENT_ID,
+        "GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
+        "ENTRA_CLIENT_ID": CLIENT_ID,
+        "ENTRA_CLIENT_SECRET": CLIENT_SECRET,
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
