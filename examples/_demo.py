@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,6 +33,9 @@ from ._timeline import Mark, Span, timeline_svg
 __all__ = ["Demo", "DemoClock", "Journal"]
 
 MAX_EVENTS = 500
+# Turns given to the experiment's requests before the held token request goes on: far more than any needs
+# to reach the point where it waits for the one exchange or refresh.
+YIELDS = 500
 
 # The lane (a tab, a request) of the experiment request that the guard is serving, for the timeline.
 _lane: contextvars.ContextVar[str | None] = contextvars.ContextVar("demo_lane", default=None)
@@ -262,10 +266,23 @@ class Demo:
     # -- helpers ----------------------------------------------------------------------------------
 
     async def _in_lanes(
-        self, run: _Run, lanes: list[str], call: Callable[[], Awaitable[httpx.Response]]
+        self,
+        run: _Run,
+        lanes: list[str],
+        call: Callable[[], Awaitable[httpx.Response]],
+        *,
+        hold_token_endpoint: bool = False,
     ) -> list[httpx.Response]:
-        """``call`` once per lane, all at once; each request's span on the timeline."""
+        """``call`` once per lane, all at once; each request's span on the timeline.
+
+        ``hold_token_endpoint``: the provider's token endpoint holds the first call until every lane is
+        waiting, so the race is the same on a slow machine as on a fast one. The lanes run in this process
+        with no I/O of their own (the guard, its memory store and the provider are all in-process), so
+        yielding to them enough times parks each one: no clock is involved. (anyio's
+        ``wait_all_tasks_blocked`` is no use under uvicorn: its 0.1 s main loop keeps looking busy.)
+        """
         answers: dict[str, httpx.Response] = {}
+        hold = self.idp.hold("token") if hold_token_endpoint else None
 
         async def one(lane: str) -> None:
             token = _lane.set(lane)
@@ -276,9 +293,19 @@ class Demo:
                 _lane.reset(token)
             run.spans.append(Span(lane=lane, start=start, end=self.clock(), status=answers[lane].status_code))
 
-        async with anyio.create_task_group() as tg:
-            for lane in lanes:
-                tg.start_soon(one, lane)
+        try:
+            async with anyio.create_task_group() as tg:
+                for lane in lanes:
+                    tg.start_soon(one, lane)
+                if hold is not None:
+                    with anyio.move_on_after(10):  # a bound, should the first call never reach the provider
+                        await hold.wait_entered(1)
+                    for _ in range(YIELDS):
+                        await anyio.lowlevel.checkpoint()
+                    hold.release()
+        finally:
+            if hold is not None:
+                hold.release()
         return [answers[lane] for lane in lanes]
 
     async def _me(self, browser: _Browser) -> dict[str, Any] | None:
@@ -308,9 +335,11 @@ class Demo:
         callback = await self.idp.complete_authorization(
             login.headers["location"], user=str(me["sub"]) if me else None
         )
-        self.idp.slow_next(1, 0.3)  # the one exchange takes long enough for every tab to arrive meanwhile
         answers = await self._in_lanes(
-            run, [f"tab {i}" for i in range(1, tabs + 1)], lambda: browser.send("GET", callback, keep=True)
+            run,
+            [f"tab {i}" for i in range(1, tabs + 1)],
+            lambda: browser.send("GET", callback, keep=True),
+            hold_token_endpoint=True,  # every tab arrives while the one exchange is at the provider
         )
         after = await self._me(browser)
         same = len({a.headers.get("location") for a in answers}) == 1
@@ -336,11 +365,11 @@ class Demo:
         if me is None:
             return {"title": "Sign in first", "ok": False}
         self._expire(me)
-        self.idp.slow_next(1, 0.3)
         answers = await self._in_lanes(
             run,
             [f"request {i}" for i in range(1, requests + 1)],
             lambda: browser.send("GET", "/api/me", accept="application/json"),
+            hold_token_endpoint=True,
         )
         tokens = {a.json().get("access_token") for a in answers if a.status_code == 200}
         return {

@@ -143,18 +143,19 @@ def _demo_panel() -> str:
 
 
 _DEMO_SCRIPT = """
-let after = 0;
+let after = 0;  // the last event shown: polls may overlap (the interval, an experiment's end)
 const say = (id, value) => { const el = document.getElementById(id); if (el) el.textContent = value; };
 async function events() {
   const response = await fetch("demo/events?after=" + after, {headers: {accept: "application/json"}});
   if (!response.ok) return;
   const body = await response.json();
-  after = body.next;
   for (const [key, value] of Object.entries(body.guard)) say("guard-" + key, value);
   for (const [key, value] of Object.entries(body.provider)) say("provider-" + key, value);
   say("provider-state", body.provider_down ? "down" : "up");
   const list = document.getElementById("timeline");
   for (const event of body.events) {
+    if (event.n <= after) continue;
+    after = event.n;
     const item = document.createElement("li");
     const when = new Date(event.at * 1000).toISOString().slice(11, 23);
     const why = [event.reason, event.detail].filter(Boolean).join(", ");
