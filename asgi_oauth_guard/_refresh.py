@@ -517,7 +517,7 @@ async def revoke(client: ProviderClient, tokens: TokenSet) -> None:
     """Revoke a session's grant at the provider (RFC 7009), best effort: the refresh token when there is
     one (which ends the grant at most providers), else the access token."""
     try:
-        if tokens.refresh_token is not None:
+        if tokens.refresh_token is not None and client.revokes_refresh_tokens:
             await client.revoke(tokens.refresh_token, "refresh_token")
         else:
             await client.revoke(tokens.access_token, "access_token")

@@ -6,6 +6,7 @@ closes it.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
@@ -27,6 +28,7 @@ from . import _discovery, _par
 from ._client_auth import client_credentials
 from ._metadata import Endpoints
 from ._provider import DEFAULT_SCOPES, Provider
+from ._userinfo import primary_verified_email, read_answer, userinfo_claims
 
 logger = logging.getLogger("asgi_oauth_guard")
 
@@ -306,12 +308,44 @@ class ProviderClient:
                     provider.issuer,
                 )
             return False
+        if self.provider.quirks.revocation == "github":
+            return await self._revoke_github(provider.revocation_endpoint, token, hint)
         body = f"token={quote(token, safe='')}&token_type_hint={hint}"
         # RFC 7523 section 3: the audience is the authorization server; OIDC Core 9 names its token endpoint.
         status, _ = await self._post(
             provider.revocation_endpoint, body, "revocation", audience=provider.token_endpoint
         )
         return status == 200
+
+    @property
+    def revokes_refresh_tokens(self) -> bool:
+        """Whether sign-out can revoke a refresh token here (GitHub's API revokes access tokens only)."""
+        return self.provider.quirks.revocation == "rfc7009"
+
+    async def _revoke_github(self, url: str, token: str, hint: str) -> bool:
+        """GitHub's "delete an app token": ``DELETE`` with the client's Basic credentials, the access
+        token in a JSON body; 204 when revoked."""
+        if hint != "access_token":
+            return False
+        secret = base64.b64encode(f"{self.client_id}:{self._secret}".encode()).decode("ascii")
+        headers = {
+            "Authorization": f"Basic {secret}",
+            "Accept": "application/vnd.github+json",
+            "Content-Type": "application/json",
+        }
+        try:
+            with anyio.fail_after(self._timeout):
+                response = await self._http.request(
+                    "DELETE",
+                    url,
+                    content=json.dumps({"access_token": token}),
+                    headers=headers,
+                    timeout=self._timeout,
+                )
+        except (httpx.HTTPError, TimeoutError) as exc:
+            logger.warning("revocation request to the provider failed: %s", type(exc).__name__)
+            raise ProviderUnavailable(f"the revocation request failed: {type(exc).__name__}") from None
+        return response.status_code in (200, 204)
 
     async def validate_id_token(
         self, id_token: str, *, nonce: str | None, access_token: str | None = None, leeway: float = 60
@@ -380,7 +414,8 @@ class ProviderClient:
         self, access_token: str, *, transport: UserinfoTransport, expected_sub: str | None
     ) -> dict[str, Any]:
         """The userinfo answer (OIDC Core 5.3), sent the token in the header or the form body (RFC 6750
-        2.1, 2.2); ``IDTokenError`` when its ``sub`` is not the ID token's (5.3.2: token substitution)."""
+        2.1, 2.2), through ``Provider.userinfo_claims`` and bounded (``_userinfo``); ``IDTokenError``
+        when its ``sub`` is not the ID token's (5.3.2: token substitution)."""
         provider = await self.endpoints()
         if provider.userinfo_endpoint is None:
             # Found out mid-sign-in (discovery came late): answered like an outage, so the sign-in's
@@ -401,29 +436,10 @@ class ProviderClient:
                     response = await self._http.get(url, headers=headers, timeout=self._timeout)
         except (httpx.HTTPError, TimeoutError) as exc:
             raise ProviderUnavailable(f"userinfo failed: {type(exc).__name__}") from None
-        if response.status_code >= 500 or response.status_code == 429:
-            raise ProviderUnavailable(f"userinfo answered {response.status_code}")
-        if response.status_code != 200:
-            raise IDTokenError(f"userinfo refused the new access token ({response.status_code})")
-        try:
-            data = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            data = None
-        if not isinstance(data, dict):
-            raise IDTokenError("the userinfo answer is not a JSON object")
-        mapper = self.provider.userinfo_claims
-        if mapper is not None:
-            try:
-                mapped = mapper(data)
-            except Exception as exc:  # the app's function: its failure refuses the sign-in, never a 500
-                raise IDTokenError(
-                    f"userinfo_claims= failed on the userinfo answer: {type(exc).__name__}"
-                ) from None
-            if not isinstance(mapped, Mapping):
-                raise IDTokenError("userinfo_claims= must return a mapping of claims")
-            data = dict(mapped)
-        if not isinstance(data.get("sub"), str) or not data["sub"]:
-            raise IDTokenError("the userinfo answer has no sub (a non-empty string) to name the user by")
+        data = userinfo_claims(
+            read_answer(response.status_code, response.headers, response.content, "userinfo"),
+            self.provider.userinfo_claims,
+        )
         if expected_sub is not None and data["sub"] != expected_sub:
             raise IDTokenError("the userinfo answer is about another user than the ID token (sub differs)")
         return data
@@ -452,7 +468,34 @@ class ProviderClient:
                 f"provider {self.name!r} gave no ID token and reads no userinfo: nothing names the user "
                 "(ask for the openid scope, or set userinfo_claims=)"
             )
+        quirks = provider.quirks
+        granted = set((tokens.scope if tokens.scope is not None else " ".join(self.scopes)).split())
+        if quirks.emails_endpoint is not None and granted & set(quirks.emails_scopes):
+            claims.pop("email", None)
+            claims.pop("email_verified", None)
+            email = await self._primary_email(quirks.emails_endpoint, tokens.access_token)
+            if email is not None:
+                claims.update(email=email, email_verified=True)
         return claims
+
+    async def _primary_email(self, url: str, access_token: str) -> str | None:
+        """The user's primary verified address from a list of them (GitHub's ``/user/emails``): one call
+        at sign-in. An outage fails the sign-in (try again); an answer without one keeps no address."""
+        headers = {"Accept": "application/json", "Authorization": f"Bearer {access_token}"}
+        try:
+            with anyio.fail_after(self._timeout):
+                response = await self._http.get(url, headers=headers, timeout=self._timeout)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise ProviderUnavailable(f"the user's email addresses: {type(exc).__name__}") from None
+        try:
+            data = read_answer(response.status_code, response.headers, response.content, "the emails list")
+        except IDTokenError as exc:
+            logger.warning("sign-in keeps no email address: %s", exc)
+            return None
+        email = primary_verified_email(data)
+        if email is None:
+            logger.info("sign-in keeps no email address: the provider lists no primary verified one")
+        return email
 
     @staticmethod
     def merge_userinfo(id_claims: Mapping[str, Any], userinfo: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,9 +12,11 @@ from typing import Any, Literal
 
 from .._errors import ConfigurationError, TokenEndpointError
 from .._reasons import Reason
+from ._metadata import check_url
 
-__all__ = ["COMMON_ERROR_ALIASES", "Quirks", "error_reason", "wants_consent"]
+__all__ = ["COMMON_ERROR_ALIASES", "Quirks", "Revocation", "error_reason", "wants_consent"]
 
+Revocation = Literal["rfc7009", "github"]
 # How much of a provider's error_description is searched for codes: a megabyte of text costs nothing.
 _MAX_DESCRIPTION = 2000
 
@@ -58,6 +60,15 @@ class Quirks:
     in an HTTP 200 answer is an error whatever the provider (GitHub, Slack). ``scope_separator``: what
     separates the scopes of a token answer's ``scope`` (GitHub's ``","``); the guard keeps them
     space-separated, as RFC 6749 writes them.
+
+    Identity without OpenID Connect: ``emails_endpoint``, a provider that lists the user's addresses
+    apart from its userinfo (GitHub's ``/user/emails``, a JSON list of ``{"email", "primary",
+    "verified"}``): read once at sign-in when the token was granted one of ``emails_scopes``; the
+    primary verified address becomes the ``email`` claim (with ``email_verified``), else none is kept.
+
+    ``revocation``: how sign-out revokes: ``"rfc7009"`` (a form POST of the token), or ``"github"``
+    (GitHub's ``DELETE {revocation_endpoint}`` with the client's Basic credentials and the access token
+    in a JSON body: its API revokes access tokens only).
     """
 
     error_reasons: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -67,6 +78,9 @@ class Quirks:
     error_codes: str | None = None
     discovery_issuer: str | None = None
     consent_params: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    emails_endpoint: str | None = None
+    emails_scopes: tuple[str, ...] = ()
+    revocation: Revocation = "rfc7009"
 
     def __post_init__(self) -> None:
         if not isinstance(self.scope_separator, str) or len(self.scope_separator) != 1:
@@ -102,6 +116,13 @@ class Quirks:
             raise ConfigurationError(
                 "Quirks(consent_params=...) must map strings to strings, such as {'prompt': 'consent'}"
             )
+
+        if self.revocation not in ("rfc7009", "github"):
+            raise ConfigurationError("Quirks(revocation=...) must be 'rfc7009' or 'github'")
+        if self.emails_endpoint is not None:
+            check_url("Quirks(emails_endpoint=...)", self.emails_endpoint)
+        if isinstance(self.emails_scopes, str):
+            raise ConfigurationError("Quirks(emails_scopes=...) must be a list of scope names")
 
     def standard_error(self, code: str) -> str:
         """The RFC 6749 error code the provider's ``code`` stands for (``code`` itself if no alias)."""

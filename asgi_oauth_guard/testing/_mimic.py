@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ._records import ENDPOINTS, Endpoint
@@ -70,6 +70,18 @@ class Mimic:
     - ``errors``: for each cause (`CAUSES`, or one of the mimic's own), the status and JSON body it
       answers. A cause not listed answers oidc-provider's generic ``invalid_grant``.
     - ``metadata``: more fields of its discovery document (or ``None`` to leave one out).
+
+    A provider without OpenID Connect (GitHub): ``id_tokens=False`` (never an ID token);
+    ``refresh_tokens=False`` (never a refresh token); ``expires=False`` (access tokens never expire and
+    answers carry no ``expires_in``); ``refresh_token_expires_in``: the answer field that says how long
+    the refresh token lives (GitHub's own name for it); ``scope_separator`` in token answers;
+    ``token_format="form_unless_json"``: token answers (errors too) are form-encoded unless the request
+    accepts ``application/json``. ``user_api``: the userinfo endpoint's answer, from the user's claims
+    (``sub``, ``email``, ``name`` and ``add_user(claims=...)``); ``emails``: the ``emails`` endpoint's
+    answer from the same, served only to tokens granted one of ``emails_scopes`` (404 otherwise).
+    ``revocation="github"``: the revoke endpoint is GitHub's ``DELETE`` with Basic client credentials
+    and ``{"access_token": ...}`` as JSON, answering 204. The ``errors`` cause ``"client_invalid"``:
+    the answer to a failed client authentication at the token endpoint.
     """
 
     name: str
@@ -87,6 +99,16 @@ class Mimic:
     refresh_idle: float | None = None
     errors: Mapping[str, tuple[int, Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    id_tokens: bool = True
+    refresh_tokens: bool = True
+    expires: bool = True
+    refresh_token_expires_in: str | None = None
+    scope_separator: str = " "
+    token_format: Literal["json", "form_unless_json"] = "json"
+    user_api: Callable[[Mapping[str, Any]], Any] | None = None
+    emails: Callable[[Mapping[str, Any]], Any] | None = None
+    emails_scopes: tuple[str, ...] = ()
+    revocation: Literal["rfc7009", "github"] = "rfc7009"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.endpoints) - set(ENDPOINTS))
@@ -108,6 +130,13 @@ class Mimic:
                 raise ValueError(f"Mimic(errors={{{cause!r}: ...}}) needs an 'error' code in its body")
         if self.refresh_idle is not None and not self.refresh_idle > 0:
             raise ValueError("Mimic(refresh_idle=...) must be positive")
+        if ("emails" in self.endpoints) != (self.emails is not None):
+            raise ValueError("Mimic(emails=...) and an 'emails' endpoint go together")
+        if self.token_format not in ("json", "form_unless_json") or self.revocation not in (
+            "rfc7009",
+            "github",
+        ):
+            raise ValueError("Mimic(token_format=...) or Mimic(revocation=...) is not one this mimic plays")
         if self.refresh_tokens_per_user is not None and self.refresh_tokens_per_user < 1:
             raise ValueError("Mimic(refresh_tokens_per_user=...) must be at least 1")
 

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import anyio
 import httpx
@@ -55,6 +56,7 @@ _METHODS: dict[Endpoint, tuple[str, ...]] = {
     "revoke": ("POST",),
     "end_session": ("GET", "POST"),
     "par": ("POST",),
+    "emails": ("GET",),
 }
 _RESERVED_CLAIMS = frozenset(
     {"iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "auth_time", "azp", "at_hash", "c_hash", "sid", "jti"}
@@ -108,6 +110,16 @@ def _pairs(raw: bytes) -> list[tuple[str, str]]:
         return parse_qsl(raw.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
     except ValueError:
         raise _BadInput("parameters are not valid UTF-8 application/x-www-form-urlencoded text") from None
+
+
+def _json_pairs(raw: bytes) -> list[tuple[str, str]]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _BadInput("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise _BadInput("the body is not a JSON object")
+    return [(str(k), v) for k, v in body.items() if isinstance(v, str)]
 
 
 def _first_values(pairs: Iterable[tuple[str, str]]) -> tuple[dict[str, str], set[str]]:
@@ -590,11 +602,14 @@ class OAuthTestProvider:
             query = _pairs(scope.get("query_string", b""))
             if body:
                 content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
-                if content_type != _FORM:
+                if endpoint == "revoke" and self._github_revocation:
+                    form = _json_pairs(body)  # GitHub's API takes JSON
+                elif content_type != _FORM:
                     raise _BadInput(
                         f"send the parameters as {_FORM}, not {content_type or 'an untyped body'}"
                     )
-                form = _pairs(body)
+                else:
+                    form = _pairs(body)
         except _BodyTooLarge:
             bad_input = 413, f"the request body is larger than {_MAX_BODY} bytes"
         except _BadInput as exc:
@@ -654,8 +669,9 @@ class OAuthTestProvider:
             await anyio.sleep(delay)
         if fail_status is not None:
             return dataclasses.replace(_fault_answer(fail_status, fault or "fail"), fault=fault)
-        if method not in _METHODS[endpoint]:
-            allowed = ", ".join(_METHODS[endpoint])
+        methods = ("DELETE",) if endpoint == "revoke" and self._github_revocation else _METHODS[endpoint]
+        if method not in methods:
+            allowed = ", ".join(methods)
             message = f"the {endpoint} endpoint accepts {allowed}, not {method}"
             response = _json(
                 405, {"error": "invalid_request", "error_description": message}, {"Allow": allowed}
@@ -700,15 +716,43 @@ class OAuthTestProvider:
                 names = ", ".join(sorted(repeated))
                 raise OAuthError("invalid_request", f"parameters sent more than once: {names}")
             if endpoint == "token":
-                return _Answer(_json(200, server.token(params, authorization)))
+                return self._token_answer(scope, lambda: server.token(params, authorization))
             if endpoint == "userinfo":
                 return _Answer(_json(200, server.userinfo(authorization, params if method == "POST" else {})))
+            if endpoint == "emails":
+                return _Answer(_json(200, server.emails(authorization)))
+            if self._github_revocation:
+                revoked = server.revoke_github(params, authorization)
+                if not revoked:
+                    return _Answer(_json(404, {"message": "Not Found"}), "not_found")
+                return _Answer(Response(status_code=204, headers=_NO_STORE))
             server.revoke(params, authorization)
             return _Answer(Response(status_code=200, headers=_NO_STORE))
         except OAuthError as exc:
             return _oauth_error(exc)
         except PageError as exc:
             return _Answer(_page(400, message_page("Request refused", exc.description)), exc.error)
+
+    @property
+    def _github_revocation(self) -> bool:
+        return self.mimic is not None and self.mimic.revocation == "github"
+
+    def _token_answer(self, scope: Scope, answer: Callable[[], Mapping[str, Any]]) -> _Answer:
+        """The token endpoint's answer: JSON, or (a mimic with ``token_format="form_unless_json"``, as
+        GitHub) form-encoded unless the request accepts ``application/json``, errors included."""
+        try:
+            status, body, error = 200, dict(answer()), None
+        except OAuthError as exc:
+            status, body, error = exc.status, exc.body, exc.error
+            headers = exc.headers
+        else:
+            headers = {}
+        accept = (_header(scope, b"accept") or "").lower()
+        if self.mimic is None or self.mimic.token_format == "json" or "application/json" in accept:
+            return _Answer(_json(status, body, headers), error)
+        encoded = urlencode({k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()})
+        headers = {**_NO_STORE, **headers, "Content-Type": f"{_FORM}; charset=utf-8"}
+        return _Answer(Response(encoded, status_code=status, headers=headers), error)
 
     def _authorize(self, params: Mapping[str, str], repeated: set[str]) -> _Answer:
         server = self._server

@@ -5,7 +5,9 @@ from typing import Literal
 
 __all__ = ["ENDPOINTS", "Endpoint", "RecordedCall"]
 
-Endpoint = Literal["discovery", "jwks", "authorize", "token", "userinfo", "revoke", "end_session", "par"]
+Endpoint = Literal[
+    "discovery", "jwks", "authorize", "token", "userinfo", "revoke", "end_session", "par", "emails"
+]
 ENDPOINTS: tuple[Endpoint, ...] = (
     "discovery",
     "jwks",
@@ -15,6 +17,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     "revoke",
     "end_session",
     "par",
+    "emails",  # a mimic's list of the user's addresses (GitHub's /user/emails)
 )
 
 # Values of these parameters are secrets or one-time credentials: kept for assertions, hidden from repr.

@@ -15,10 +15,14 @@ class _ByOrigin(httpx.AsyncBaseTransport):
     def __init__(self, providers: Iterable[OAuthTestProvider]) -> None:
         self._routes: dict[str, httpx.AsyncBaseTransport] = {}
         for provider in providers:
-            origin = _origin(httpx.URL(provider.issuer))
-            if origin in self._routes:
-                raise ValueError(f"two providers answer at {origin}: give each its own issuer host")
-            self._routes[origin] = provider.transport()
+            transport = provider.transport()
+            urls = [provider.issuer]
+            if provider.mimic is not None:
+                urls += provider.mimic.routes()  # a mimic's endpoints may live on other hosts (GitHub's API)
+            for origin in dict.fromkeys(_origin(httpx.URL(url)) for url in urls):
+                if origin in self._routes:
+                    raise ValueError(f"two providers answer at {origin}: give each its own issuer host")
+                self._routes[origin] = transport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         route = self._routes.get(_origin(request.url))
@@ -34,6 +38,7 @@ def _origin(url: httpx.URL) -> str:
 
 
 def providers_transport(*providers: OAuthTestProvider) -> httpx.AsyncBaseTransport:
-    """An httpx transport that sends each request to the embedded provider whose issuer has its origin
-    (scheme, host and port), for a guard with several providers; any other origin fails to connect."""
+    """An httpx transport that sends each request to the embedded provider whose issuer (or, for a
+    mimic, one of whose endpoints) has its origin (scheme, host and port), for a guard with several
+    providers; any other origin fails to connect."""
     return _ByOrigin(providers)

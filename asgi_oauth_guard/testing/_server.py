@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -182,6 +183,10 @@ def _add_query(uri: str, params: Sequence[tuple[str, str]]) -> str:
 
 def _seconds(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
+
+
+def _user_claims(user: User) -> dict[str, Any]:
+    return {"sub": user.sub, "email": user.email, "name": user.name, **user.extra}
 
 
 def _scope_claims(user: User, scopes: set[str]) -> dict[str, Any]:
@@ -437,6 +442,8 @@ class AuthorizationServer:
         mimic = self.settings.mimic
         if mimic is None:
             return True
+        if not mimic.refresh_tokens:
+            return False
         if mimic.refresh_token_scope is not None and mimic.refresh_token_scope not in request.scope.split():
             return False
         if mimic.refresh_token_param is not None:
@@ -558,7 +565,16 @@ class AuthorizationServer:
         return "private_key_jwt"
 
     def token(self, params: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
-        self.authenticate_client(params, authorization)
+        try:
+            self.authenticate_client(params, authorization)
+        except OAuthError as exc:
+            mimic = self.settings.mimic
+            if exc.error != "invalid_client" or mimic is None or "client_invalid" not in mimic.errors:
+                raise
+            status, body = mimic.errors["client_invalid"]
+            raise OAuthError(
+                str(body["error"]), str(body.get("error_description", "")), status=status, body=body
+            ) from None
         grant_type = params.get("grant_type")
         if not grant_type:
             raise OAuthError("invalid_request", "missing required parameter 'grant_type'")
@@ -715,31 +731,35 @@ class AuthorizationServer:
         resource: str | None = None,
     ) -> dict[str, Any]:
         s = self.settings
+        mimic = s.mimic
         now = s.clock()
         access_token = secrets.token_urlsafe(32)
+        expires = mimic is None or mimic.expires
         self._access_tokens[access_token] = _AccessToken(
-            grant=grant, expires_at=now + s.access_token_ttl, resource=resource
+            grant=grant, expires_at=now + s.access_token_ttl if expires else math.inf, resource=resource
         )
-        body: dict[str, Any] = {
-            "access_token": access_token,
-            "token_type": "Bearer",
-            "expires_in": _seconds(s.access_token_ttl),
-        }
+        body: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer"}
+        if expires:
+            body["expires_in"] = _seconds(s.access_token_ttl)
         if grant.scope:
-            body["scope"] = grant.scope
+            body["scope"] = (mimic.scope_separator if mimic else " ").join(grant.scope.split())
         if s.issue_refresh_tokens and grant.offline:
             if refresh_token is None:
                 refresh_token = secrets.token_urlsafe(32)
                 self._new_refresh_token(refresh_token, grant, now)
                 body["refresh_token"] = refresh_token
-            elif s.mimic is None or s.mimic.echo_refresh_token:
+            elif mimic is None or mimic.echo_refresh_token:
                 body["refresh_token"] = refresh_token
             idle = s.mimic.refresh_idle if s.mimic is not None else None
             if idle is not None:  # Keycloak: the SSO session's idle time, renewed by each use
                 self._refresh_tokens[refresh_token].expires_at = now + idle
                 body["refresh_expires_in"] = _seconds(idle)
+            if mimic is not None and mimic.refresh_token_expires_in and "refresh_token" in body:
+                left = self._refresh_tokens[refresh_token].expires_at - now
+                body[mimic.refresh_token_expires_in] = _seconds(max(0.0, round(left)))
         scopes = set(grant.scope.split())
-        if "openid" in scopes and (s.conformance.refresh_id_token or not refreshed):
+        id_tokens = mimic is None or mimic.id_tokens
+        if id_tokens and "openid" in scopes and (s.conformance.refresh_id_token or not refreshed):
             claims: dict[str, Any] = {
                 **(s.mimic.claims if s.mimic is not None else {}),
                 "iss": s.issuer,
@@ -765,6 +785,9 @@ class AuthorizationServer:
     # userinfo, revocation, logout
 
     def userinfo(self, authorization: str | None, form: Mapping[str, str]) -> dict[str, Any]:
+        mimic = self.settings.mimic
+        if mimic is not None and mimic.user_api is not None:  # a user API (GitHub's /user)
+            return mimic.user_api(_user_claims(self._bearer(authorization)[1]))  # type: ignore[no-any-return]
         if self.settings.conformance.userinfo_bearer == "body":
             value = form.get("access_token", "") if authorization is None else ""
             how = "as the form parameter access_token in a POST body (RFC 6750 section 2.2)"
@@ -798,6 +821,45 @@ class AuthorizationServer:
             )
         sub = self.settings.conformance.userinfo_sub or user.sub
         return {"sub": sub, **_scope_claims(user, set(token.grant.scope.split()))}
+
+    def emails(self, authorization: str | None) -> Any:
+        """A mimic's list of the user's addresses (GitHub's /user/emails), for a token granted one of its
+        ``emails_scopes``."""
+        mimic = self.settings.mimic
+        assert mimic is not None
+        assert mimic.emails is not None
+        token, user = self._bearer(authorization)
+        if not set(token.grant.scope.split()) & set(mimic.emails_scopes):
+            raise OAuthError("not_found", "Not Found", status=404, body={"message": "Not Found"})
+        return mimic.emails(_user_claims(user))
+
+    def _bearer(self, authorization: str | None) -> tuple[_AccessToken, User]:
+        value = authorization[7:].strip() if authorization and authorization[:7].lower() == "bearer " else ""
+        token = self._access_tokens.get(value)
+        user = self.users.get(token.grant.sub) if token is not None else None
+        if (
+            token is None
+            or user is None
+            or token.revoked
+            or not token.grant.alive
+            or user.disabled
+            or self.settings.clock() >= token.expires_at
+        ):
+            raise OAuthError(
+                "invalid_token", "Bad credentials", status=401, body={"message": "Bad credentials"}
+            )
+        return token, user
+
+    def revoke_github(self, body: Any, authorization: str | None) -> bool:
+        """GitHub's "delete an app token": Basic client credentials, ``{"access_token": ...}``; whether a
+        token of this client was revoked (GitHub answers 204, else 404)."""
+        self.authenticate_client({}, authorization)
+        value = body.get("access_token") if isinstance(body, dict) else None
+        access = self._access_tokens.get(value) if isinstance(value, str) else None
+        if access is None or access.revoked:
+            return False
+        access.revoked = True
+        return True
 
     def revoke(self, params: Mapping[str, str], authorization: str | None) -> None:
         self.authenticate_client(params, authorization)

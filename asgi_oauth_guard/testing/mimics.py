@@ -12,11 +12,13 @@ providers' own wording, shortened where they carry trace ids and timestamps.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from ._mimic import CAUSES, Mimic
 
-__all__ = ["ENTRA_TENANT", "auth0", "entra", "gitlab", "google", "keycloak", "okta"]
+__all__ = ["ENTRA_TENANT", "auth0", "entra", "github", "gitlab", "google", "keycloak", "okta"]
 
 # The tenant the Entra mimic's users belong to unless add_user(claims={"tid": ...}) says otherwise.
 ENTRA_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -257,4 +259,107 @@ def keycloak(
             "refresh_reused": _error(400, "invalid_grant", "Maximum allowed refresh token reuse exceeded"),
             "session_idle": _error(400, "invalid_grant", "Session not active"),
         },
+    )
+
+
+_GITHUB_DOCS = "https://docs.github.com/apps/oauth-apps/maintaining-oauth-apps/troubleshooting-oauth-app-access-token-request-errors"
+
+
+def _github_error(error: str, description: str, anchor: str) -> tuple[int, dict[str, Any]]:
+    return 200, {"error": error, "error_description": description, "error_uri": f"{_GITHUB_DOCS}#{anchor}"}
+
+
+def github_user_id(claims: Mapping[str, Any]) -> int:
+    """The numeric ``id`` the GitHub mimic gives a user: ``add_user(claims={"github_id": ...})``, else
+    one derived from the ``sub`` (the embedded provider's user name, which plays GitHub's ``login``)."""
+    given = claims.get("github_id")
+    if isinstance(given, int):
+        return given
+    return int(hashlib.sha256(str(claims["sub"]).encode()).hexdigest()[:8], 16) + 1
+
+
+def _github_user(claims: Mapping[str, Any]) -> dict[str, Any]:
+    login = str(claims["sub"])
+    return {
+        "login": login,
+        "id": github_user_id(claims),
+        "avatar_url": f"https://avatars.githubusercontent.com/u/{github_user_id(claims)}?v=4",
+        "html_url": f"https://github.com/{login}",
+        "type": "User",
+        "site_admin": False,
+        "name": claims.get("name"),
+        "email": None,  # the public profile address: most users have none
+    }
+
+
+def _github_emails(claims: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "email": f"{github_user_id(claims)}+{claims['sub']}@users.noreply.github.com",
+            "primary": False,
+            "verified": True,
+            "visibility": None,
+        },
+        {
+            "email": claims["email"],
+            "primary": True,
+            "verified": claims.get("email_verified", True) is True,
+            "visibility": "private",
+        },
+    ]
+
+
+def github(*, client_id: str = "guard-client", expiring: bool = False) -> Mimic:
+    """GitHub (OAuth 2.0, no OpenID Connect): no ID token and no discovery; token answers form-encoded
+    unless ``Accept: application/json``, scopes comma-separated, every error an HTTP 200 with GitHub's
+    own code (``bad_verification_code``, ``bad_refresh_token``, ``incorrect_client_credentials``,
+    ``redirect_uri_mismatch``); the user from ``GET https://api.github.com/user`` (a numeric ``id``,
+    ``login`` = the embedded user's ``sub``), their addresses from ``/user/emails`` with ``user:email``;
+    sign-out revokes with ``DELETE /applications/{client_id}/token``.
+
+    ``expiring=False``: an OAuth App's tokens (no ``expires_in``, no refresh token, never expire).
+    ``expiring=True``: a GitHub App with expiring user tokens: ``expires_in``, a refresh token with
+    ``refresh_token_expires_in``, rotated at each refresh (give the provider GitHub's lifetimes:
+    ``access_token_ttl=8 * 3600, refresh_token_ttl=184 * 86400``)."""
+    api = "https://api.github.com"
+    code = _github_error(
+        "bad_verification_code", "The code passed is incorrect or expired.", "bad-verification-code"
+    )
+    refresh = _github_error(
+        "bad_refresh_token", "The refresh token passed is incorrect or expired.", "bad-refresh-token"
+    )
+    errors = {cause: code if cause.startswith("code") else refresh for cause in CAUSES}
+    errors["code_redirect_uri"] = _github_error(
+        "redirect_uri_mismatch",
+        "The redirect_uri MUST match the registered callback URL for this application.",
+        "redirect-uri-mismatch",
+    )
+    errors["user_disabled"] = code
+    errors["client_invalid"] = _github_error(
+        "incorrect_client_credentials",
+        "The client_id and/or client_secret passed are incorrect.",
+        "incorrect-client-credentials",
+    )
+    return Mimic(
+        name="github",
+        issuer="https://github.com",
+        endpoints={
+            "authorize": "https://github.com/login/oauth/authorize",
+            "token": "https://github.com/login/oauth/access_token",
+            "userinfo": f"{api}/user",
+            "emails": f"{api}/user/emails",
+            "revoke": f"{api}/applications/{client_id}/token",
+        },
+        id_tokens=False,
+        refresh_tokens=expiring,
+        expires=expiring,
+        refresh_token_expires_in="refresh_token_expires_in",
+        rotate_refresh_tokens=True,
+        scope_separator=",",
+        token_format="form_unless_json",
+        user_api=_github_user,
+        emails=_github_emails,
+        emails_scopes=("user:email", "user"),
+        revocation="github",
+        errors=errors,
     )

@@ -19,9 +19,10 @@ Every preset takes the :class:`Provider` settings it does not set itself as keyw
 
 from ._auth0 import auth0
 from ._entra import entra
+from ._github import github
 from ._gitlab import gitlab
 from ._google import google
 from ._keycloak import keycloak
 from ._okta import okta
 
-__all__ = ["auth0", "entra", "gitlab", "google", "keycloak", "okta"]
+__all__ = ["auth0", "entra", "github", "gitlab", "google", "keycloak", "okta"]
