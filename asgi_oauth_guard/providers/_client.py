@@ -470,7 +470,8 @@ class ProviderClient:
             )
         quirks = provider.quirks
         granted = set((tokens.scope if tokens.scope is not None else " ".join(self.scopes)).split())
-        if quirks.emails_endpoint is not None and granted & set(quirks.emails_scopes):
+        # An empty scope is a GitHub App's token: its permissions, not scopes, say whether it may.
+        if quirks.emails_endpoint is not None and (granted & set(quirks.emails_scopes) or tokens.scope == ""):
             claims.pop("email", None)
             claims.pop("email_verified", None)
             email = await self._primary_email(quirks.emails_endpoint, tokens.access_token)
@@ -490,7 +491,7 @@ class ProviderClient:
         try:
             data = read_answer(response.status_code, response.headers, response.content, "the emails list")
         except IDTokenError as exc:
-            logger.warning("sign-in keeps no email address: %s", exc)
+            logger.info("sign-in keeps no email address: %s", exc)
             return None
         email = primary_verified_email(data)
         if email is None:

@@ -78,7 +78,9 @@ class Mimic:
     ``token_format="form_unless_json"``: token answers (errors too) are form-encoded unless the request
     accepts ``application/json``. ``user_api``: the userinfo endpoint's answer, from the user's claims
     (``sub``, ``email``, ``name`` and ``add_user(claims=...)``); ``emails``: the ``emails`` endpoint's
-    answer from the same, served only to tokens granted one of ``emails_scopes`` (404 otherwise).
+    answer from the same, served only to tokens granted one of ``emails_scopes`` (404 otherwise; any
+    token when empty). ``answered_scope``: the ``scope`` every token answer names whatever was asked (a
+    GitHub App's ``""``: its permissions are its app settings, not scopes).
     ``revocation="github"``: the revoke endpoint is GitHub's ``DELETE`` with Basic client credentials
     and ``{"access_token": ...}`` as JSON, answering 204. The ``errors`` cause ``"client_invalid"``:
     the answer to a failed client authentication at the token endpoint.
@@ -108,6 +110,7 @@ class Mimic:
     user_api: Callable[[Mapping[str, Any]], Any] | None = None
     emails: Callable[[Mapping[str, Any]], Any] | None = None
     emails_scopes: tuple[str, ...] = ()
+    answered_scope: str | None = None
     revocation: Literal["rfc7009", "github"] = "rfc7009"
 
     def __post_init__(self) -> None:

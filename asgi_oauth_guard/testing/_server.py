@@ -741,7 +741,9 @@ class AuthorizationServer:
         body: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer"}
         if expires:
             body["expires_in"] = _seconds(s.access_token_ttl)
-        if grant.scope:
+        if mimic is not None and mimic.answered_scope is not None:
+            body["scope"] = mimic.answered_scope
+        elif grant.scope:
             body["scope"] = (mimic.scope_separator if mimic else " ").join(grant.scope.split())
         if s.issue_refresh_tokens and grant.offline:
             if refresh_token is None:
@@ -829,7 +831,7 @@ class AuthorizationServer:
         assert mimic is not None
         assert mimic.emails is not None
         token, user = self._bearer(authorization)
-        if not set(token.grant.scope.split()) & set(mimic.emails_scopes):
+        if mimic.emails_scopes and not set(token.grant.scope.split()) & set(mimic.emails_scopes):
             raise OAuthError("not_found", "Not Found", status=404, body={"message": "Not Found"})
         return mimic.emails(_user_claims(user))
 

@@ -319,7 +319,8 @@ def github(*, client_id: str = "guard-client", expiring: bool = False) -> Mimic:
 
     ``expiring=False``: an OAuth App's tokens (no ``expires_in``, no refresh token, never expire).
     ``expiring=True``: a GitHub App with expiring user tokens: ``expires_in``, a refresh token with
-    ``refresh_token_expires_in``, rotated at each refresh (give the provider GitHub's lifetimes:
+    ``refresh_token_expires_in``, rotated at each refresh, ``scope: ""`` in every answer (a GitHub App
+    has permissions, not scopes; this one may read email addresses) (give the provider GitHub's lifetimes:
     ``access_token_ttl=8 * 3600, refresh_token_ttl=184 * 86400``)."""
     api = "https://api.github.com"
     code = _github_error(
@@ -359,7 +360,10 @@ def github(*, client_id: str = "guard-client", expiring: bool = False) -> Mimic:
         token_format="form_unless_json",
         user_api=_github_user,
         emails=_github_emails,
-        emails_scopes=("user:email", "user"),
+        # A GitHub App's token answers name no scope: its permissions are set in the app's settings
+        # (here "Email addresses: read" is on); an OAuth App's need user:email.
+        emails_scopes=() if expiring else ("user:email", "user"),
+        answered_scope="" if expiring else None,
         revocation="github",
         errors=errors,
     )

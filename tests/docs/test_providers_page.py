@@ -47,6 +47,24 @@ FACTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
             "reference-error-codes",
         ),
     ),
+    "github": (
+        "GitHub",
+        "docs.github.com",
+        (
+            "https://api.github.com/user",
+            "user:email",
+            "primary verified",
+            "Accept: application/json",
+            "comma-separated",
+            "no `expires_in`",
+            "8 hours",
+            "6 months",
+            "bad_verification_code",
+            "incorrect_client_credentials",
+            "redirect_uri_mismatch",
+            "DELETE https://api.github.com/applications/{client_id}/token",
+        ),
+    ),
     "gitlab": (
         "GitLab",
         "docs.gitlab.com",
@@ -131,3 +149,14 @@ def test_a_section_that_says_offline_access_is_added_matches_the_preset(preset: 
 
     assert built.scopes is not None and "offline_access" in built.scopes
     assert "offline_access" in section(FACTS[preset][0])
+
+
+def test_the_github_section_lists_exactly_the_presets_error_map() -> None:
+    text = section("GitHub")
+    preset = providers.github(client_id="app", client_secret="s")
+
+    rows = dict(re.findall(r"\| `([a-z_]+)`[^|]*\| ([^|]+?) \|", text))
+    aliases = dict(preset.quirks.error_aliases)
+    assert set(rows) == {*aliases, "redirect_uri_mismatch"}
+    for code, standard in aliases.items():
+        assert f"`{standard}`" in rows[code], (code, rows[code])

@@ -120,26 +120,35 @@ async def test_sign_in_names_the_user_by_githubs_numeric_id_and_keeps_the_primar
     assert provider.count("userinfo") == 1 and provider.count("emails") == 1
 
 
-async def test_no_email_is_kept_without_the_user_email_scope_or_a_verified_primary(
-    provider: OAuthTestProvider, clock: FakeClock, http: httpx.AsyncClient, browser_factory: BrowserFactory
+async def test_an_oauth_app_reads_emails_only_with_the_user_email_scope_a_github_app_by_permission(
+    provider: OAuthTestProvider,
+    clock: FakeClock,
+    http: httpx.AsyncClient,
+    expiring: bool,
+    browser_factory: BrowserFactory,
 ) -> None:
     preset = providers.github(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, scopes=["read:user"])
     browser = browser_factory(make_guard(preset, provider, clock, http))
     await browser.get(await start_login(browser, provider, "/me"))
-    assert "email" not in (await browser.get("/me")).json()["claims"]
-    assert provider.count("emails") == 0  # not granted: not asked
+    claims = (await browser.get("/me")).json()["claims"]
+    if expiring:
+        # A GitHub App's token answer names no scope (scope ""): its permissions decide, so it asks.
+        assert claims["email"] == "alice@example.test" and provider.count("emails") == 1
+    else:
+        assert "email" not in claims and provider.count("emails") == 0  # not granted: not asked
 
+
+async def test_no_email_is_kept_without_a_verified_primary(
+    provider: OAuthTestProvider, clock: FakeClock, http: httpx.AsyncClient, browser_factory: BrowserFactory
+) -> None:
     provider.add_user("bob", email="bob@example.test", name="Bob", claims={"email_verified": False})
     provider.login_as("bob")
-    browser = browser_factory(
-        guard := make_guard(
-            providers.github(client_id=CLIENT_ID, client_secret=CLIENT_SECRET), provider, clock, http
-        )
-    )
+    preset = providers.github(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    browser = browser_factory(make_guard(preset, provider, clock, http))
     await browser.get(await start_login(browser, provider, "/me"))
     claims = (await browser.get("/me")).json()["claims"]
     assert claims["login"] == "bob" and "email" not in claims and "email_verified" not in claims
-    assert guard is not None
+    assert provider.count("emails") == 1
 
 
 async def test_tokens_refresh_only_when_they_expire_and_sign_out_deletes_the_token(
