@@ -68,8 +68,9 @@ class OAuthGuard:
     Args:
         app: The ASGI app to guard.
         client_id: The client ID the provider gave this app (one-provider form).
-        client_secret: The client secret the provider gave this app; sent only to the token and revocation
-            endpoints, never logged. Not needed with ``client_auth="private_key_jwt"``.
+        client_secret: The client secret the provider gave this app; sent only to the token, revocation and
+            pushed-authorization endpoints, never logged. Not needed with ``client_auth="private_key_jwt"``
+            or ``"none"``.
         secret_key: 32 or more random characters that sign the cookies. A list rotates keys: the last one
             signs, all of them verify.
         issuer: The provider's issuer URL; its endpoints come from OIDC discovery, fetched and checked at
@@ -81,8 +82,9 @@ class OAuthGuard:
             ``?provider=NAME`` names one. The first is the default. Instead of ``client_id``, ``issuer``,
             ``provider`` and the client settings above.
         client_auth: How the app authenticates at the token endpoint: ``"client_secret_basic"`` (HTTP Basic),
-            ``"client_secret_post"`` (in the form body), or ``"private_key_jwt"`` (a JWT signed with
-            ``client_key``, RFC 7523).
+            ``"client_secret_post"`` (in the form body), ``"private_key_jwt"`` (a JWT signed with
+            ``client_key``, RFC 7523), or ``"none"`` for a public client (no secret: it names itself with
+            ``client_id``, and PKCE binds each code to the sign-in that asked for it).
         client_key: The app's private key for ``client_auth="private_key_jwt"``: PEM text or a JWK dict; its
             ``kid`` (else its RFC 7638 thumbprint) names it to the provider, which holds the public half.
         id_token_signed_response_alg: The ID-token signing algorithm this client registered at the provider.

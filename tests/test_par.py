@@ -16,7 +16,7 @@ import pytest
 
 from asgi_oauth_guard import ConfigurationError, Provider, ProviderUnavailable
 from asgi_oauth_guard.providers._par import request_uri_of
-from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
+from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider, mimics
 from asgi_oauth_guard.testing._keys import rsa_key
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, ISSUER, BrowserFactory, GuardFactory
@@ -239,3 +239,22 @@ def test_use_par_without_discovery_needs_the_endpoint() -> None:
         )
     with pytest.raises(ConfigurationError, match="use_par= must be True, False or None"):
         Provider(issuer="https://a.test", use_par="yes")  # type: ignore[arg-type]
+
+
+async def test_use_par_that_cannot_work_fails_startup_naming_the_fix(
+    guard_factory: GuardFactory, provider: OAuthTestProvider, clock: FakeClock
+) -> None:
+    refusing = guard_factory(issuer=None, provider=Provider(issuer=ISSUER, use_par=False))
+    with pytest.raises(ConfigurationError, match="remove use_par=False"):
+        await refusing.check()
+    without = OAuthTestProvider(
+        mimic=mimics.google(), client_id=CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock
+    )
+    assert "pushed_authorization_request_endpoint" not in without.metadata
+    http = httpx.AsyncClient(transport=without.transport())
+    guard = guard_factory(
+        issuer=None, provider=Provider(issuer=without.issuer, use_par=True), http_client=http
+    )
+    with pytest.raises(ConfigurationError, match="metadata does not name"):
+        await guard.check()
+    await http.aclose()

@@ -207,6 +207,7 @@ class ProviderClient:
             if self._endpoints is None:
                 await self._discover()
         provider = await self.endpoints()
+        _par.uses_par(self.provider.use_par, provider, provider=self.name)  # use_par against the metadata
         if provider.jwks_uri is not None:
             keys = await self._fetch_keys(provider)
             async with self._jwks_lock:

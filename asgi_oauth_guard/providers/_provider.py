@@ -176,6 +176,11 @@ class Provider:
                 f"{what}: client_secret= is empty: set it to the client secret the provider gave you "
                 "(or client_auth='none' for a public client)"
             )
+        if self.client_auth == "none" and self.client_secret:
+            raise ConfigurationError(
+                f"{what}: client_secret= is set, but client_auth='none' (a public client) never sends it: "
+                "drop client_secret=, or set client_auth= to how the provider registered this client"
+            )
         if self.client_key is not None and self.client_auth != "private_key_jwt":
             raise ConfigurationError(f"{what}: client_key= is only used with client_auth='private_key_jwt'")
         if self.id_token_signed_response_alg in _id_token.SYMMETRIC and not self.client_secret:

@@ -182,7 +182,9 @@ class OAuthTestProvider:
     Pushed Authorization Requests (RFC 9126) are served at ``/par`` (with the client's authentication;
     each ``request_uri`` works once, for ``request_uri_ttl`` seconds); with
     ``require_pushed_authorization_requests=True`` the metadata says so and ``/authorize`` refuses any
-    request that was not pushed.
+    request that was not pushed. ``public_client=True`` registers the client as a public one
+    (``token_endpoint_auth_method: none``): it names itself with ``client_id`` alone, and a secret, Basic
+    credentials or an assertion are refused.
     """
 
     def __init__(
@@ -207,6 +209,7 @@ class OAuthTestProvider:
         mimic: Mimic | None = None,
         require_pushed_authorization_requests: bool = False,
         request_uri_ttl: float = 60.0,
+        public_client: bool = False,
     ) -> None:
         if issuer is None:
             issuer = mimic.issuer if mimic is not None else "https://idp.example.test"
@@ -275,6 +278,7 @@ class OAuthTestProvider:
                 or mimic.metadata.get("authorization_response_iss_parameter_supported") is True,
                 require_pushed_authorization_requests=require_pushed_authorization_requests,
                 request_uri_ttl=request_uri_ttl,
+                public_client=public_client,
             )
         )
         self._faults = Faults()
@@ -312,8 +316,12 @@ class OAuthTestProvider:
             "token_endpoint_auth_methods_supported": [
                 *("client_secret_basic", "client_secret_post"),
                 *(("private_key_jwt",) if self._server.settings.client_jwks is not None else ()),
+                *(("none",) if self._server.settings.public_client else ()),
             ],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": [
+                *("client_secret_basic", "client_secret_post"),
+                *(("none",) if self._server.settings.public_client else ()),
+            ],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "claims_supported": [
                 *("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash"),

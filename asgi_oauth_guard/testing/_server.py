@@ -103,6 +103,7 @@ class Settings:
     iss_parameter: bool = True
     require_pushed_authorization_requests: bool = False
     request_uri_ttl: float = 60.0
+    public_client: bool = False
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -485,6 +486,15 @@ class AuthorizationServer:
         def invalid_client(description: str) -> OAuthError:
             return OAuthError("invalid_client", description, status=401, headers=realm)
 
+        if self.settings.public_client:
+            # token_endpoint_auth_method "none" (RFC 7591 2): the client names itself, PKCE binds the code
+            if authorization is not None or {"client_secret", "client_assertion"} & params.keys():
+                raise invalid_client("this client is public: it authenticates with nothing but client_id")
+            if not hmac.compare_digest(
+                params.get("client_id", "").encode(), self.settings.client_id.encode()
+            ):
+                raise invalid_client("client authentication failed")
+            return "none"
         if "client_assertion" in params or "client_assertion_type" in params:
             return self._authenticate_assertion(params, authorization, invalid_client)
         if authorization is not None and authorization[:6].lower() == "basic ":
