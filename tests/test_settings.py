@@ -34,7 +34,9 @@ def test_the_settings_take_exactly_the_guards_keyword_arguments() -> None:
         for f in dataclasses.fields(GuardSettings)
         if f.init
     }
-    assert settings == guard
+    missing = sorted(guard.keys() - settings.keys())
+    assert not missing, f"add {missing} to GuardSettings (asgi_oauth_guard/_settings.py) and pass them on"
+    assert settings == guard, "GuardSettings and OAuthGuard.__init__ differ in a type or a default"
 
 
 def test_mistakes_are_refused_by_the_settings_alone() -> None:
