@@ -75,13 +75,24 @@ def serve_site() -> Iterator[Site]:
         assert isinstance(answer, Response)
         return answer
 
+    async def refused(request: Request) -> Response:
+        # What a sign-in the app's on_login turned away shows (its flow is in tests/test_on_login.py).
+        message = "This account is suspended. Write to support@example.test."
+        answer = await guard._pages.refused(request, message, sign_in_url="/auth/login?next=%2F")
+        assert isinstance(answer, Response)
+        return answer
+
     @contextlib.asynccontextmanager
     async def closing(app: object) -> AsyncIterator[None]:
         yield
         await http.aclose()
 
     app = Router(
-        routes=[Mount("/idp", app=provider), Route("/gallery/chooser", gallery)],
+        routes=[
+            Mount("/idp", app=provider),
+            Route("/gallery/chooser", gallery),
+            Route("/gallery/refused", refused),
+        ],
         default=guard,
         lifespan=closing,
     )
@@ -232,6 +243,10 @@ def test_every_guard_page_is_accessible_and_loads_nothing(page: Page, site: Site
 
     page.goto(f"{base}/gallery/chooser")
     check(page, "chooser", "chooser")
+
+    page.goto(f"{base}/gallery/refused")
+    check(page, "refused", "refused")
+    expect(page.locator("#reason")).to_contain_text("This account is suspended.")
 
     assert all(r.startswith(base) for r in requests), requests  # no external asset on any page
     documents = {r.split("?")[0] for r in requests}
