@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from asgi_oauth_guard import (
     ConfigurationError,
+    OAuthGuard,
     SignIn,
     SignInAccepted,
     SignInRefused,
@@ -24,9 +25,9 @@ from asgi_oauth_guard import (
     current_identity,
 )
 from asgi_oauth_guard._on_login import MAX_APP_CLAIMS_BYTES, OnLogin, Refusal
-from asgi_oauth_guard.testing import OAuthTestProvider
+from asgi_oauth_guard.testing import OAuthTestProvider, signed_in
 
-from .conftest import BrowserFactory, GuardFactory, start_login
+from .conftest import SECRET_KEY, BrowserFactory, GuardFactory, start_login
 
 pytestmark = pytest.mark.anyio
 
@@ -212,3 +213,17 @@ async def test_a_hook_that_hangs_is_cut_off_and_refuses(caplog: pytest.LogCaptur
         await OnLogin(on_login, timeout=0.05).decide(sign_in)
     assert refused.value.detail == "on_login_error"
     assert any("did not answer within" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_apps_own_tests_sign_in_through_its_hook() -> None:
+    guard = OAuthGuard(
+        app(),
+        issuer="https://idp.example.test",
+        client_id="app-client",
+        client_secret="app-secret-0123456789",
+        secret_key=SECRET_KEY,
+        on_login=lambda s: SignInAccepted(user_id=f"u-{s.sub}"),
+    )
+    async with signed_in(guard, sub="bob") as client:
+        assert (await client.get("/me")).json()["user_id"] == "u-bob"
+    await guard.aclose()
