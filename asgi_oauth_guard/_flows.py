@@ -178,6 +178,20 @@ class Flows:
         extra = requested.merged(extra)
         # A link that asked for consent itself counts: a sign-in without a refresh token is not asked again.
         consent = consent or "consent" in extra.get("prompt", "").split()
+        url = authorize_url(
+            provider.authorization_endpoint,
+            client_id=client.client_id,
+            redirect_uri=redirect_uri,
+            scope=requested.scope(client.scopes),
+            state=state,
+            code_challenge=challenge,
+            nonce=nonce,
+            extra=extra,
+            resources=grants.settings.resources if (grants := self._offline.get(client.name)) else (),
+        )
+        # Pushed first (PAR): a push the provider refuses or does not answer leaves no sign-in in flight
+        # here, so retries cannot crowd out this browser's other tabs.
+        url = await client.authorization_redirect(provider, url)
         tx = Transaction(
             verifier=verifier,
             nonce=nonce,
@@ -195,18 +209,6 @@ class Flows:
             ttl=self._tx_ttl,
         )
         await self._cap_transactions(browser_id, state)
-        url = authorize_url(
-            provider.authorization_endpoint,
-            client_id=client.client_id,
-            redirect_uri=redirect_uri,
-            scope=requested.scope(client.scopes),
-            state=state,
-            code_challenge=challenge,
-            nonce=nonce,
-            extra=extra,
-            resources=grants.settings.resources if (grants := self._offline.get(client.name)) else (),
-        )
-        url = await client.authorization_redirect(provider, url)
         response = RedirectResponse(url, status_code=303, headers=NO_STORE)
         self._cookies.set_binding(response, scope, binding_cookie)
         return response

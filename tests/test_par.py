@@ -258,3 +258,17 @@ async def test_use_par_that_cannot_work_fails_startup_naming_the_fix(
     with pytest.raises(ConfigurationError, match="metadata does not name"):
         await guard.check()
     await http.aclose()
+
+
+async def test_failed_pushes_leave_no_sign_in_in_flight_to_crowd_out_the_other_tabs(
+    guard_factory: GuardFactory, browser_factory: BrowserFactory, provider: OAuthTestProvider
+) -> None:
+    """A browser keeps a few sign-ins in flight at most; retries against a provider refusing the push must
+    not count, or the tab that started first could not finish."""
+    browser = browser_factory(guard_factory(max_transactions_per_browser=2))
+    first = await browser.get("/auth/login", params={"next": "/me"})
+    provider.fail_next(3, 503, endpoint="par")
+    for _ in range(3):
+        assert (await browser.get("/auth/login")).status_code == 503
+    done = await browser.get(await provider.complete_authorization(first.headers["location"]))
+    assert done.status_code == 303 and done.headers["location"] == "/me", done.text
