@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -225,6 +225,21 @@ class OfflineGrants:
         await self._store.index_add(GRANT_INDEX, name, ttl=ttl)
         return True
 
+    @contextlib.asynccontextmanager
+    async def _holding(self, name: str) -> AsyncIterator[None]:
+        """The grant's refresh lock around a write that must not race a refresh (a sign-in's new refresh
+        token, the grant's end), waited for half a lease at most, as long as a live token request takes:
+        a holder that died is not outwaited, and the write goes ahead without the lock."""
+        owner = os.urandom(12).hex()
+        locked = False
+        with anyio.move_on_after(self._refresher.lease / 2):
+            locked = await self._refresher.take_lock(LOCK_NAME + name, owner, within=self._refresher.lease)
+        try:
+            yield
+        finally:
+            if locked:
+                await self._refresher.release(LOCK_NAME + name, owner)
+
     # -- sign-in -----------------------------------------------------------------------------------
 
     async def consent_needed(self, sub: str) -> bool:
@@ -242,12 +257,8 @@ class OfflineGrants:
             current = await self._load(name)
             alive = current is not None and current.consent is None and current.tokens is not None
             return tokens, alive
-        owner = os.urandom(12).hex()
-        locked = False
-        with anyio.move_on_after(self._refresher.lease / 2):
-            # A job refreshing the old grant right now would save its refresh token over this one.
-            locked = await self._refresher.take_lock(LOCK_NAME + name, owner, within=self._refresher.lease)
-        try:
+        # Under the grant's lock: a job refreshing the old grant right now would save over this one.
+        async with self._holding(name):
             previous = await self._load(name)
             now = self._clock()
             grant = OfflineGrant(
@@ -258,9 +269,6 @@ class OfflineGrants:
                 updated_at=now,
             )
             await self._write(name, grant, replace=False)
-        finally:
-            if locked:
-                await self._refresher.release(LOCK_NAME + name, owner)
         if previous is not None and previous.consent is not None:
             await emit(
                 self._on_event,
@@ -275,17 +283,10 @@ class OfflineGrants:
         provider. Under its refresh lock, so the refresh token revoked is the newest. ``True`` if there
         was one."""
         name = grant_name(self.provider, sub)
-        owner = os.urandom(12).hex()
-        locked = False
-        with anyio.move_on_after(self._refresher.lease / 2):
-            locked = await self._refresher.take_lock(LOCK_NAME + name, owner, within=self._refresher.lease)
-        try:
+        async with self._holding(name):
             grant = await self._load(name)
             await self._store.delete(name)
             await self._store.index_discard(GRANT_INDEX, name)
-        finally:
-            if locked:
-                await self._refresher.release(LOCK_NAME + name, owner)
         if grant is None:
             return False
         if grant.tokens is not None and grant.consent is None:

@@ -1,16 +1,13 @@
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from asgi_oauth_guard.testing import OAuthTestProvider
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET
+from ..served_provider import served_provider
 
 
 @pytest.fixture
@@ -26,21 +23,5 @@ def provider() -> Iterator[OAuthTestProvider]:
     The documented apps reach it as a real provider: over HTTP, with their own httpx client, through OIDC
     discovery at ``OAUTH_ISSUER``. (Named ``provider`` so the suite's log check covers what it issues.)
     """
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        issuer = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        idp = OAuthTestProvider(issuer=issuer, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-        config = uvicorn.Config(idp, log_level="warning", access_log=False, lifespan="off", ws="none")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + 10
-            while not server.started:
-                assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start the provider"
-                time.sleep(0.01)  # waiting for the server thread, bounded by the deadline
-            yield idp
-        finally:
-            server.should_exit = True
-            thread.join(10)
+    with served_provider(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as idp:
+        yield idp

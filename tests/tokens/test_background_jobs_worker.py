@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,6 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-import uvicorn
 from redis.asyncio import Redis
 
 from asgi_oauth_guard import store_from_url
@@ -24,6 +21,7 @@ from asgi_oauth_guard.testing import OAuthTestProvider
 from examples.background_jobs import RedisQueue, create_app
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET, SECRET_KEY, BrowserFactory, login
+from ..served_provider import served_provider
 from .conftest import SERVER_KEY
 
 pytestmark = pytest.mark.anyio
@@ -40,26 +38,8 @@ def anyio_backend() -> str:
 @pytest.fixture
 def provider() -> Iterator[OAuthTestProvider]:
     """The embedded provider over HTTP on a loopback port, for the worker process to reach."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        idp = OAuthTestProvider(
-            issuer=f"http://127.0.0.1:{sock.getsockname()[1]}",
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
-        )
-        server = uvicorn.Server(uvicorn.Config(idp, log_level="warning", lifespan="off", ws="none"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + 10
-            while not server.started:
-                assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start the provider"
-                time.sleep(0.01)  # waiting for the server thread, bounded by the deadline
-            yield idp
-        finally:
-            server.should_exit = True
-            thread.join(10)
+    with served_provider(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as idp:
+        yield idp
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
