@@ -13,10 +13,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from starlette.responses import PlainTextResponse
 
-from asgi_oauth_guard import ConfigurationError, Provider, ProviderUnavailable
+from asgi_oauth_guard import ConfigurationError, OAuthGuard, Provider, ProviderUnavailable
 from asgi_oauth_guard.providers._par import request_uri_of
-from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider, mimics
+from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider, mimics, providers_transport
 from asgi_oauth_guard.testing._keys import rsa_key
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, ISSUER, BrowserFactory, GuardFactory
@@ -272,3 +273,54 @@ async def test_failed_pushes_leave_no_sign_in_in_flight_to_crowd_out_the_other_t
         assert (await browser.get("/auth/login")).status_code == 503
     done = await browser.get(await provider.complete_authorization(first.headers["location"]))
     assert done.status_code == 303 and done.headers["location"] == "/me", done.text
+
+
+async def test_each_provider_of_a_guard_pushes_by_its_own_metadata_and_settings(
+    browser_factory: BrowserFactory, clock: FakeClock
+) -> None:
+    """Two providers in one guard: the one that requires PAR gets pushed requests, at its own endpoint with
+    its own client's credentials; the other gets plain ones."""
+    strict = OAuthTestProvider(
+        issuer="https://strict.example.test",
+        client_id="client-s",
+        client_secret="secret-s-0123456789",
+        clock=clock,
+        require_pushed_authorization_requests=True,
+    )
+    plain = OAuthTestProvider(
+        issuer="https://plain.example.test",
+        client_id="client-p",
+        client_secret="secret-p-0123456789",
+        clock=clock,
+    )
+    async with httpx.AsyncClient(transport=providers_transport(strict, plain)) as http:
+        guard = OAuthGuard(
+            PlainTextResponse("app"),
+            providers=[
+                Provider(
+                    name="strict",
+                    issuer=strict.issuer,
+                    client_id="client-s",
+                    client_secret="secret-s-0123456789",
+                ),
+                Provider(
+                    name="plain",
+                    issuer=plain.issuer,
+                    client_id="client-p",
+                    client_secret="secret-p-0123456789",
+                ),
+            ],
+            secret_key="k" * 32,
+            http_client=http,
+            clock=clock,
+        )
+        browser = browser_factory(guard)
+        for name, idp, pushed in (("strict", strict, True), ("plain", plain, False)):
+            start = await browser.get("/auth/login", params={"provider": name})
+            location = start.headers["location"]
+            assert location.startswith(idp.issuer + "/authorize?")
+            assert ("request_uri" in query(location)) is pushed
+            assert idp.count(endpoint="par") == int(pushed)
+            done = await browser.get(await idp.complete_authorization(location))
+            assert done.status_code == 303
+            assert idp.count(endpoint="token", grant_type="authorization_code") == 1
