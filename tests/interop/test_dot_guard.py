@@ -395,8 +395,10 @@ async def test_revoked_grant_means_relogin(deployment: Deployment, browsers: Any
     assert call.status_code == 401 and call.json()["reason"] == "refresh_rejected"
     again = await api.api()  # the session dropped its tokens: the provider is not asked again
     assert again.status_code == 401 and again.json()["reason"] == "refresh_rejected"
-    figures = tally(await deployment.journal.since(mark))
+    events = await deployment.journal.since(mark)
+    figures = tally(events)
     assert figures["token_requests"] == figures["invalid_grant"] == 2, figures
+    assert len(set(refresh_tokens_sent(events))) == 2  # each session's own refresh token, once
 
     callback = await page.start_login(login_url=navigation.headers["location"])
     assert (await page.app.get(callback)).headers["location"] == "/"
