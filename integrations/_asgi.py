@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_oauth_guard import GuardState, ProviderUnavailable, Reason, ReloginRequired, StoreUnavailable
 
-__all__ = ["GuardError", "Rendered", "answer_lifespan", "render", "run_in"]
+__all__ = ["GuardError", "Rendered", "answer_lifespan", "collect", "render", "run_in"]
 
 GuardError = Reason | ReloginRequired | ProviderUnavailable | StoreUnavailable
 Rendered = tuple[int, list[tuple[str, str]], bytes]
@@ -34,6 +34,11 @@ async def render(state: GuardState, scope: Scope, error: GuardError) -> Rendered
         response = await state.guard.relogin_response(request, error)
     else:
         response = await state.guard.response_for(request, error)
+    return await collect(response, scope)
+
+
+async def collect(response: ASGIApp, scope: Scope) -> Rendered:
+    """An ASGI response of the guard's, as status, headers and body."""
     status = 500
     headers: list[tuple[str, str]] = []
     body: list[bytes] = []

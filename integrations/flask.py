@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Any, NoReturn, TypeVar, cast
 
 import flask
 from asgiref.sync import async_to_sync
 from asgiref.wsgi import WsgiToAsgi
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_oauth_guard import (
@@ -44,9 +45,16 @@ from asgi_oauth_guard import (
 )
 from asgi_oauth_guard._context import request_context
 
-from ._asgi import GuardError, answer_lifespan, render, run_in
+from ._asgi import GuardError, answer_lifespan, collect, render, run_in
 
-__all__ = ["current_token", "current_user", "login_required", "require_user", "wrap"]
+__all__ = [
+    "current_token",
+    "current_user",
+    "login_required",
+    "require_recent_sign_in",
+    "require_user",
+    "wrap",
+]
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -104,6 +112,26 @@ def require_user() -> Identity:
     if state.identity is None:
         _abort(state, _reason(state))
     return state.identity
+
+
+def require_recent_sign_in(*, max_age: int | None = None, acr_values: Sequence[str] = ()) -> Identity:
+    """The signed-in user, who authenticated at the provider at most ``max_age`` seconds ago (and with
+    one of ``acr_values``, when given): step-up for a sensitive view. Otherwise the view stops here: page
+    loads go to a sign-in that asks the provider for it, then back; API calls get a 401
+    ``insufficient_user_authentication``. The provider's ``login_params`` must allow ``max_age`` (and
+    these ``acr_values``); the guard checks the new ID token's ``auth_time`` and ``acr``."""
+    identity = require_user()
+    state = _state()
+    scope = _scope.get()
+    if scope is None:
+        raise RuntimeError("require_recent_sign_in needs the app built by integrations.flask.wrap()")
+    if state.guard.needs_step_up(identity, max_age=max_age, acr_values=acr_values):
+        response = state.guard.step_up_response(
+            Request(scope), identity, max_age=max_age, acr_values=acr_values
+        )
+        status, headers, body = async_to_sync(collect)(response, scope)
+        flask.abort(flask.Response(body, status=status, headers=headers))
+    return identity
 
 
 def current_token() -> str | None:

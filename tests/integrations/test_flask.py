@@ -13,11 +13,12 @@ import pytest
 from asgiref.sync import async_to_sync
 from flask import Flask, session
 
-from asgi_oauth_guard import GuardAuth, MemoryStore, OAuthGuard, current_identity
+from asgi_oauth_guard import GuardAuth, LoginParams, MemoryStore, OAuthGuard, current_identity
 from asgi_oauth_guard.integrations.flask import (
     current_token,
     current_user,
     login_required,
+    require_recent_sign_in,
     require_user,
     wrap,
 )
@@ -72,6 +73,10 @@ def make_flask(provider: OAuthTestProvider) -> Flask:
         return {"sub": require_user().sub}  # an Identity, never None
 
     flask_app.add_url_rule("/api/typed", "api_typed", typed)
+
+    @flask_app.get("/admin")
+    def admin() -> dict[str, Any]:
+        return {"sub": require_recent_sign_in(max_age=300).sub}
 
     @flask_app.get("/count")
     def count() -> dict[str, int]:
@@ -246,3 +251,18 @@ async def test_each_request_runs_in_a_clean_context_with_only_its_own_variables(
     seen = (await browser.get("/context")).json()
     assert seen["leaked"] is None and seen["user"] is False
     assert "leaked" not in seen["names"] and "asgi_oauth_guard_state" in seen["names"]
+
+
+async def test_a_view_demanding_a_recent_sign_in_gets_one(
+    provider: OAuthTestProvider, settings: dict[str, Any], browser_factory: BrowserFactory, clock: FakeClock
+) -> None:
+    provider.signed_in_at("alice", clock() - 3600)
+    browser = browser_factory(wrap(make_flask(provider), **settings, login_params=LoginParams(max_age=True)))
+    await login(browser, provider)
+    stale = await browser.get("/admin")
+    assert stale.status_code == 303 and stale.headers["location"] == "/auth/login?next=%2Fadmin&max_age=300"
+    api = await browser.get("/admin", headers={"accept": "application/json"})
+    assert api.status_code == 401 and api.json()["error"] == "insufficient_user_authentication"
+    started = await browser.get(stale.headers["location"])
+    assert (await browser.get(await provider.complete_authorization(started.headers["location"]))).is_redirect
+    assert (await browser.get("/admin")).json() == {"sub": "alice"}
