@@ -2,10 +2,11 @@
 back button, rotation over 30 s of 5 s tokens, 50 requests at each expiry, a revoked grant, sign-out.
 
 The guard runs in this process (httpx's ASGITransport: an app at http://app.test, whose redirect URI the
-provider registers); it talks real HTTP to a private django-oauth-toolkit. Guard and provider read one shifted
-clock: the guard's ``clock=`` is the real time plus an offset, and ``advance()`` moves the offset and the
-provider's clock (``/admin/advance-clock``) together, so 30 s of token lifetimes pass in a few seconds of real
-time and every access token dies at the provider when the guard believes it does.
+provider registers); it talks real HTTP to a private django-oauth-toolkit. Guard and provider read one clock,
+stopped: the provider's is frozen (``/admin/freeze-clock``) and the guard's ``clock=`` reads the same time;
+``advance()`` moves both (``/admin/advance-clock``), so 30 s of token lifetimes pass in a few seconds of real
+time, no token falls due between two steps however slow the machine, and every access token dies at the
+provider when the guard believes it does.
 
 Every test runs twice: the memory store with one guard, and a real redis-server with two guards (two workers
 of one app: one secret key, one store) that serve a browser's requests in turn.
@@ -52,24 +53,32 @@ BURST = 50
 SOAK_SECONDS = 30.0
 
 
-class ShiftedClock:
-    """Real time plus an offset that only grows; ``advance`` moves the provider's clock by as much."""
+class SharedClock:
+    """The provider's clock, stopped (``/admin/freeze-clock``): it moves only when ``advance`` moves it and
+    the provider's by as much, so no time passes between a test's steps, however loaded the machine."""
 
-    def __init__(self, provider: DotProvider) -> None:
+    def __init__(self, provider: DotProvider, now: float) -> None:
         self.provider = provider
-        self.offset = 0.0
+        self.now = now
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return self.now
 
     async def advance(self, seconds: float) -> None:
         await self.provider.aadvance_clock(seconds)
-        self.offset += seconds
+        self.now += seconds
 
     async def until(self, moment: float) -> None:
         """Jump to ``moment`` (a time on this clock), if it is still ahead."""
-        if moment > self():
-            await self.advance(moment - self())
+        if moment > self.now:
+            await self.advance(moment - self.now)
+
+    @classmethod
+    async def of(cls, provider: DotProvider) -> SharedClock:
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.post(provider.url("/admin/freeze-clock"))
+        response.raise_for_status()
+        return cls(provider, float(response.json()["now"]))
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +90,9 @@ def dot() -> Iterator[DotProvider]:
         yield p
 
 
-@pytest.fixture(scope="module")
-def clock(dot: DotProvider) -> ShiftedClock:
-    return ShiftedClock(dot)
+@pytest.fixture
+async def clock(dot: DotProvider) -> SharedClock:
+    return await SharedClock.of(dot)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +157,7 @@ class Deployment:
     guards: list[OAuthGuard]
     events: list[list[GuardEvent]]  # what each guard emitted (its on_event hook)
     dot: DotProvider
-    clock: ShiftedClock
+    clock: SharedClock
     journal: Journal
 
     def browser(self, user: str) -> DotBrowser:
@@ -207,7 +216,7 @@ class DotBrowser:
 
 @pytest.fixture(params=["memory", "redis"])
 async def deployment(
-    request: pytest.FixtureRequest, dot: DotProvider, clock: ShiftedClock, redis: RedisServer
+    request: pytest.FixtureRequest, dot: DotProvider, clock: SharedClock, redis: RedisServer
 ) -> AsyncIterator[Deployment]:
     secret_key = secrets.token_urlsafe(32)
     workers = 1 if request.param == "memory" else 2
@@ -450,7 +459,9 @@ async def test_under_a_path_the_rfc8414_document_beside_the_issuer_is_found() ->
                 require_login=True,
                 on_event=emitted.append,
             )
-            deployment = Deployment("memory", [guard], [emitted], dot, ShiftedClock(dot), Journal(dot))
+            deployment = Deployment(
+                "memory", [guard], [emitted], dot, SharedClock(dot, time.time()), Journal(dot)
+            )
             browser = deployment.browser(unique_user("dot-mounted"))
             try:
                 await browser.login()

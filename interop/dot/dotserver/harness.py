@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import threading
+import types
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -28,6 +29,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.models import get_access_token_model, get_application_model, get_refresh_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauthlib.openid.connect.core.grant_types import base as _oidc_grant_base
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _MOUNT = "/" + os.environ.get("MOUNT", "")
@@ -79,17 +81,20 @@ class ClaimsValidator(OAuth2Validator):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# a clock the tests can move forward: django-oauth-toolkit reads time through django.utils.timezone.now
+# a clock the tests can move forward, or stop: django-oauth-toolkit reads time through
+# django.utils.timezone.now, oauthlib (the ID token's iat) through time.time in one module
 
 _real_now: Callable[[], datetime.datetime] = timezone.now
 _offset = datetime.timedelta()
+_frozen: datetime.datetime | None = None
 
 
 def _now() -> datetime.datetime:
-    return _real_now() + _offset
+    return (_frozen if _frozen is not None else _real_now()) + _offset
 
 
 timezone.now = _now
+_oidc_grant_base.time = types.SimpleNamespace(time=lambda: _now().timestamp())  # type: ignore[assignment]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -242,6 +247,16 @@ def advance_clock(request: HttpRequest) -> JsonResponse:
     global _offset
     _offset += datetime.timedelta(seconds=float(request.GET["seconds"]))
     return JsonResponse({"offset": _offset.total_seconds()})
+
+
+@csrf_exempt
+def freeze_clock(request: HttpRequest) -> JsonResponse:
+    """Stop the clock where it is (``advance-clock`` still moves it): a test that moves its own clock in
+    step with this one sees no time pass between its steps. Answers the time, in epoch seconds."""
+    global _frozen
+    if _frozen is None:
+        _frozen = _real_now()
+    return JsonResponse({"now": _now().timestamp()})
 
 
 def events(request: HttpRequest) -> JsonResponse:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/health", harness.health),
     path("admin/revoke-grants", harness.revoke_grants),
     path("admin/advance-clock", harness.advance_clock),
+    path("admin/freeze-clock", harness.freeze_clock),
     path("admin/events", harness.events),
     path("admin/grants", harness.grants),
     # at the root by default, so the issuer is the origin and RFC 8414's well-known URI is the issuer's;
