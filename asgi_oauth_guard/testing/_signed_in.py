@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from .._middleware import OAuthGuard
+from ..providers._client import ProviderClient
 from ._provider import OAuthTestProvider
 
 __all__ = ["find_guard", "signed_in"]
@@ -29,6 +30,7 @@ async def signed_in(
     guard: OAuthGuard | None = None,
     base_url: str | None = None,
     next_path: str = "/",
+    provider_name: str | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An ``httpx.AsyncClient`` on ``app`` (through ``httpx.ASGITransport``) whose user ``sub`` has signed
     in through the guard's real login and callback routes.
@@ -40,12 +42,15 @@ async def signed_in(
     no network. ``claims`` are the user's extra ID-token and userinfo claims (``email`` and ``name`` too).
 
     ``base_url`` defaults to the origin of the guard's ``public_url`` or ``redirect_uri``, where its
-    cookies live. The app's lifespan is not run (as with ``httpx.ASGITransport``).
+    cookies live. The app's lifespan is not run (as with ``httpx.ASGITransport``). ``provider_name``:
+    which of a guard's several providers signs the user in (``?provider=NAME``; only that one's calls
+    go to ``provider``, a `Mimic` of it for a preset: ``OAuthTestProvider(mimic=mimics.github(...))``);
+    ``None``: the first.
     """
     guard = guard if guard is not None else find_guard(app)
-    client = guard.client
+    client = guard.client if provider_name is None else guard.providers[provider_name]
     if provider is None:
-        provider = OAuthTestProvider(**_matching_provider(guard))
+        provider = OAuthTestProvider(**_matching_provider(guard, client))
     issuer = client.provider.issuer if client.provider.resolved_discovery != "none" else None
     if issuer is not None and provider.issuer.rstrip("/") != issuer.rstrip("/"):
         raise ValueError(
@@ -62,17 +67,24 @@ async def signed_in(
         previous = client.reroute(to_provider)
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=base_url) as browser:
-                await _sign_in(browser, guard, provider, sub, next_path)
+                named = client.name if len(guard.providers) > 1 else None
+                await _sign_in(browser, guard, provider, sub, next_path, named)
                 yield browser
         finally:
             client.reroute(previous)
 
 
 async def _sign_in(
-    browser: httpx.AsyncClient, guard: OAuthGuard, provider: OAuthTestProvider, sub: str, next_path: str
+    browser: httpx.AsyncClient,
+    guard: OAuthGuard,
+    provider: OAuthTestProvider,
+    sub: str,
+    next_path: str,
+    name: str | None,
 ) -> None:
     page = {"accept": "text/html"}  # as a browser navigates
-    response = await browser.get(guard.login_path, params={"next": next_path}, headers=page)
+    params = {"next": next_path} if name is None else {"next": next_path, "provider": name}
+    response = await browser.get(guard.login_path, params=params, headers=page)
     for _ in range(3):  # the guard may first send the browser to its canonical origin
         location = response.headers.get("location", "")
         if response.status_code not in (302, 303, 307) or not location or _is_provider(location, provider):
@@ -115,9 +127,8 @@ def find_guard(app: object) -> OAuthGuard:
     return found[0]
 
 
-def _matching_provider(guard: OAuthGuard) -> dict[str, Any]:
+def _matching_provider(guard: OAuthGuard, client: ProviderClient) -> dict[str, Any]:
     # The guard's own settings, read inside the package: a test double must match them exactly.
-    client = guard.client
     if client.provider.resolved_discovery == "none":
         raise ValueError(
             "this guard has explicit endpoints (provider=Provider(...)): pass an OAuthTestProvider whose "

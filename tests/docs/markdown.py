@@ -13,6 +13,8 @@ DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 MARKERS = {
     "<!-- no-test -->": "no-test",  # a fragment that cannot run alone: keep these few
     "<!-- test: build-only -->": "build-only",  # names a real provider: build the app, sign nobody in
+    # names providers the embedded provider mimics (presets): each one signs a user in through its mimic
+    "<!-- test: mimics -->": "mimics",
 }
 _FENCE = re.compile(r"^(`{3,})([\w+-]*)[^\n]*$")
 

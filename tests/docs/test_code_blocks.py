@@ -33,7 +33,7 @@ import anyio
 import httpx
 import pytest
 
-from asgi_oauth_guard.testing import OAuthTestProvider
+from asgi_oauth_guard.testing import OAuthTestProvider, find_guard, mimics, signed_in
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET, SECRET_KEY, BrowserFactory
 from .markdown import ROOT, Block, all_blocks
@@ -82,6 +82,8 @@ def environment(monkeypatch: pytest.MonkeyPatch, provider: OAuthTestProvider) ->
         "GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
         "ENTRA_CLIENT_ID": CLIENT_ID,
         "ENTRA_CLIENT_SECRET": CLIENT_SECRET,
+        "GITHUB_CLIENT_ID": "Iv1.quickstart",
+        "GITHUB_CLIENT_SECRET": CLIENT_SECRET,
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
@@ -182,6 +184,9 @@ async def test_python_block(
         assert callable(app), f"{block.id}: app is not an ASGI app"
         if block.marker == "build-only":
             return
+        if block.marker == "mimics":
+            await sign_in_through_mimics(app, get_routes(block.code))
+            return
         routes = get_routes(block.code)
         login_path = guard_path(block.code, "login_path", "/auth/login")
         async with lifespan(app):
@@ -201,6 +206,34 @@ async def test_python_block(
                             assert body["sub"] == "alice", body
             signed_out = await browser.post(guard_path(block.code, "logout_path", "/auth/logout"))
             assert signed_out.status_code == 303
+
+
+# What the embedded provider plays for the presets the quick starts name, by issuer.
+MIMICS = {"https://accounts.google.com": mimics.google, "https://github.com": mimics.github}
+
+
+async def sign_in_through_mimics(app: Any, routes: list[str]) -> None:
+    """A block with several presets: a user signs in with each one, its calls rerouted to its mimic (no
+    network; no lifespan, whose startup check would reach the real provider), and every route answers."""
+    guard = find_guard(app)
+    assert len(guard.providers) > 1
+    for client in guard.providers:
+        make = MIMICS[client.provider.issuer or ""]
+        mimic = make(client_id=client.client_id) if make is mimics.github else make()
+        idp = OAuthTestProvider(
+            mimic=mimic, client_id=client.client_id, client_secret=client.provider.client_secret
+        )
+        sub = str(mimics.github_user_id({"sub": "alice"})) if make is mimics.github else "alice"
+        async with signed_in(app, provider=idp, provider_name=client.name, base_url=APP) as browser:
+            for path in routes:
+                for accept in ("text/html", "application/json"):
+                    answer = await browser.get(path, headers={"accept": accept})
+                    assert answer.status_code < 400, (client.name, path, accept, answer.text)
+                    if answer.headers.get("content-type", "").startswith("application/json"):
+                        body = answer.json()
+                        assert (body["provider"], body["sub"]) == (client.name, sub), body
+            assert (await browser.post("/auth/logout", headers={"origin": APP})).status_code == 303
+        assert idp.count("token") == 1 and idp.count("revoke") == 1  # its own endpoints
 
 
 # -- Shell ----------------------------------------------------------------------------------------------

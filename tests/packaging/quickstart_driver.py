@@ -23,7 +23,7 @@ sys.path.pop(0)
 import uvicorn
 
 import asgi_oauth_guard
-from asgi_oauth_guard.testing import OAuthTestProvider, signed_in
+from asgi_oauth_guard.testing import OAuthTestProvider, find_guard, mimics, signed_in
 
 CLIENT_ID, CLIENT_SECRET = "quickstart-client", "quickstart-secret-0123456789"
 APP = "http://app.test"
@@ -51,6 +51,9 @@ async def drive(path: Path, code: str, provider: OAuthTestProvider) -> list[str]
     sys.modules[path.stem] = module
     spec.loader.exec_module(module)
     routes = list(dict.fromkeys(re.findall(r"""(?:\bRoute|\.get|\.route)\(\s*["'](/[^"'{}<>]*)["']""", code)))
+    if "providers=[" in code:
+        await through_mimics(module.app, routes)
+        return routes
     async with signed_in(module.app, provider=provider, base_url=APP) as client:
         for route in routes:
             for accept in ("text/html", "application/json"):
@@ -60,6 +63,25 @@ async def drive(path: Path, code: str, provider: OAuthTestProvider) -> list[str]
                     body = answer.json()
                     assert not isinstance(body, dict) or body.get("sub", "alice") == "alice", body
     return routes
+
+
+async def through_mimics(app: object, routes: list[str]) -> None:
+    """The quick start with several presets (Google and GitHub): a user signs in with each, its calls
+    rerouted in-process to the embedded provider playing it (no network)."""
+    guard = find_guard(app)
+    for client in guard.providers:
+        github = client.provider.issuer == "https://github.com"
+        mimic = mimics.github(client_id=client.client_id) if github else mimics.google()
+        idp = OAuthTestProvider(
+            mimic=mimic, client_id=client.client_id, client_secret=client.provider.client_secret
+        )
+        sub = str(mimics.github_user_id({"sub": "alice"})) if github else "alice"
+        async with signed_in(app, provider=idp, provider_name=client.name, base_url=APP) as browser:
+            for route in routes:
+                answer = await browser.get(route, headers={"accept": "application/json"})
+                assert answer.status_code < 400, (client.name, route, answer.status_code, answer.text)
+                if answer.headers.get("content-type", "").startswith("application/json"):
+                    assert (answer.json()["provider"], answer.json()["sub"]) == (client.name, sub)
 
 
 def main() -> None:
@@ -74,6 +96,10 @@ def main() -> None:
             "GUARD_SECRET_KEY": "quickstart-guard-secret-key-0123456789",
             "PUBLIC_URL": APP,
             "API_URL": provider.issuer + "/userinfo",
+            "GOOGLE_CLIENT_ID": CLIENT_ID,
+            "GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
+            "GITHUB_CLIENT_ID": "Iv1.quickstart",
+            "GITHUB_CLIENT_SECRET": CLIENT_SECRET,
         }
     )
     try:

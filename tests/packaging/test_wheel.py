@@ -3,8 +3,8 @@
 ``python -m build`` makes the sdist and, from it, the wheel; the wheel goes into a new venv with
 ``--no-index --find-links`` (its dependencies resolve normally, from the index or pip's cache). There, every
 quick start of README.md and docs/quickstart.md runs against the embedded provider (served on loopback) and
-passes ``mypy --strict``. The quick start for two providers waits for the provider redesign (issue #15);
-when it is written in docs/quickstart.md, this test covers it without change.
+passes ``mypy --strict``; the quick start with two providers (Google and GitHub) signs a user in with each,
+through the embedded provider playing it (``quickstart_driver.through_mimics``).
 """
 
 from __future__ import annotations
