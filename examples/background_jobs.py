@@ -30,6 +30,7 @@ from asgi_oauth_guard import (
     OAuthGuard,
     OfflineAccess,
     ProviderUnavailable,
+    StoreUnavailable,
     TokenManager,
     current_identity,
     store_from_url,
@@ -96,7 +97,7 @@ async def work(
                 # event did too); their next sign-in asks for consent and the next job works again.
                 logger.warning("user %s must sign in again: %s", exc.sub, exc.reason)
                 result = {"consent_required": exc.reason}
-            except ProviderUnavailable:
+            except (ProviderUnavailable, StoreUnavailable):
                 result = {"retry_later": sub}  # an outage: queue it again later
             done.append(result)
             if report is not None:

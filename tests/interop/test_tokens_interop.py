@@ -35,7 +35,7 @@ from asgi_oauth_guard import (
     GuardEvent,
     OAuthGuard,
     OfflineAccess,
-    store_from_url,
+    RedisStore,
 )
 from asgi_oauth_guard._resources import audience
 
@@ -76,9 +76,9 @@ PREFIX = f"tokens-{os.getpid()}:"
 
 @pytest.fixture
 async def store(redis_url: str) -> AsyncIterator[Any]:
-    store = store_from_url(redis_url, key_prefix=PREFIX)
+    store = RedisStore.from_url(redis_url, key_prefix=PREFIX, socket_timeout=15.0)
     yield store
-    await store.aclose()  # type: ignore[attr-defined]
+    await store.aclose()
 
 
 def make_guard(provider: InteropProvider, store: Any, *, offset: float = 0.0, **settings: Any) -> OAuthGuard:

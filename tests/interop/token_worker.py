@@ -13,14 +13,16 @@ import time
 
 import anyio
 
-from asgi_oauth_guard import OAuthGuard, OfflineAccess, store_from_url
+from asgi_oauth_guard import OAuthGuard, OfflineAccess, RedisStore
 
 START_TIMEOUT = 60.0
+STORE_TIMEOUT = 15.0
 
 
 async def main() -> None:
     cfg = json.loads(os.environ["TOKEN_WORKER"])
-    store = store_from_url(cfg["store"], key_prefix=cfg["key_prefix"])
+    # A generous read timeout: five processes start their 20 calls at once on a loaded machine.
+    store = RedisStore.from_url(cfg["store"], key_prefix=cfg["key_prefix"], socket_timeout=STORE_TIMEOUT)
     offset = float(cfg["offset"])
     guard = OAuthGuard(
         None,  # type: ignore[arg-type]  # a worker serves no app: it only uses guard.tokens()
@@ -52,7 +54,7 @@ async def main() -> None:
                 tg.start_soon(call)
     print(json.dumps(tokens), flush=True)
     await guard.aclose()
-    await store.aclose()  # type: ignore[attr-defined]
+    await store.aclose()
 
 
 if __name__ == "__main__":
