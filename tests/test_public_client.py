@@ -72,3 +72,15 @@ def test_a_secret_given_to_a_public_client_is_refused() -> None:
             client_auth="none",
             secret_key="k" * 32,
         )
+
+
+def test_a_public_client_cannot_check_hmac_id_tokens() -> None:
+    with pytest.raises(ConfigurationError, match="which a public client \\(client_auth='none'\\) has not"):
+        OAuthGuard(
+            PlainTextResponse("app"),
+            issuer=ISSUER,
+            client_id=CLIENT_ID,
+            client_auth="none",
+            id_token_signed_response_alg="HS256",
+            secret_key="k" * 32,
+        )

@@ -186,7 +186,12 @@ class Provider:
         if self.id_token_signed_response_alg in _id_token.SYMMETRIC and not self.client_secret:
             raise ConfigurationError(
                 f"{what}: id_token_signed_response_alg={self.id_token_signed_response_alg!r} is checked "
-                "with the client secret: set client_secret="
+                + (
+                    "with a client secret, which a public client (client_auth='none') has not: register "
+                    "an asymmetric algorithm such as 'RS256'"
+                    if self.client_auth == "none"
+                    else "with the client secret: set client_secret="
+                )
             )
 
     @property
