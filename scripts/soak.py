@@ -738,10 +738,14 @@ class Cluster:
         ]
 
     def start(self) -> None:
+        # The provider first: a worker that starts before it finds no discovery document, answers 503
+        # until its background retry succeeds, and the soak would count those 503s against the guard.
         self.redis.start()
-        for server in (self.provider, *self.workers):
+        self.provider.start()
+        self.provider.wait_ready()
+        for server in self.workers:
             server.start()
-        for server in (self.provider, *self.workers):
+        for server in self.workers:
             server.wait_ready()
 
     def stop(self) -> None:

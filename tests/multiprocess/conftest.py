@@ -186,9 +186,12 @@ class Cluster:
     def start(self) -> None:
         if self.engine == "redis":
             self.redis.start()
-        for server in self.servers:
+        # The provider first: a worker started before it answers 503 until its startup retry succeeds.
+        self.provider.start()
+        self.provider.wait_ready()
+        for server in self.workers:
             server.start()
-        for server in self.servers:
+        for server in self.workers:
             server.wait_ready()
 
     def ensure_running(self) -> None:
