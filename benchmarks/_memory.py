@@ -48,7 +48,8 @@ async def _sign_in_many(built: _apps.Built, provider: Any, n: int) -> None:
 
 async def memory_store(n: int) -> dict[str, Any]:
     provider = _apps.make_provider()
-    built = _apps.make("guard-memory", provider)
+    # Every sign-in is the same test user: keep all n sessions (the default ends a user's oldest beyond 100).
+    built = _apps.make("guard-memory", provider, max_sessions_per_user=n + 1)
     try:
         await _sign_in_many(built, provider, n)
         store = built.store
@@ -85,7 +86,7 @@ async def redis_store(n: int, redis_url: str) -> dict[str, Any]:
     import redis.asyncio
 
     provider = _apps.make_provider()
-    built = _apps.make("guard-redis", provider, redis_url=redis_url)
+    built = _apps.make("guard-redis", provider, redis_url=redis_url, max_sessions_per_user=n + 1)
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
         await client.flushdb()
