@@ -81,6 +81,12 @@ class GuardState:
             return ANONYMOUS
         return GuardUser(self.identity), credentials(self.identity, self.guard.scopes)
 
+    def publish_in(self, context: Context) -> None:
+        """Make this the :func:`current_state` of code run in ``context``: for adapters that run a request in
+        a fresh copy of a baseline context rather than the one the server's task inherited (it may carry the
+        previous request's variables)."""
+        context.run(_state.set, self)
+
 
 _state: ContextVar[GuardState | None] = ContextVar("asgi_oauth_guard_state", default=None)
 
@@ -97,12 +103,3 @@ def current_identity() -> Identity | None:
     """
     state = _state.get()
     return state.identity if state is not None else None
-
-
-def request_context(baseline: Context, state: object) -> Context:
-    """A copy of ``baseline`` holding only this request's guard state: for adapters that must not run a
-    request in the context the server's task inherited (it may carry the previous request's variables)."""
-    context = baseline.copy()
-    if isinstance(state, GuardState):
-        context.run(_state.set, state)
-    return context

@@ -1,5 +1,6 @@
-"""What the WSGI-style integrations (Flask, Django) share: a framework app that answers the ASGI lifespan,
-and the guard's ASGI response collected into status, headers and body for the framework to send."""
+"""What the WSGI-style integrations (Flask, Django) share: a framework app that answers the ASGI lifespan and
+runs each request in a context of its own, and the guard's ASGI response collected into status, headers and
+body for the framework to send."""
 
 from __future__ import annotations
 
@@ -11,16 +12,64 @@ from collections.abc import Awaitable
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asgi_oauth_guard import GuardState, ProviderUnavailable, Reason, ReloginRequired, StoreUnavailable
+from asgi_oauth_guard import (
+    SCOPE_KEY,
+    GuardState,
+    ProviderUnavailable,
+    Reason,
+    ReloginRequired,
+    StoreUnavailable,
+)
 
-__all__ = ["GuardError", "Rendered", "answer_lifespan", "collect", "render", "run_in"]
+__all__ = ["GuardError", "IsolatedApp", "Rendered", "collect", "reason_of", "render"]
 
 GuardError = Reason | ReloginRequired | ProviderUnavailable | StoreUnavailable
 Rendered = tuple[int, list[tuple[str, str]], bytes]
 
 
-async def answer_lifespan(receive: Receive, send: Send) -> None:
-    """Complete the lifespan for a framework that has none, so the guard's own startup and shutdown run."""
+class IsolatedApp:
+    """A framework's ASGI app with the lifespan answered (the framework has none, so the guard's own startup
+    and shutdown run), WebSockets given to ``websockets`` or closed, and each HTTP request run in a fresh copy
+    of the context the app was built in, holding only this request's guard state.
+
+    The context a server task starts with can carry the previous request's variables (cpython#140947:
+    uvicorn starts a pipelined or paused request from inside the task of the one before it), and asgiref,
+    which runs the framework's sync views, keeps its ``CurrentThreadExecutor`` in such a variable: inherited,
+    the next request submits its view to an executor that has quit, and answers 500.
+    """
+
+    def __init__(self, app: ASGIApp, websockets: ASGIApp | None = None) -> None:
+        self._app = app
+        self._websockets = websockets
+        self._baseline = contextvars.copy_context()
+
+    def prepare(self, context: contextvars.Context, scope: Scope) -> None:
+        """Hook: set what else this request's views read from ``context``."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _answer_lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            if self._websockets is not None:
+                await self._websockets(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1000})
+            return
+        context = self._baseline.copy()
+        state = scope.get(SCOPE_KEY)
+        if isinstance(state, GuardState):
+            state.publish_in(context)
+        self.prepare(context, scope)
+        await _run_in(context, self._app(scope, receive, send))
+
+
+def reason_of(state: GuardState) -> Reason:
+    """Why this request's user is anonymous, as a re-login reason."""
+    return state.reason if isinstance(state.reason, Reason) else Reason.login_required
+
+
+async def _answer_lifespan(receive: Receive, send: Send) -> None:
     while (await receive())["type"] != "lifespan.shutdown":
         await send({"type": "lifespan.startup.complete"})
     await send({"type": "lifespan.shutdown.complete"})
@@ -58,7 +107,7 @@ async def collect(response: ASGIApp, scope: Scope) -> Rendered:
     return status, headers, b"".join(body)
 
 
-async def run_in(context: contextvars.Context, awaitable: Awaitable[None]) -> None:
+async def _run_in(context: contextvars.Context, awaitable: Awaitable[None]) -> None:
     """Await ``awaitable`` as a task running in ``context``; cancelling the caller cancels it."""
 
     async def work() -> None:

@@ -20,14 +20,13 @@ then raises an error that says to serve the ASGI application with uvicorn.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 from asgi_oauth_guard import (
     SCOPE_KEY,
@@ -40,9 +39,8 @@ from asgi_oauth_guard import (
     StoreUnavailable,
     current_state,
 )
-from asgi_oauth_guard._context import request_context
 
-from ._asgi import GuardError, Rendered, answer_lifespan, render, run_in
+from ._asgi import GuardError, IsolatedApp, Rendered, reason_of, render
 
 __all__ = ["GuardMiddleware", "LoginRequired", "get_identity", "login_required", "require_identity", "wrap"]
 
@@ -59,37 +57,11 @@ class LoginRequired(Exception):
         self.reason = reason
 
 
-class _DjangoApp:
-    """Django's ASGI application with the lifespan answered (Django has none), so the guard's run.
-
-    Each request runs in a fresh copy of the context the app was built in, holding only this request's
-    guard state, as under Flask: asgiref, which runs Django's sync views, keeps its executors in context
-    variables, and a server task may start with the previous request's (cpython#140947).
-    """
-
-    def __init__(self, app: ASGIApp, websockets: ASGIApp | None = None) -> None:
-        self.app = app
-        self._websockets = websockets
-        self._baseline = contextvars.copy_context()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await answer_lifespan(receive, send)
-            return
-        if scope["type"] == "websocket":
-            if self._websockets is not None:
-                await self._websockets(scope, receive, send)
-            else:
-                await send({"type": "websocket.close", "code": 1000})  # Django's ASGI app has none
-            return
-        await run_in(request_context(self._baseline, scope.get(SCOPE_KEY)), self.app(scope, receive, send))
-
-
 def wrap(django_app: ASGIApp, *, websockets: ASGIApp | None = None, **guard_settings: Any) -> OAuthGuard:
     """Django's ASGI application (``get_asgi_application()``) behind :class:`~asgi_oauth_guard.OAuthGuard`
     (same keyword settings). Django's ASGI app serves no WebSockets: give ``websockets`` an ASGI app to
     serve them behind the same guard (Channels, or a Starlette ``Router`` of ``WebSocketRoute``)."""
-    return OAuthGuard(_DjangoApp(django_app, websockets), **guard_settings)
+    return OAuthGuard(IsolatedApp(django_app, websockets), **guard_settings)
 
 
 def get_identity(request: HttpRequest) -> Identity | None:
@@ -102,7 +74,7 @@ def require_identity(request: HttpRequest) -> Identity:
     the guard's re-login response by :func:`login_required` or :class:`GuardMiddleware`)."""
     state = _state(request)
     if state.identity is None:
-        raise LoginRequired(_reason(state))
+        raise LoginRequired(reason_of(state))
     return state.identity
 
 
@@ -119,7 +91,7 @@ def login_required(view: View) -> View:
         async def guarded_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             state = _state(request)
             if state.identity is None:
-                return _response(await render(state, _scope(request), _reason(state)))
+                return _response(await render(state, _scope(request), reason_of(state)))
             try:
                 return await view(request, *args, **kwargs)
             except (LoginRequired, *_ANSWERED) as exc:
@@ -131,7 +103,7 @@ def login_required(view: View) -> View:
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         state = _state(request)
         if state.identity is None:
-            return _answer(state, request, _reason(state))
+            return _answer(state, request, reason_of(state))
         try:
             return view(request, *args, **kwargs)
         except (LoginRequired, *_ANSWERED) as exc:
@@ -176,10 +148,6 @@ def _state(request: HttpRequest) -> GuardState:
 def _scope(request: HttpRequest) -> Scope:
     scope: Scope = request.scope  # an ASGIRequest's
     return scope
-
-
-def _reason(state: GuardState) -> Reason:
-    return state.reason if isinstance(state.reason, Reason) else Reason.login_required
 
 
 def _error(exc: Exception) -> GuardError:

@@ -30,22 +30,19 @@ import flask
 from asgiref.sync import async_to_sync
 from asgiref.wsgi import WsgiToAsgi
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 from asgi_oauth_guard import (
-    SCOPE_KEY,
     GuardState,
     Identity,
     OAuthGuard,
     ProviderUnavailable,
-    Reason,
     ReloginRequired,
     StoreUnavailable,
     current_state,
 )
-from asgi_oauth_guard._context import request_context
 
-from ._asgi import GuardError, answer_lifespan, collect, render, run_in
+from ._asgi import GuardError, IsolatedApp, collect, reason_of, render
 
 __all__ = [
     "current_token",
@@ -61,35 +58,16 @@ View = TypeVar("View", bound=Callable[..., Any])
 _scope: ContextVar[Scope | None] = ContextVar("asgi_oauth_guard_flask_scope", default=None)
 
 
-class _FlaskApp:
-    """``WsgiToAsgi`` with the ASGI lifespan answered (WSGI has none) and the scope kept for re-login.
-
-    Each request runs in a fresh copy of the context the app was built in, holding only this request's
-    guard state and scope. The context a server task starts with can carry the previous request's
-    variables (cpython#140947: uvicorn starts a pipelined or paused request from inside the task of
-    the one before it), and asgiref keeps its ``CurrentThreadExecutor`` in such a variable: inherited,
-    the next request submits its view to an executor that has quit, and answers 500.
-    """
+class _FlaskApp(IsolatedApp):
+    """``WsgiToAsgi`` run as an :class:`IsolatedApp` (WSGI has no lifespan, no WebSockets), with the scope
+    kept for the re-login response."""
 
     def __init__(self, wsgi_app: flask.Flask, websockets: ASGIApp | None = None) -> None:
+        super().__init__(WsgiToAsgi(wsgi_app), websockets)  # type: ignore[no-untyped-call]
         self.wsgi_app = wsgi_app
-        self._asgi: ASGIApp = WsgiToAsgi(wsgi_app)  # type: ignore[no-untyped-call]
-        self._websockets = websockets
-        self._baseline = contextvars.copy_context()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await answer_lifespan(receive, send)
-            return
-        if scope["type"] == "websocket" and self._websockets is not None:
-            await self._websockets(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            await send({"type": "websocket.close", "code": 1000})  # WSGI has no WebSockets
-            return
-        context = request_context(self._baseline, scope.get(SCOPE_KEY))
+    def prepare(self, context: contextvars.Context, scope: Scope) -> None:
         context.run(_scope.set, scope)
-        await run_in(context, self._asgi(scope, receive, send))
 
 
 def wrap(flask_app: flask.Flask, *, websockets: ASGIApp | None = None, **guard_settings: Any) -> OAuthGuard:
@@ -110,7 +88,7 @@ def require_user() -> Identity:
     the request gets the guard's re-login response (a redirect, or a 401 JSON for API calls)."""
     state = _state()
     if state.identity is None:
-        _abort(state, _reason(state))
+        _abort(state, reason_of(state))
     return state.identity
 
 
@@ -152,7 +130,7 @@ def login_required(view: View) -> View:
     def guarded(*args: Any, **kwargs: Any) -> Any:
         state = _state()
         if state.identity is None:
-            return _relogin(state, _reason(state))
+            return _relogin(state, reason_of(state))
         try:
             return view(*args, **kwargs)
         except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
@@ -170,10 +148,6 @@ def _state() -> GuardState:
             "...) and serve that with uvicorn, e.g. `uvicorn yourmodule:app --reload` in development"
         )
     return state
-
-
-def _reason(state: GuardState) -> Reason:
-    return state.reason if isinstance(state.reason, Reason) else Reason.login_required
 
 
 def _relogin(state: GuardState, error: GuardError) -> flask.Response:
