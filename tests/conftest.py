@@ -180,3 +180,57 @@ def no_secrets_in_logs(request: pytest.FixtureRequest, caplog: pytest.LogCapture
     text = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in records)
     leaked = [value for value in seen if len(value) >= 8 and value in text]
     assert not leaked, f"{len(leaked)} secret value(s) reached the logs"
+
+
+class CountingStore:
+    """A MemoryStore behind a wrapper that counts each operation the guard calls (``counts``) and keeps the
+    keys it was called with (``keys["replace"]``)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self._inner = MemoryStore(clock=clock)
+        self.counts: dict[str, int] = {}
+        self.keys: dict[str, list[str]] = {}
+
+    def _count(self, name: str, key: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+        self.keys.setdefault(name, []).append(key)
+
+    async def get(self, key: str) -> bytes | None:
+        self._count("get", key)
+        return await self._inner.get(key)
+
+    async def set(self, key: str, value: bytes, *, ttl: float) -> None:
+        self._count("set", key)
+        await self._inner.set(key, value, ttl=ttl)
+
+    async def replace(self, key: str, value: bytes, *, ttl: float) -> bool:
+        self._count("replace", key)
+        return await self._inner.replace(key, value, ttl=ttl)
+
+    async def add(self, key: str, value: bytes, *, ttl: float) -> bool:
+        self._count("add", key)
+        return await self._inner.add(key, value, ttl=ttl)
+
+    async def delete(self, key: str) -> None:
+        self._count("delete", key)
+        await self._inner.delete(key)
+
+    async def acquire(self, key: str, owner: str, *, lease: float) -> bool:
+        self._count("acquire", key)
+        return await self._inner.acquire(key, owner, lease=lease)
+
+    async def release(self, key: str, owner: str) -> bool:
+        self._count("release", key)
+        return await self._inner.release(key, owner)
+
+    async def index_add(self, key: str, member: str, *, ttl: float) -> None:
+        self._count("index_add", key)
+        await self._inner.index_add(key, member, ttl=ttl)
+
+    async def index_members(self, key: str) -> list[str]:
+        self._count("index_members", key)
+        return await self._inner.index_members(key)
+
+    async def index_discard(self, key: str, member: str) -> None:
+        self._count("index_discard", key)
+        await self._inner.index_discard(key, member)

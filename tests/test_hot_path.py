@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from itsdangerous import Signer
 
-from asgi_oauth_guard import MemoryStore, TokenSet
+from asgi_oauth_guard import TokenSet
 from asgi_oauth_guard._crypto import Keyring
 from asgi_oauth_guard._http import find_cookie
 from asgi_oauth_guard._lifetime import TOUCH_INTERVAL, Lifetime
@@ -22,7 +22,7 @@ from asgi_oauth_guard._protocol import refresh_due, refresh_due_from
 from asgi_oauth_guard._session import Session, _record_builder
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
-from .conftest import SECRET_KEY, BrowserFactory, GuardFactory, login
+from .conftest import SECRET_KEY, BrowserFactory, CountingStore, GuardFactory, login
 
 pytestmark = pytest.mark.anyio
 
@@ -151,16 +151,6 @@ def test_refresh_due_from_is_when_refresh_due_turns_true(
         assert refresh_due(tokens, now, leeway)
 
 
-class CountingStore(MemoryStore):
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
-        self.replaced: list[str] = []
-
-    async def replace(self, key: str, value: bytes, *, ttl: float) -> bool:
-        self.replaced.append(key)
-        return await super().replace(key, value, ttl=ttl)
-
-
 async def test_the_fast_path_gives_way_at_each_deadline(
     guard_factory: GuardFactory,
     browser_factory: BrowserFactory,
@@ -169,14 +159,14 @@ async def test_the_fast_path_gives_way_at_each_deadline(
 ) -> None:
     """Refresh due, use to write down, absolute age: each happens on the first request at or after its
     time, as when every request asked each check, and no request before it does any of them."""
-    store = CountingStore(clock=clock)
+    store = CountingStore(clock)
     guard = guard_factory(store=store, session_max_age=3 * 3600, session_idle_timeout=3600, refresh_leeway=60)
     browser = browser_factory(guard)
     await login(browser, provider, "/me")
     assert (await browser.get("/me")).json()["refreshes"] == 0
 
     def writes() -> int:
-        return sum(key.startswith("s:") for key in store.replaced)
+        return sum(key.startswith("s:") for key in store.keys.get("replace", []))
 
     clock.advance(TOUCH_INTERVAL - 1)
     assert (await browser.get("/me")).status_code == 200 and writes() == 0

@@ -21,7 +21,7 @@ from asgi_oauth_guard._session import Session
 from asgi_oauth_guard._sessions import SESSION_PREFIX
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
-from .conftest import CLIENT_SECRET, BrowserFactory, GuardFactory, login
+from .conftest import CLIENT_SECRET, BrowserFactory, CountingStore, GuardFactory, login
 
 pytestmark = pytest.mark.anyio
 
@@ -226,57 +226,6 @@ async def test_an_idle_session_ends_at_session_idle_timeout(
     ended = await browser.get("/me")
     assert ended.status_code == 303 and query(ended.headers["location"])["reason"] == "session_expired"
     assert [e.detail for e in events if e.kind == "relogin"] == ["idle_timeout"]
-
-
-class CountingStore:
-    """A MemoryStore behind a wrapper that counts each operation the guard calls."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self._inner = MemoryStore(clock=clock)
-        self.counts: dict[str, int] = {}
-
-    def _count(self, name: str) -> None:
-        self.counts[name] = self.counts.get(name, 0) + 1
-
-    async def get(self, key: str) -> bytes | None:
-        self._count("get")
-        return await self._inner.get(key)
-
-    async def set(self, key: str, value: bytes, *, ttl: float) -> None:
-        self._count("set")
-        await self._inner.set(key, value, ttl=ttl)
-
-    async def replace(self, key: str, value: bytes, *, ttl: float) -> bool:
-        self._count("replace")
-        return await self._inner.replace(key, value, ttl=ttl)
-
-    async def add(self, key: str, value: bytes, *, ttl: float) -> bool:
-        self._count("add")
-        return await self._inner.add(key, value, ttl=ttl)
-
-    async def delete(self, key: str) -> None:
-        self._count("delete")
-        await self._inner.delete(key)
-
-    async def acquire(self, key: str, owner: str, *, lease: float) -> bool:
-        self._count("acquire")
-        return await self._inner.acquire(key, owner, lease=lease)
-
-    async def release(self, key: str, owner: str) -> bool:
-        self._count("release")
-        return await self._inner.release(key, owner)
-
-    async def index_add(self, key: str, member: str, *, ttl: float) -> None:
-        self._count("index_add")
-        await self._inner.index_add(key, member, ttl=ttl)
-
-    async def index_members(self, key: str) -> list[str]:
-        self._count("index_members")
-        return await self._inner.index_members(key)
-
-    async def index_discard(self, key: str, member: str) -> None:
-        self._count("index_discard")
-        await self._inner.index_discard(key, member)
 
 
 async def test_idle_tracking_writes_at_most_once_a_minute(
