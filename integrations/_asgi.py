@@ -1,6 +1,6 @@
 """What the WSGI-style integrations (Flask, Django) share: a framework app that answers the ASGI lifespan and
 runs each request in a context of its own, and the guard's ASGI response collected into status, headers and
-body for the framework to send."""
+body for the framework to send. Starlette's integration shares the error type and :func:`reason_of`."""
 
 from __future__ import annotations
 

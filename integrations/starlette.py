@@ -38,6 +38,8 @@ from asgi_oauth_guard import (
     StoreUnavailable,
 )
 
+from ._asgi import GuardError, reason_of
+
 __all__ = [
     "LoginRequired",
     "get_identity",
@@ -85,7 +87,7 @@ def require_identity(conn: HTTPConnection) -> Identity:
     :func:`install` answers with the guard's re-login response (a redirect, or a 401 JSON for API calls)."""
     state = get_state(conn)
     if state.identity is None:
-        raise LoginRequired(_reason(state))
+        raise LoginRequired(reason_of(state))
     return state.identity
 
 
@@ -130,11 +132,11 @@ def requires_login(endpoint: Endpoint) -> Endpoint:
         state = get_state(conn)
         if isinstance(conn, WebSocket):
             if state.identity is None:
-                await _refuse(conn, _reason(state))
+                await _refuse(conn, reason_of(state))
                 return None
             return await endpoint(conn)
         if state.identity is None:
-            return await state.guard.relogin_response(conn, _reason(state))
+            return await state.guard.relogin_response(conn, reason_of(state))
         try:
             return await endpoint(conn)
         except (LoginRequired, ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
@@ -150,10 +152,6 @@ def install(app: Starlette) -> None:
     WebSocket endpoint that has not accepted yet, these refuse the handshake instead."""
     for error in (LoginRequired, ReloginRequired, ProviderUnavailable, StoreUnavailable):
         app.add_exception_handler(error, _handler)  # type: ignore[arg-type]  # it takes both kinds
-
-
-def _reason(state: GuardState) -> Reason:
-    return state.reason if isinstance(state.reason, Reason) else Reason.login_required
 
 
 async def _answer(
@@ -177,9 +175,7 @@ async def _handler(conn: HTTPConnection, exc: Exception) -> Response | None:
     return await _answer(conn, exc)  # type: ignore[return-value]
 
 
-async def _refuse(
-    websocket: WebSocket, error: Reason | ReloginRequired | ProviderUnavailable | StoreUnavailable
-) -> None:
+async def _refuse(websocket: WebSocket, error: GuardError) -> None:
     """Refuse a handshake the endpoint has not accepted yet (after that, close it yourself)."""
     refusal = get_state(websocket).guard.websocket_refusal(websocket.scope, error)
     await refusal(websocket.scope, websocket.receive, websocket.send)
