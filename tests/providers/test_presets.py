@@ -78,20 +78,13 @@ PRESETS = [
     pytest.param(
         mimics.entra(tenant=ENTRA), lambda: providers.entra(tenant=ENTRA, **credentials()), id="entra"
     ),
-    pytest.param(
-        mimics.entra(tenant="organizations"),
-        lambda: providers.entra(tenant="organizations", **credentials()),
-        id="entra-organizations",
-    ),
-    pytest.param(
-        mimics.entra(tenant="common"),
-        lambda: providers.entra(tenant="common", **credentials()),
-        id="entra-common",
-    ),
-    pytest.param(
-        mimics.entra(tenant="consumers"),
-        lambda: providers.entra(tenant="consumers", **credentials()),
-        id="entra-consumers",
+    *(
+        pytest.param(
+            mimics.entra(tenant=tenant),
+            lambda tenant=tenant: providers.entra(tenant=tenant, **credentials()),
+            id=f"entra-{tenant}",
+        )
+        for tenant in ("organizations", "common", "consumers")
     ),
     pytest.param(mimics.gitlab(), lambda: providers.gitlab(**credentials()), id="gitlab"),
     pytest.param(
