@@ -480,6 +480,7 @@ class OAuthGuard:
             callback_path: _without_body(self._flows.callback),
             logout_path: self._flows.logout,
         }
+        self._callback_route = self._routes[callback_path]
         if backchannel_logout_path is not None:
             self._routes[backchannel_logout_path] = BackchannelLogout(
                 providers=self.providers, store=checked, ender=self._ender, clock=clock
@@ -658,7 +659,11 @@ class OAuthGuard:
             response = await route(scope, receive)
         except BadRequest as exc:
             sign_in = login_url(root_path(scope), self.login_path, next_path=root_path(scope) + "/")
-            response = await self._pages.bad_request(request, str(exc), sign_in_url=sign_in)
+            # Only the callback carries the provider's response; a login or logout link is the app's own.
+            text = "failed.bad_request" if route is self._callback_route else "failed.bad_link"
+            response = await self._pages.bad_request(
+                request, str(exc), page_message_id=text, sign_in_url=sign_in
+            )
         except (ProviderUnavailable, StoreUnavailable) as exc:
             logger.warning("answering 503 on %s: %s", scope["path"], exc)
             response = await self._pages.unavailable(request, "unavailable.provider", retry_after=5)

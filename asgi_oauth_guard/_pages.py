@@ -54,6 +54,7 @@ DEFAULT_PAGE_TEXTS: Mapping[str, str] = {
         "with this visit. Start the sign-in from the app."
     ),
     "failed.bad_request": "The sign-in response could not be read. Start the sign-in again.",
+    "failed.bad_link": "This sign-in or sign-out link could not be read. Start again from the app.",
     "failed.wrong_issuer": "The sign-in response came from an unexpected issuer. Start the sign-in again.",
     "misconfigured.title": "Sign-in is misconfigured",
     "misconfigured.message": (

@@ -10,6 +10,7 @@ then only wires its parts from a settings object that is known to be good.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -276,6 +277,19 @@ class GuardSettings:
                 "on_login= must be a function (plain or async) that gets a SignIn and returns "
                 "SignInAccepted(...), SignInRefused(...) or None"
             )
+        if self.on_login is not None and not _takes_one_argument(self.on_login):
+            raise ConfigurationError(
+                "on_login= is called with one argument, the SignIn: give a function such as "
+                "`async def on_login(sign_in: SignIn) -> SignInAccepted | SignInRefused | None`"
+            )
+        telemetry = self.telemetry
+        if telemetry is not None and not (
+            callable(getattr(telemetry, "on_event", None)) and callable(getattr(telemetry, "span", None))
+        ):
+            raise ConfigurationError(
+                "telemetry= must be a telemetry backend such as asgi_oauth_guard.otel.GuardTelemetry() "
+                f"(the otel extra), or None; got {type(telemetry).__name__}"
+            )
         return {
             "scopes": tuple(scope_list),
             "trusted_proxies": tuple(trusted_proxies),
@@ -400,3 +414,17 @@ def _strings(name: str, value: object, *, suggestion: object = None) -> list[str
         if not isinstance(item, str):
             raise ConfigurationError(f"{name}= must be a list of strings; {item!r} is not a string")
     return items
+
+
+def _takes_one_argument(hook: Callable[..., object]) -> bool:
+    """Whether ``hook(x)`` binds, so a hook of the wrong shape fails at startup rather than at each
+    sign-in. A callable whose signature Python cannot read is given the benefit of the doubt."""
+    try:
+        signature = inspect.signature(hook)
+    except (TypeError, ValueError):
+        return True
+    try:
+        signature.bind(None)
+    except TypeError:
+        return False
+    return True

@@ -83,7 +83,7 @@ _COUNTS = (
     ("sign_ins", "sign-ins", None),
     ("refreshes", "refreshes", "refreshes"),
     ("shared", "requests that shared a refresh", None),
-    ("refresh_failures", "refused refreshes", "invalid_grant"),
+    ("refresh_failures", "failed refreshes", "invalid_grant"),
     ("relogins", "re-login answers", None),
     ("sign_outs", "sign-outs", "revocations"),
 )
@@ -168,7 +168,7 @@ async function events() {
 const PROVIDER = {exchanges: "code exchanges", refreshes: "refresh requests",
                   invalid_grant: "invalid_grant answers", revocations: "revocations"};
 const GUARD = {exchanges: "code exchanges", duplicates: "duplicates absorbed", refreshes: "refreshes",
-               shared: "shared refreshes", refresh_failures: "refused refreshes", relogins: "re-logins",
+               shared: "shared refreshes", refresh_failures: "failed refreshes", relogins: "re-logins",
                sign_outs: "sign-outs"};
 function show(result) {
   document.getElementById("result").hidden = false;

@@ -53,7 +53,7 @@ NAMES = {
     "duplicate_absorbed": "guard: duplicate absorbed",
     "refresh": "guard: refreshed",
     "refresh_shared": "guard: refresh shared",
-    "refresh_failed": "guard: refresh refused",
+    "refresh_failed": "guard: refresh failed",
     "relogin": "guard: re-login answer",
     "logout": "guard: signed out",
     "session_ended": "guard: session ended",

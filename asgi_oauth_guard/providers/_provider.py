@@ -20,6 +20,10 @@ __all__ = ["DEFAULT_SCOPES", "Discovery", "Provider"]
 Discovery = Literal["oidc", "oauth", "none"]
 DEFAULT_SCOPES = ("openid", "email", "profile")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+MAX_TITLE_LENGTH = 64
+# A title is one line of a button's text: no control characters (a line break or a NUL in a label is a
+# copy-paste accident, and a page hook may put the label somewhere less forgiving than escaped HTML).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -107,6 +111,8 @@ class Provider:
                 f"Provider(name={self.name!r}): a name is 1-32 lower-case letters, digits, '-' or '_', "
                 "such as 'google'"
             )
+        if self.title is not None:
+            self._check_title(what)
         if self.issuer is None:
             raise ConfigurationError(
                 f"{what} needs issuer=: the provider's issuer URL (for one without OpenID Connect, any "
@@ -167,6 +173,19 @@ class Provider:
             )
         if self.client_id:
             self._check_registration(what)
+
+    def _check_title(self, what: str) -> None:
+        title = self.title
+        if not isinstance(title, str) or not title.strip():
+            raise ConfigurationError(
+                f"{what}: title= is the sign-in chooser's label: give a non-empty text such as 'Google', "
+                "or leave it out to show the name"
+            )
+        if len(title) > MAX_TITLE_LENGTH or _CONTROL.search(title):
+            raise ConfigurationError(
+                f"{what}: title= must be one line of at most {MAX_TITLE_LENGTH} characters, without "
+                f"control characters (it labels a button of the sign-in chooser), got {title[:80]!r}"
+            )
 
     def _check_registration(self, what: str) -> None:
         if self.client_auth not in CLIENT_AUTH_METHODS:

@@ -307,7 +307,7 @@ GUARD_LABELS = {
     "duplicates": "duplicates absorbed",
     "refreshes": "refreshes",
     "shared": "shared refreshes",
-    "refresh_failures": "refused refreshes",
+    "refresh_failures": "failed refreshes",
     "relogins": "re-logins",
     "sign_outs": "sign-outs",
 }

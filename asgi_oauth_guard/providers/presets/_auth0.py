@@ -32,7 +32,7 @@ def auth0(
     each user's grant for background jobs (docs/background-jobs.md). With refresh token rotation on,
     presenting a rotated refresh token again revokes its whole family: the guard presents each once.
     """
-    check_host("auth0(domain", domain)
+    check_host("auth0(domain", domain, example="your-tenant.us.auth0.com")
     return Provider(
         name=name,
         title=title,

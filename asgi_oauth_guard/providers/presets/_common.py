@@ -15,12 +15,11 @@ _HOST = re.compile(
 )
 
 
-def check_host(what: str, value: str) -> str:
-    """A bare host name (``tenant.us.auth0.com``), or a ConfigurationError saying how to write it."""
+def check_host(what: str, value: str, *, example: str) -> str:
+    """A bare host name (``example``, this preset's own), or a ConfigurationError saying how to write it."""
     if not isinstance(value, str) or not _HOST.fullmatch(value):
         raise ConfigurationError(
-            f"{what}= must be a host name such as 'your-tenant.us.auth0.com' (no https://, no path), "
-            f"got {value!r}"
+            f"{what}=) must be a host name such as {example!r} (no https://, no path), got {value!r}"
         )
     return value
 

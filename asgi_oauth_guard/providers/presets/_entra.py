@@ -55,7 +55,7 @@ def entra(
     token expired or revoked) ``refresh_rejected``, ``AADSTS50076`` (MFA required) ``mfa_required``.
     ``authority``: the cloud's sign-in host (``login.microsoftonline.us`` for US Government).
     """
-    check_host("entra(authority", authority)
+    check_host("entra(authority", authority, example="login.microsoftonline.com")
     base = f"https://{authority}"
     allowed = None if tenants is None else frozenset(_check_tenants(tenants))
     multi = tenant in ("common", "organizations")

@@ -36,7 +36,7 @@ def okta(
     other's check. ``offline`` (the default) adds ``offline_access``, without which Okta issues no
     refresh token; ``offline=OfflineAccess(...)`` also keeps each user's grant for background jobs.
     """
-    check_host("okta(domain", domain)
+    check_host("okta(domain", domain, example="your-org.okta.com")
     if authorization_server is None:
         issuer = f"https://{domain}"
     elif isinstance(authorization_server, str) and _SERVER_ID.fullmatch(authorization_server):
