@@ -37,7 +37,8 @@ class Provider:
     Args:
         name: Names the provider in the login URL (``?provider=NAME``), in sessions, events and logs:
             lower-case letters, digits, ``-`` and ``_``.
-        title: The provider's name as the sign-in chooser shows it; ``None``: ``name`` capitalised.
+        title: The provider's name as the sign-in chooser shows it (one line, at most 64 characters);
+            ``None``: ``name`` capitalised.
         client_id: The client ID the provider gave this app. Empty only in ``OAuthGuard(provider=...)``,
             whose ``client_id=`` fills it in.
         client_secret: The client secret; sent only to the token, revocation and PAR endpoints.
