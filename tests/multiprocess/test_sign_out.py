@@ -67,13 +67,19 @@ async def sign_out(http: httpx.AsyncClient, url: str, cookie: str) -> httpx.Resp
     return await http.post(url + "/auth/logout", headers={**HTML, "cookie": cookie, "origin": PUBLIC_URL})
 
 
+async def due_for_refresh(http: httpx.AsyncClient, cluster: Cluster) -> tuple[Held, str]:
+    """A session signed in at worker 0 whose token is due, and the provider armed to hold its next answer."""
+    held = Held(http, cluster.provider.url)
+    cookie = await login(http, cluster, worker=0)
+    await until_refresh_is_due((await me(http, cluster.workers[0].url, cookie)).json())
+    await held.arm()
+    return held, cookie
+
+
 async def test_sign_out_in_one_worker_waits_for_the_refresh_in_another(
     running: Cluster, http: httpx.AsyncClient, idp: Idp, redis: Redis
 ) -> None:
-    held = Held(http, running.provider.url)
-    cookie = await login(http, running, worker=0)
-    await until_refresh_is_due((await me(http, running.workers[0].url, cookie)).json())
-    await held.arm()
+    held, cookie = await due_for_refresh(http, running)
     answers: dict[str, httpx.Response] = {}
 
     async def refreshing() -> None:
@@ -99,10 +105,7 @@ async def test_sign_out_in_one_worker_waits_for_the_refresh_in_another(
 async def test_a_refresh_that_lost_its_lock_never_brings_a_signed_out_session_back(
     running: Cluster, http: httpx.AsyncClient, idp: Idp, redis: Redis
 ) -> None:
-    held = Held(http, running.provider.url)
-    cookie = await login(http, running, worker=0)
-    await until_refresh_is_due((await me(http, running.workers[0].url, cookie)).json())
-    await held.arm()
+    held, cookie = await due_for_refresh(http, running)
     answers: dict[str, httpx.Response] = {}
 
     async def refreshing() -> None:
