@@ -7,6 +7,7 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -334,10 +335,17 @@ def _cases_section(cases: list[dict[str, Any]]) -> str:
     return "What the request and the server change (guard, MemoryStore; same run):\n\n" + _table(header, rows)
 
 
+def _short_paths(text: str) -> str:
+    """Profile lines without this machine's directories (site-packages, the stdlib, the checkout)."""
+    text = re.sub(r"/[^\s(]*/site-packages/", "", text)
+    text = re.sub(r"/[^\s(]*/lib/(python3\.\d+/)", r"\1", text)
+    return re.sub(r"/[^\s(]*?/(asgi_oauth_guard\w*/|benchmarks/)", r"\1", text)
+
+
 def _profile_section(profile: dict[str, Any], lines: int = 22) -> str:
     parts = ["cProfile in the uvicorn process under wrk (by own time; cProfile inflates every call):"]
     for name, got in profile.items():
-        body = "\n".join(got["top"].splitlines()[:lines])
+        body = _short_paths("\n".join(got["top"].splitlines()[:lines]))
         parts.append(
             f"{_label(name)}: {got['calls_per_request']:.0f} Python calls per request\n\n```\n{body}\n```"
         )
