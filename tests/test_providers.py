@@ -287,3 +287,9 @@ def test_a_provider_says_what_to_fix(settings: dict[str, Any], message: str) -> 
 
 def test_a_public_client_needs_no_secret() -> None:
     assert provider(client_auth="none", client_secret="").client_auth == "none"
+
+
+def test_the_one_provider_forms_unnamed_provider_shows_its_issuers_host() -> None:
+    assert provider().label == "alpha.example.test"
+    assert provider(name="my_idp").label == "My Idp"
+    assert provider(name="x", title="Example Corp").label == "Example Corp"

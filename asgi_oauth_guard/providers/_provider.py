@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+import httpx
+
 from .. import _id_token
 from .._errors import ConfigurationError
 from .._login_params import LoginParams
@@ -224,8 +226,13 @@ class Provider:
 
     @property
     def label(self) -> str:
-        """The name the chooser shows."""
-        return self.title or self.name.replace("-", " ").replace("_", " ").title()
+        """The name the chooser shows: the title, else the name; the one-provider form's unnamed provider
+        ("default", a word that means nothing to a user) shows its issuer's host."""
+        if self.title:
+            return self.title
+        if self.name == "default" and self.issuer is not None:
+            return httpx.URL(self.issuer).host
+        return self.name.replace("-", " ").replace("_", " ").title()
 
     def given_endpoints(self) -> dict[str, str]:
         """The endpoints written out here (they win over discovered ones)."""
