@@ -23,19 +23,19 @@ import re
 import shlex
 import sys
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-import anyio
 import httpx
 import pytest
 
 from asgi_oauth_guard.testing import OAuthTestProvider, find_guard, mimics, signed_in
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET, SECRET_KEY, BrowserFactory
+from ..lifespan import running
 from .markdown import ROOT, Block, all_blocks
 
 APP = "http://app.test"
@@ -127,21 +127,6 @@ def imported(block: Block, directory: Path) -> Any:
         sys.modules.pop(name, None)
 
 
-@contextlib.asynccontextmanager
-async def lifespan(app: Any) -> AsyncIterator[None]:
-    """Run the app's lifespan around the block, as a server does (the guard closes its HTTP client then)."""
-    to_app, app_receives = anyio.create_memory_object_stream[dict[str, Any]](1)
-    app_sends, from_app = anyio.create_memory_object_stream[dict[str, Any]](1)
-    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    async with to_app, app_receives, app_sends, from_app, anyio.create_task_group() as tg:
-        tg.start_soon(app, scope, app_receives.receive, app_sends.send)
-        await to_app.send({"type": "lifespan.startup"})
-        assert (await from_app.receive())["type"] == "lifespan.startup.complete"
-        yield
-        await to_app.send({"type": "lifespan.shutdown"})
-        assert (await from_app.receive())["type"] == "lifespan.shutdown.complete"
-
-
 def get_routes(code: str) -> list[str]:
     """The paths of the GET routes a block declares (Starlette ``Route``, FastAPI and Flask decorators)."""
     found = re.findall(r"""(?:\bRoute|\.get|\.route)\(\s*["'](/[^"'{}<>]*)["']""", code)
@@ -189,7 +174,7 @@ async def test_python_block(
             return
         routes = get_routes(block.code)
         login_path = guard_path(block.code, "login_path", "/auth/login")
-        async with lifespan(app):
+        async with running(app):
             browser = browser_factory(app, base_url=APP)
             for path in routes:
                 anonymous = await browser.get(path)

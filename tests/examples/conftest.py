@@ -1,19 +1,16 @@
 from __future__ import annotations
 
-import contextlib
 import importlib
 from collections.abc import AsyncIterator
-from typing import Any
 
-import anyio
 import httpx
 import pytest
-from starlette.types import ASGIApp
 
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 from examples._settings import Settings
 
 from ..conftest import SECRET_KEY, send_origin_like_a_browser
+from ..lifespan import running
 
 APP = "http://app.test"
 EXAMPLES = ("starlette", "fastapi", "flask", "django")
@@ -43,21 +40,6 @@ def provider(settings: Settings, clock: FakeClock) -> OAuthTestProvider:
     )
 
 
-@contextlib.asynccontextmanager
-async def lifespan(app: ASGIApp) -> AsyncIterator[None]:
-    """Run the app's lifespan around the block, as a server does (the examples close their clients then)."""
-    to_app, app_receives = anyio.create_memory_object_stream[dict[str, Any]](1)
-    app_sends, from_app = anyio.create_memory_object_stream[dict[str, Any]](1)
-    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    async with to_app, app_receives, app_sends, from_app, anyio.create_task_group() as tg:
-        tg.start_soon(app, scope, app_receives.receive, app_sends.send)
-        await to_app.send({"type": "lifespan.startup"})
-        assert await from_app.receive() == {"type": "lifespan.startup.complete"}
-        yield
-        await to_app.send({"type": "lifespan.shutdown"})
-        assert await from_app.receive() == {"type": "lifespan.shutdown.complete"}
-
-
 @pytest.fixture
 async def client(
     example: str, settings: Settings, provider: OAuthTestProvider, clock: FakeClock
@@ -66,7 +48,7 @@ async def client(
     module = importlib.import_module(f"examples.{example}_app")
     app = module.create_app(settings, idp=provider, clock=clock)
     async with (
-        lifespan(app),
+        running(app),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app),
             base_url=APP,

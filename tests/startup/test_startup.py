@@ -14,7 +14,7 @@ from asgi_oauth_guard import ConfigurationError, OAuthGuard, ProviderUnavailable
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, BrowserFactory, GuardFactory, start_login
-from .lifespan import lifespan
+from ..lifespan import lifespan
 
 pytestmark = pytest.mark.anyio
 
