@@ -6,9 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar, copy_context
-from typing import Any
 
-import anyio
 import httpx
 import pytest
 from django.core.asgi import get_asgi_application
@@ -22,6 +20,7 @@ from asgi_oauth_guard.integrations.django import get_identity, login_required, r
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, BrowserFactory, login
+from ..lifespan import running
 
 pytestmark = pytest.mark.anyio
 
@@ -157,15 +156,8 @@ async def test_guard_errors_raised_in_views_get_the_guards_answer(
 
 
 async def test_the_lifespan_is_answered_for_django(guard: OAuthGuard) -> None:
-    to_app, app_receives = anyio.create_memory_object_stream[dict[str, Any]](1)
-    app_sends, from_app = anyio.create_memory_object_stream[dict[str, Any]](1)
-    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    async with to_app, app_receives, app_sends, from_app, anyio.create_task_group() as tg:
-        tg.start_soon(guard, scope, app_receives.receive, app_sends.send)
-        await to_app.send({"type": "lifespan.startup"})
-        assert await from_app.receive() == {"type": "lifespan.startup.complete"}
-        await to_app.send({"type": "lifespan.shutdown"})
-        assert await from_app.receive() == {"type": "lifespan.shutdown.complete"}
+    async with running(guard):
+        pass  # running() asserts the startup and the shutdown complete
 
 
 @pytest.mark.parametrize("path_", ["/whoami", "/sync", "/typed/sync"])

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextvars import ContextVar, copy_context
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 from asgiref.sync import async_to_sync
@@ -25,6 +24,7 @@ from asgi_oauth_guard.integrations.flask import (
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, BrowserFactory, login
+from ..lifespan import running
 
 pytestmark = pytest.mark.anyio
 
@@ -197,16 +197,8 @@ async def test_flasks_own_session_keeps_working_beside_the_guards(
 
 
 async def test_the_lifespan_is_answered_for_flask(guard: OAuthGuard) -> None:
-    to_app, app_receives = anyio.create_memory_object_stream[dict[str, Any]](2)
-    app_sends, from_app = anyio.create_memory_object_stream[dict[str, Any]](2)
-    async with to_app, app_receives, app_sends, from_app, anyio.create_task_group() as tg:
-        tg.start_soon(
-            guard, {"type": "lifespan", "asgi": {"version": "3.0"}}, app_receives.receive, app_sends.send
-        )
-        await to_app.send({"type": "lifespan.startup"})
-        assert await from_app.receive() == {"type": "lifespan.startup.complete"}
-        await to_app.send({"type": "lifespan.shutdown"})
-        assert await from_app.receive() == {"type": "lifespan.shutdown.complete"}
+    async with running(guard):
+        pass  # running() asserts the startup and the shutdown complete
 
 
 async def test_require_user_answers_anonymous_users_with_the_guards_relogin_response(
