@@ -815,22 +815,15 @@ class AuthorizationServer:
                 status=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        token = self._access_tokens.get(value)
-        user = self.users.get(token.grant.sub) if token is not None else None
-        if (
-            token is None
-            or user is None
-            or token.revoked
-            or not token.grant.alive
-            or user.disabled
-            or self.settings.clock() >= token.expires_at
-        ):
+        live = self._live_access(value)
+        if live is None:
             raise OAuthError(
                 "invalid_token",
                 "the access token is unknown, expired or revoked",
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
+        token, user = live
         sub = self.settings.conformance.userinfo_sub or user.sub
         return {"sub": sub, **_scope_claims(user, set(token.grant.scope.split()))}
 
@@ -847,6 +840,16 @@ class AuthorizationServer:
 
     def _bearer(self, authorization: str | None) -> tuple[_AccessToken, User]:
         value = authorization[7:].strip() if authorization and authorization[:7].lower() == "bearer " else ""
+        live = self._live_access(value)
+        if live is None:
+            raise OAuthError(
+                "invalid_token", "Bad credentials", status=401, body={"message": "Bad credentials"}
+            )
+        return live
+
+    def _live_access(self, value: str) -> tuple[_AccessToken, User] | None:
+        """The access token ``value`` and its user, if it is known, unexpired, unrevoked, of a live grant
+        and of a user still enabled."""
         token = self._access_tokens.get(value)
         user = self.users.get(token.grant.sub) if token is not None else None
         if (
@@ -857,9 +860,7 @@ class AuthorizationServer:
             or user.disabled
             or self.settings.clock() >= token.expires_at
         ):
-            raise OAuthError(
-                "invalid_token", "Bad credentials", status=401, body={"message": "Bad credentials"}
-            )
+            return None
         return token, user
 
     def revoke_github(self, body: Any, authorization: str | None) -> bool:
