@@ -145,6 +145,13 @@ class GuardSettings:
         if self.offline is not None and not isinstance(self.offline, OfflineAccess):
             raise ConfigurationError("offline= must be OfflineAccess(...) or None")
         sealing = ServerKeys(self.server_keys) if self.server_keys is not None else None
+        if sealing is not None and set(self.server_keys or ()) & set(keys):
+            # One secret for two jobs: whoever learns the cookies' key (it signs what every browser
+            # holds) would also open every offline grant and client-credentials token kept in the store.
+            raise ConfigurationError(
+                "server_keys= must not repeat secret_key=: give each its own random keys "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         configured = _providers(
             self.providers,
             one={name: getattr(self, name) for name in _ONE_PROVIDER_DEFAULTS},

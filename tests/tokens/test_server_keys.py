@@ -48,3 +48,20 @@ def test_a_record_moved_to_another_key_or_altered_does_not_open() -> None:
 def test_bad_key_lists_are_refused_with_the_fix(keys: object) -> None:
     with pytest.raises(ConfigurationError, match="server_keys="):
         ServerKeys(keys)  # type: ignore[arg-type]
+
+
+def test_the_cookies_key_is_refused_as_a_server_key() -> None:
+    from starlette.applications import Starlette
+
+    from asgi_oauth_guard import OAuthGuard
+
+    cookie_key = "c" * 40
+    with pytest.raises(ConfigurationError, match="must not repeat secret_key="):
+        OAuthGuard(
+            Starlette(),
+            issuer="https://idp.example.test",
+            client_id="c",
+            client_secret="s",
+            secret_key=[cookie_key],
+            server_keys=[NEW, cookie_key],
+        )
