@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 
 from ._errors import ConfigurationError
+from ._store import ClosesOnExit
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from psycopg import AsyncConnection
     from psycopg_pool import AsyncConnectionPool
 
@@ -101,7 +100,7 @@ def _seconds(ttl: float) -> float:
     return float(ttl)
 
 
-class PostgresStore:
+class PostgresStore(ClosesOnExit):
     """A store in PostgreSQL: for several worker processes or hosts where PostgreSQL is already run.
 
     Give it a ready ``psycopg_pool.AsyncConnectionPool`` (opened, its connections in autocommit mode for
@@ -303,17 +302,6 @@ class PostgresStore:
             self._owned = False
             assert self._pool is not None
             await self._pool.close()
-
-    async def __aenter__(self) -> PostgresStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<PostgresStore table={self.table!r}>"

@@ -21,11 +21,9 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 import anyio
 
 from ._errors import ConfigurationError
-from ._store import MemoryStore, Store
+from ._store import ClosesOnExit, MemoryStore, Store
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from redis.asyncio import Redis, RedisCluster
 
 __all__ = ["RedisStore", "store_from_url"]
@@ -81,7 +79,7 @@ def _milliseconds(ttl: float) -> int:
     return max(1, math.ceil(round(ttl * 1000, 3)))
 
 
-class RedisStore:
+class RedisStore(ClosesOnExit):
     """A store in Redis: the one to use when several worker processes or hosts serve one app.
 
     Give it a ready client made with ``decode_responses=False``: a ``redis.asyncio.Redis`` (one server),
@@ -290,17 +288,6 @@ class RedisStore:
         owned, self._owned = self._owned, []
         for client in owned:
             await client.aclose()
-
-    async def __aenter__(self) -> RedisStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<RedisStore key_prefix={self.key_prefix!r}>"

@@ -6,13 +6,34 @@ the guard encrypts what is secret before it reaches a store.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, TypeVar, runtime_checkable
 
 from ._errors import StoreUnavailable
 from ._events import EventHook, GuardEvent, emit
 from ._memory import MemoryStore
 
 __all__ = ["MemoryStore", "Store"]
+
+_Closing = TypeVar("_Closing", bound="ClosesOnExit")
+
+
+class ClosesOnExit:
+    """``async with store:`` closes it on the way out (:meth:`aclose`: what the store opened itself)."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self: _Closing) -> _Closing:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 @runtime_checkable
