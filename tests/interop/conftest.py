@@ -348,23 +348,29 @@ async def token_request(
     return await client.post(provider.url("/token"), data=body)
 
 
-async def exchange_code(
-    client: httpx.AsyncClient, provider: InteropProvider, authorization: Authorization, **overrides: str
-) -> httpx.Response:
-    data = {
+def code_grant(authorization: Authorization, **overrides: str) -> dict[str, str]:
+    """The token request that redeems ``authorization``'s code (its redirect_uri and PKCE verifier)."""
+    return {
         "grant_type": "authorization_code",
         "code": authorization.code,
         "redirect_uri": authorization.redirect_uri,
         "code_verifier": authorization.verifier,
         **overrides,
     }
-    return await token_request(client, provider, data)
+
+
+def refresh_grant(refresh_token: str) -> dict[str, str]:
+    return {"grant_type": "refresh_token", "refresh_token": refresh_token}
+
+
+async def exchange_code(
+    client: httpx.AsyncClient, provider: InteropProvider, authorization: Authorization, **overrides: str
+) -> httpx.Response:
+    return await token_request(client, provider, code_grant(authorization, **overrides))
 
 
 async def refresh(client: httpx.AsyncClient, provider: InteropProvider, refresh_token: str) -> httpx.Response:
-    return await token_request(
-        client, provider, {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    )
+    return await token_request(client, provider, refresh_grant(refresh_token))
 
 
 def unique_user(prefix: str = "u") -> str:

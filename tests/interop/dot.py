@@ -32,7 +32,9 @@ from .conftest import (
     REPO,
     Authorization,
     InteropProvider,
+    code_grant,
     pkce_pair,
+    refresh_grant,
     serving,
 )
 
@@ -231,17 +233,8 @@ async def token_request(
 async def exchange_code(
     client: httpx.AsyncClient, provider: DotProvider, authorization: Authorization, **overrides: str
 ) -> httpx.Response:
-    data = {
-        "grant_type": "authorization_code",
-        "code": authorization.code,
-        "redirect_uri": authorization.redirect_uri,
-        "code_verifier": authorization.verifier,
-        **overrides,
-    }
-    return await token_request(client, provider, data)
+    return await token_request(client, provider, code_grant(authorization, **overrides))
 
 
 async def refresh(client: httpx.AsyncClient, provider: DotProvider, refresh_token: str) -> httpx.Response:
-    return await token_request(
-        client, provider, {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    )
+    return await token_request(client, provider, refresh_grant(refresh_token))
