@@ -25,8 +25,9 @@ from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 from examples._settings import Settings
 
 from ..conftest import SECRET_KEY, GuardFactory
-from ..examples.conftest import CASES, EXAMPLES, lifespan
+from ..examples.conftest import CASES, EXAMPLES
 from ..examples.test_served import served
+from ..lifespan import running
 from .served import reverse_proxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +124,7 @@ async def mounted(
     app = importlib.import_module(f"examples.{example}_app").create_app(settings, idp=provider, clock=clock)
     outer = Starlette(routes=[Mount("/app", app=app), Route("/elsewhere", cookies_sent)])
     async with (
-        lifespan(app),
+        running(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(outer), base_url=APP) as browser,
     ):
         browser.headers["accept"] = "text/html"
@@ -183,7 +184,7 @@ async def test_a_server_that_leaves_the_root_path_out_of_path_counts_it_once_too
         await app(scope, receive, send)  # type: ignore[arg-type]
 
     async with (
-        lifespan(app),
+        running(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(old_server), base_url=APP) as browser,  # type: ignore[arg-type]
     ):
         browser.headers["accept"] = "text/html"
