@@ -373,6 +373,20 @@ async def refresh(client: httpx.AsyncClient, provider: InteropProvider, refresh_
     return await token_request(client, provider, refresh_grant(refresh_token))
 
 
+async def walk_to_callback(idp: httpx.AsyncClient, authorize_url: str, *, user: str, callback: str) -> str:
+    """oidc-provider's headless interaction (interop/server.mjs), as the user ``user`` (``login_hint``): from
+    the authorization request the app redirected to, the callback URL the provider sends back (not loaded)."""
+    url = httpx.URL(authorize_url).copy_merge_params({"login_hint": user})
+    for _ in range(8):
+        answer = await idp.get(url)
+        assert answer.is_redirect, f"{answer.status_code} from {url}: {answer.text[:300]}"
+        target = urljoin(str(url), answer.headers["location"])
+        if target.split("?", 1)[0] == callback:
+            return target
+        url = httpx.URL(target)
+    raise AssertionError("oidc-provider never redirected to the callback")
+
+
 def unique_user(prefix: str = "u") -> str:
     """An account id of its own for one test (the provider accepts any well-formed id as a user)."""
     return f"{prefix}-{secrets.token_hex(6)}"

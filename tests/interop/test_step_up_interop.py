@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -24,7 +23,7 @@ from starlette.routing import Route
 from asgi_oauth_guard import LoginParams, MemoryStore, OAuthGuard, current_identity
 from asgi_oauth_guard.integrations.starlette import install, require_recent_sign_in
 
-from .conftest import InteropProvider, running_oidc_provider, unique_user
+from .conftest import InteropProvider, running_oidc_provider, unique_user, walk_to_callback
 
 pytestmark = pytest.mark.anyio
 
@@ -94,15 +93,8 @@ async def through_provider(
     to the callback's answer."""
     started = await browser.get(login)
     assert started.status_code == 303, started.text[:300]
-    url = httpx.URL(started.headers["location"]).copy_merge_params({"login_hint": user})
-    for _ in range(8):
-        answer = await idp.get(url)
-        assert answer.is_redirect, f"{answer.status_code} from {url}: {answer.text[:300]}"
-        target = urljoin(str(url), answer.headers["location"])
-        if target.split("?", 1)[0] == CALLBACK:
-            return await browser.get(target.removeprefix(APP_URL))
-        url = httpx.URL(target)
-    raise AssertionError("oidc-provider never redirected to the callback")
+    target = await walk_to_callback(idp, started.headers["location"], user=user, callback=CALLBACK)
+    return await browser.get(target.removeprefix(APP_URL))
 
 
 async def test_a_route_demanding_a_recent_sign_in_gets_a_new_authentication(

@@ -16,7 +16,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin
 
 import anyio
 import httpx
@@ -29,7 +28,7 @@ from starlette.routing import Route
 from asgi_oauth_guard import MemoryStore, OAuthGuard, Provider, current_identity, providers
 from asgi_oauth_guard.testing import OAuthTestProvider, mimics, providers_transport
 
-from .conftest import InteropProvider, unique_user
+from .conftest import InteropProvider, unique_user, walk_to_callback
 from .guard_app import Journal, select
 
 pytestmark = pytest.mark.anyio
@@ -146,15 +145,7 @@ class Browser:
         if provider == "github":
             assert location.startswith("https://github.com/login/oauth/authorize?"), location
             return await self.rig.github.complete_authorization(location, user=self.user)
-        url = httpx.URL(location).copy_merge_params({"login_hint": self.user})
-        for _ in range(8):  # oidc-provider's headless interaction (interop/server.mjs)
-            answer = await self.idp.get(url)
-            assert answer.is_redirect, f"{answer.status_code} from {url}: {answer.text[:300]}"
-            target = urljoin(str(url), answer.headers["location"])
-            if target.split("?", 1)[0] == CALLBACK:
-                return target
-            url = httpx.URL(target)
-        raise AssertionError("oidc-provider never redirected to the callback")
+        return await walk_to_callback(self.idp, location, user=self.user, callback=CALLBACK)
 
     async def me(self) -> dict[str, Any]:
         response = await self.app.get("/api/me", headers={"accept": "application/json"})

@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin
 
 import anyio
 import httpx
@@ -27,7 +26,7 @@ from starlette.routing import Route
 
 from asgi_oauth_guard import MemoryStore, OAuthGuard, Provider, current_identity
 
-from .conftest import InteropProvider, running_oidc_provider, unique_user
+from .conftest import InteropProvider, running_oidc_provider, unique_user, walk_to_callback
 from .dot import REVOCATION_PATH, TOKEN_PATH, DotProvider, running_dot_provider, sign_in
 from .guard_app import Journal, select
 
@@ -151,15 +150,7 @@ class Browser:
             assert location.startswith(self.rig.dot.endpoint("/authorize/?")), location
             return await sign_in(self.idp, self.rig.dot, location, user=self.user, redirect_uri=CALLBACK)
         assert location.startswith(self.rig.node.url("/auth?")), location
-        url = httpx.URL(location).copy_merge_params({"login_hint": self.user})
-        for _ in range(8):  # oidc-provider's headless interaction (interop/server.mjs)
-            answer = await self.idp.get(url)
-            assert answer.is_redirect, f"{answer.status_code} from {url}: {answer.text[:300]}"
-            target = urljoin(str(url), answer.headers["location"])
-            if target.split("?", 1)[0] == CALLBACK:
-                return target
-            url = httpx.URL(target)
-        raise AssertionError("oidc-provider never redirected to the callback")
+        return await walk_to_callback(self.idp, location, user=self.user, callback=CALLBACK)
 
     async def me(self) -> dict[str, Any]:
         response = await self.app.get("/api/me", headers={"accept": "application/json"})
