@@ -387,6 +387,34 @@ async def walk_to_callback(idp: httpx.AsyncClient, authorize_url: str, *, user: 
     raise AssertionError("oidc-provider never redirected to the callback")
 
 
+class AppBrowser:
+    """One user's browser for a guard served in-process: a client for the app (pages asked as HTML) and one
+    for the providers' sign-in pages (real HTTP). Subclasses say how each provider signs the user in."""
+
+    def __init__(self, guard: Any, user: str, *, app_url: str) -> None:
+        self.user = user
+        self.app = httpx.AsyncClient(
+            transport=httpx.ASGITransport(guard), base_url=app_url, headers={"accept": "text/html"}
+        )
+        self.idp = httpx.AsyncClient(timeout=20)
+
+    async def aclose(self) -> None:
+        await self.app.aclose()
+        await self.idp.aclose()
+
+    async def authorize_location(self, provider: str) -> str:
+        """The guard's login route for ``provider``: where it sends the browser."""
+        response = await self.app.get("/auth/login", params={"provider": provider, "next": "/api/me"})
+        assert response.status_code == 303, response.text[:300]
+        return str(response.headers["location"])
+
+    async def me(self) -> dict[str, Any]:
+        response = await self.app.get("/api/me", headers={"accept": "application/json"})
+        assert response.status_code == 200, response.text[:300]
+        body: dict[str, Any] = response.json()
+        return body
+
+
 def unique_user(prefix: str = "u") -> str:
     """An account id of its own for one test (the provider accepts any well-formed id as a user)."""
     return f"{prefix}-{secrets.token_hex(6)}"

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from asgi_oauth_guard import MemoryStore, OAuthGuard, Provider, current_identity, providers
 from asgi_oauth_guard.testing import OAuthTestProvider, mimics, providers_transport
 
-from .conftest import InteropProvider, unique_user, walk_to_callback
+from .conftest import AppBrowser, InteropProvider, unique_user, walk_to_callback
 from .guard_app import Journal, select
 
 pytestmark = pytest.mark.anyio
@@ -120,38 +120,22 @@ async def rig(oidc_provider: InteropProvider) -> AsyncIterator[Rig]:
         yield Rig(guard, clock, alpha, github, oidc_provider)
 
 
-class Browser:
-    """One user's browser: a client for the app (in-process), one for the providers' sign-in pages."""
+class Browser(AppBrowser):
+    """One user's browser on the three-provider app."""
 
     def __init__(self, rig: Rig, user: str) -> None:
+        super().__init__(rig.guard, user, app_url=APP_URL)
         self.rig = rig
-        self.user = user
-        self.app = httpx.AsyncClient(
-            transport=httpx.ASGITransport(rig.guard), base_url=APP_URL, headers={"accept": "text/html"}
-        )
-        self.idp = httpx.AsyncClient(timeout=20)
-
-    async def aclose(self) -> None:
-        await self.app.aclose()
-        await self.idp.aclose()
 
     async def start_login(self, provider: str) -> str:
         """The callback URL the provider sends the browser back to (not loaded yet)."""
-        response = await self.app.get("/auth/login", params={"provider": provider, "next": "/api/me"})
-        assert response.status_code == 303, response.text[:300]
-        location = response.headers["location"]
+        location = await self.authorize_location(provider)
         if provider == "alpha":
             return await self.rig.alpha.complete_authorization(location, user=self.user)
         if provider == "github":
             assert location.startswith("https://github.com/login/oauth/authorize?"), location
             return await self.rig.github.complete_authorization(location, user=self.user)
         return await walk_to_callback(self.idp, location, user=self.user, callback=CALLBACK)
-
-    async def me(self) -> dict[str, Any]:
-        response = await self.app.get("/api/me", headers={"accept": "application/json"})
-        assert response.status_code == 200, response.text[:300]
-        body: dict[str, Any] = response.json()
-        return body
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from asgi_oauth_guard import MemoryStore, OAuthGuard, Provider, current_identity
 
-from .conftest import InteropProvider, running_oidc_provider, unique_user, walk_to_callback
+from .conftest import AppBrowser, InteropProvider, running_oidc_provider, unique_user, walk_to_callback
 from .dot import REVOCATION_PATH, TOKEN_PATH, DotProvider, running_dot_provider, sign_in
 from .guard_app import Journal, select
 
@@ -127,36 +127,21 @@ async def rig(node: InteropProvider, dot: DotProvider) -> AsyncIterator[Rig]:
         yield Rig(guard, clock, node, dot, {"node": Journal(node), "dot": Journal(dot)})
 
 
-class Browser:
-    """One user's browser: a client for the app (in-process), one for the providers (real HTTP)."""
+class Browser(AppBrowser):
+    """One user's browser on the two-real-provider app."""
 
     def __init__(self, rig: Rig, user: str) -> None:
+        super().__init__(rig.guard, user, app_url=APP_URL)
         self.rig = rig
-        self.user = user
-        self.app = httpx.AsyncClient(
-            transport=httpx.ASGITransport(rig.guard), base_url=APP_URL, headers={"accept": "text/html"}
-        )
-        self.idp = httpx.AsyncClient(timeout=20)
-
-    async def aclose(self) -> None:
-        await self.app.aclose()
-        await self.idp.aclose()
 
     async def start_login(self, provider: str) -> str:
-        response = await self.app.get("/auth/login", params={"provider": provider, "next": "/api/me"})
-        assert response.status_code == 303, response.text[:300]
-        location = response.headers["location"]
+        """The callback URL the provider sends the browser back to (not loaded yet)."""
+        location = await self.authorize_location(provider)
         if provider == "dot":
             assert location.startswith(self.rig.dot.endpoint("/authorize/?")), location
             return await sign_in(self.idp, self.rig.dot, location, user=self.user, redirect_uri=CALLBACK)
         assert location.startswith(self.rig.node.url("/auth?")), location
         return await walk_to_callback(self.idp, location, user=self.user, callback=CALLBACK)
-
-    async def me(self) -> dict[str, Any]:
-        response = await self.app.get("/api/me", headers={"accept": "application/json"})
-        assert response.status_code == 200, response.text[:300]
-        body: dict[str, Any] = response.json()
-        return body
 
 
 @pytest.fixture
