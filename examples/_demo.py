@@ -241,6 +241,7 @@ class Demo:
             experiment=request.path_params["name"],
             guard_delta=_minus(self.journal.counts(), guard_before),
             provider_delta=_minus(provider_counts(self.idp), provider_before),
+            provider_down=self.idp.down,
             events=[e.public() for e in events],
             timeline=timeline_svg(
                 result["title"],

@@ -129,7 +129,7 @@ def _demo_panel() -> str:
         "<h2>What the guard did</h2>"
         '<table><thead><tr><th></th><th>the guard</th><th colspan="2">the provider saw</th></tr></thead>'
         f"<tbody>{rows}</tbody></table>"
-        '<p><small>Provider: <span id="provider-state">up</span></small></p>'
+        '<p><small>Provider: <span id="provider-state">?</span></small></p>'  # the first poll says
         "<h2>Try this</h2>"
         f'<ul class="try">{buttons}</ul>'
         '<div id="result" hidden><h3 id="result-title"></h3>'
@@ -205,6 +205,7 @@ for (const button of document.querySelectorAll("button[data-experiment]")) {
       const result = await response.json();
       sessionStorage.setItem("demo-result", JSON.stringify(result));
       show(result);
+      say("provider-state", result.provider_down ? "down" : "up");  // before any poll that began earlier
       await events();
     } finally {
       buttons.forEach(b => b.disabled = false);
