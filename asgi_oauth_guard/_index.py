@@ -11,12 +11,12 @@ Every entry expires when its session must have ended (its absolute age), and a u
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Sequence
 
+from . import _json
 from ._crypto import Keyring
-from ._session import Session
+from ._session import Session, fields_of
 from ._store import Store
 
 __all__ = ["SessionIndex", "SessionInfo"]
@@ -54,12 +54,12 @@ class _Meta:
     op_session: str | None
 
     def dumps(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":")).encode()
+        return _json.dumps(fields_of(self))
 
     @classmethod
     def loads(cls, data: bytes) -> _Meta | None:
         try:
-            raw = json.loads(data)
+            raw = _json.loads(data)
             return cls(**{f.name: raw.get(f.name) for f in dataclasses.fields(cls)})
         except (ValueError, TypeError):
             return None

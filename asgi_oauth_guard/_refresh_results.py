@@ -13,16 +13,16 @@ SHA-256 of the token, so the store never sees the token in the clear.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import hashlib
-import json
 import time
 
 import anyio
 
+from . import _json
 from ._crypto import seal, unseal
 from ._protocol import TokenSet
+from ._session import fields_of
 from ._store import Store
 
 RESULT_PREFIX = "rt:"
@@ -55,7 +55,7 @@ class RefreshResults:
 
     async def record(self, refresh_token: str, sid: str, key: bytes, tokens: TokenSet) -> None:
         """The provider's answer to this refresh token, for whoever finds it claimed."""
-        blob = seal(key, _aad(sid, refresh_token), json.dumps(dataclasses.asdict(tokens)).encode())
+        blob = seal(key, _aad(sid, refresh_token), _json.dumps(fields_of(tokens)))
         await self._store.set(self._key(refresh_token), blob, ttl=self._ttl)
 
     async def unclaim(self, refresh_token: str) -> None:
@@ -73,7 +73,7 @@ class RefreshResults:
         if plain is None:
             return Spent.pending  # not this session's: never present the token, never trust the blob
         try:
-            return TokenSet(**json.loads(plain))
+            return TokenSet(**_json.loads(plain))
         except (ValueError, TypeError):
             return Spent.pending
 
