@@ -7,11 +7,15 @@
     application = wrap(get_asgi_application(), issuer=..., client_id=..., ...)
 
     # views.py: sync and async views alike
-    from asgi_oauth_guard.integrations.django import login_required, require_identity
+    from asgi_oauth_guard.integrations.django import login_required, require_identity, require_recent_sign_in
 
     @login_required  # anonymous users get the guard's re-login response
     def profile(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"sub": require_identity(request).sub})
+
+    @login_required  # step-up: a sign-in at most 5 minutes old (login_params must allow max_age)
+    def close_account(request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"sub": require_recent_sign_in(request, max_age=300).sub})
 
 Django runs sync views in a thread with a copy of the request's context (asgiref), so the guard's identity is
 there too. ``manage.py runserver`` serves Django over WSGI, without the guard: a view that reads the user
@@ -21,11 +25,12 @@ then raises an error that says to serve the ASGI application with uvicorn.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from starlette.requests import Request
 from starlette.types import ASGIApp, Scope
 
 from asgi_oauth_guard import (
@@ -40,9 +45,18 @@ from asgi_oauth_guard import (
     current_state,
 )
 
-from ._asgi import GuardError, IsolatedApp, Rendered, reason_of, render
+from ._asgi import GuardError, IsolatedApp, Rendered, collect, reason_of, render
 
-__all__ = ["GuardMiddleware", "LoginRequired", "get_identity", "login_required", "require_identity", "wrap"]
+__all__ = [
+    "GuardMiddleware",
+    "LoginRequired",
+    "StepUpRequired",
+    "get_identity",
+    "login_required",
+    "require_identity",
+    "require_recent_sign_in",
+    "wrap",
+]
 
 View = TypeVar("View", bound=Callable[..., Any])
 _ANSWERED = (ReloginRequired, ProviderUnavailable, StoreUnavailable)
@@ -55,6 +69,19 @@ class LoginRequired(Exception):
     def __init__(self, reason: Reason) -> None:
         super().__init__(f"a signed-in user is required ({reason.value})")
         self.reason = reason
+
+
+class StepUpRequired(Exception):
+    """Raised by :func:`require_recent_sign_in` when the user's sign-in is too old (or its ``acr`` not one
+    asked for); :func:`login_required` and :class:`GuardMiddleware` answer it with the guard's step-up
+    response: page loads go to a sign-in that asks the provider for a new authentication, then back; API
+    calls get a 401 ``insufficient_user_authentication`` (RFC 9470)."""
+
+    def __init__(self, identity: Identity, *, max_age: int | None, acr_values: tuple[str, ...]) -> None:
+        super().__init__("a recent sign-in is required")
+        self.identity = identity
+        self.max_age = max_age
+        self.acr_values = acr_values
 
 
 def wrap(django_app: ASGIApp, *, websockets: ASGIApp | None = None, **guard_settings: Any) -> OAuthGuard:
@@ -78,6 +105,20 @@ def require_identity(request: HttpRequest) -> Identity:
     return state.identity
 
 
+def require_recent_sign_in(
+    request: HttpRequest, *, max_age: int | None = None, acr_values: Sequence[str] = ()
+) -> Identity:
+    """The signed-in user, who authenticated at the provider at most ``max_age`` seconds ago (and with one
+    of ``acr_values``, when given): step-up for a sensitive view. Otherwise raise :class:`StepUpRequired`
+    (or :class:`LoginRequired` for an anonymous request), answered by :func:`login_required` or
+    :class:`GuardMiddleware`. The provider's ``login_params`` must allow ``max_age`` (and these
+    ``acr_values``); the guard checks the new ID token's ``auth_time`` and ``acr``."""
+    identity = require_identity(request)
+    if _state(request).guard.needs_step_up(identity, max_age=max_age, acr_values=acr_values):
+        raise StepUpRequired(identity, max_age=max_age, acr_values=tuple(acr_values))
+    return identity
+
+
 def login_required(view: View) -> View:
     """Answer the guard's re-login response instead of calling ``view`` (sync or async) for anonymous users.
 
@@ -94,6 +135,8 @@ def login_required(view: View) -> View:
                 return _response(await render(state, _scope(request), reason_of(state)))
             try:
                 return await view(request, *args, **kwargs)
+            except StepUpRequired as exc:
+                return _response(await _step_up(state, _scope(request), exc))
             except (LoginRequired, *_ANSWERED) as exc:
                 return _response(await render(state, _scope(request), _error(exc)))
 
@@ -106,6 +149,8 @@ def login_required(view: View) -> View:
             return _answer(state, request, reason_of(state))
         try:
             return view(request, *args, **kwargs)
+        except StepUpRequired as exc:
+            return _response(async_to_sync(_step_up)(state, _scope(request), exc))
         except (LoginRequired, *_ANSWERED) as exc:
             return _answer(state, request, _error(exc))
 
@@ -128,6 +173,8 @@ class GuardMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
+        if isinstance(exception, StepUpRequired):
+            return _response(async_to_sync(_step_up)(_state(request), _scope(request), exception))
         if not isinstance(exception, (LoginRequired, *_ANSWERED)):
             return None
         return _answer(_state(request), request, _error(exception))
@@ -157,6 +204,13 @@ def _error(exc: Exception) -> GuardError:
 def _answer(state: GuardState, request: HttpRequest, error: GuardError) -> HttpResponse:
     """From sync code (a view's thread): the guard builds its answer on the server's event loop."""
     return _response(async_to_sync(render)(state, _scope(request), error))
+
+
+async def _step_up(state: GuardState, scope: Scope, exc: StepUpRequired) -> Rendered:
+    response = state.guard.step_up_response(
+        Request(scope), exc.identity, max_age=exc.max_age, acr_values=exc.acr_values
+    )
+    return await collect(response, scope)
 
 
 def _response(rendered: Rendered) -> HttpResponse:

@@ -15,8 +15,21 @@ from django.test import Client, override_settings
 from django.urls import path
 
 import examples.django_app  # noqa: F401  (configures Django's settings for this process, once)
-from asgi_oauth_guard import MemoryStore, OAuthGuard, ProviderUnavailable, Reason, ReloginRequired
-from asgi_oauth_guard.integrations.django import get_identity, login_required, require_identity, wrap
+from asgi_oauth_guard import (
+    LoginParams,
+    MemoryStore,
+    OAuthGuard,
+    ProviderUnavailable,
+    Reason,
+    ReloginRequired,
+)
+from asgi_oauth_guard.integrations.django import (
+    get_identity,
+    login_required,
+    require_identity,
+    require_recent_sign_in,
+    wrap,
+)
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET, ISSUER, SECRET_KEY, BrowserFactory, login
@@ -69,6 +82,20 @@ def middleware_outage(request: HttpRequest) -> JsonResponse:
     raise ProviderUnavailable("the provider did not answer")
 
 
+@login_required
+def sync_admin(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"sub": require_recent_sign_in(request, max_age=300).sub})
+
+
+@login_required
+async def async_admin(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"sub": require_recent_sign_in(request, max_age=300).sub})
+
+
+def middleware_admin(request: HttpRequest) -> JsonResponse:  # no decorator: GuardMiddleware answers
+    return JsonResponse({"sub": require_recent_sign_in(request, max_age=300).sub})
+
+
 urlpatterns = [
     path("whoami", whoami),
     path("sync", sync_private),
@@ -80,6 +107,9 @@ urlpatterns = [
     path("api/refused", refused),
     path("api/outage", outage),
     path("api/middleware-outage", middleware_outage),
+    path("admin/sync", sync_admin),
+    path("admin/async", async_admin),
+    path("admin/middleware", middleware_admin),
 ]
 
 
@@ -186,3 +216,35 @@ async def test_each_request_runs_in_a_clean_context(guard: OAuthGuard, browser: 
     assert (
         seen["leaked"] is None and "leaked" not in seen["names"] and "asgi_oauth_guard_state" in seen["names"]
     )
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "middleware"])
+async def test_a_view_demanding_a_recent_sign_in_gets_one(
+    provider: OAuthTestProvider, clock: FakeClock, browser_factory: BrowserFactory, kind: str
+) -> None:
+    provider.signed_in_at("alice", clock() - 3600)  # the provider's session is an hour old
+    async with httpx.AsyncClient(transport=provider.transport()) as http:
+        guard = wrap(
+            get_asgi_application(),
+            issuer=ISSUER,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            secret_key=SECRET_KEY,
+            http_client=http,
+            clock=clock,
+            store=MemoryStore(clock=clock),
+            login_params=LoginParams(max_age=True),
+        )
+        browser = browser_factory(guard)
+        await login(browser, provider)
+        stale = await browser.get(f"/admin/{kind}")
+        assert stale.status_code == 303
+        assert stale.headers["location"] == f"/auth/login?next=%2Fadmin%2F{kind}&max_age=300"
+        api = await browser.get(f"/admin/{kind}", headers=API)
+        assert api.status_code == 401 and api.json()["error"] == "insufficient_user_authentication"
+        assert 'error="insufficient_user_authentication"' in api.headers["www-authenticate"]
+        started = await browser.get(stale.headers["location"])
+        assert (
+            await browser.get(await provider.complete_authorization(started.headers["location"]))
+        ).is_redirect
+        assert (await browser.get(f"/admin/{kind}")).json() == {"sub": "alice"}  # authenticated just now
