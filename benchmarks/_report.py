@@ -382,14 +382,24 @@ def _scaling_section(scaling: dict[str, Any]) -> str:
             f"{r['cold_us']:.1f}",
             _ratio(r["cold_vs_warm"], r["cold_vs_warm_range"]),
             f"{r['warm_vs_bare']:.2f}x / {r['cold_vs_bare']:.2f}x",
+            f"{r['warm_gc_us']:.1f} / {r['cold_gc_us']:.1f}",
         ]
         for r in scaling["cold_path"]
     ]
     parts.append(
         "Cold path: each request from a random one of the stored sessions (the guard's caches hold 10,000), "
-        "against the warm path (100 users) in the same rounds.\n\n"
+        "against the warm path (100 users) in the same rounds. GC: the µs per request the garbage "
+        "collector took (`gc.callbacks`; the mean over rounds), included in the request's.\n\n"
         + _table(
-            ["store", "sessions stored", "warm µs", "cold µs", "cold vs warm (range)", "warm / cold vs bare"],
+            [
+                "store",
+                "sessions stored",
+                "warm µs",
+                "cold µs",
+                "cold vs warm (range)",
+                "warm / cold vs bare",
+                "GC µs warm / cold",
+            ],
             rows,
         )
     )

@@ -110,6 +110,41 @@ async def timed_random(app: ASGIApp, sessions: Sequence[bytes], picker: random.R
 Runner = Callable[[int], Awaitable[float]]
 
 
+class GcClock:
+    """CPU time the garbage collector took while entered (``gc.callbacks``): the cold path's caches keep
+    every session's objects alive until evicted, and the collections of them are charged to whatever code
+    allocates next, the app's included."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
+def gc_counted(runner: Runner, samples: list[float]) -> Runner:
+    """``runner``, appending the µs per request its garbage collections took to ``samples``."""
+
+    async def run(n: int) -> float:
+        with GcClock() as clock:
+            seconds = await runner(n)
+        samples.append(clock.seconds / n * 1e6)
+        return seconds
+
+    return run
+
+
 async def interleaved(runners: dict[str, Runner], *, rounds: int, requests: int) -> dict[str, Any]:
     """µs per request of each runner, rounds in rotating order; ratios to ``"bare"`` per round."""
     names = list(runners)
@@ -270,11 +305,15 @@ async def cold_path(
         try:
             await bench.mint(stored)
             everyone = bench.session_cookies
+            gc_warm: list[float] = []
+            gc_cold: list[float] = []
             got = await interleaved(
                 {
                     "bare": partial(timed, bare_app, bare_scope),
-                    "warm": partial(timed_fresh, bench.guard, everyone[:100]),
-                    "cold": partial(timed_random, bench.guard, everyone, random.Random(21)),
+                    "warm": gc_counted(partial(timed_fresh, bench.guard, everyone[:100]), gc_warm),
+                    "cold": gc_counted(
+                        partial(timed_random, bench.guard, everyone, random.Random(21)), gc_cold
+                    ),
                 },
                 rounds=rounds,
                 requests=requests,
@@ -289,6 +328,10 @@ async def cold_path(
                     "cold_vs_bare": got["cold"]["vs_bare"],
                     "cold_vs_warm": got["cold"]["vs_warm"],
                     "cold_vs_warm_range": got["cold"]["vs_warm_range"],
+                    # Means, not medians: a collection of the oldest generation comes every few thousand
+                    # requests, in some rounds and not others. The first sample is the warm-up's.
+                    "warm_gc_us": statistics.fmean(gc_warm[1:] or gc_warm),
+                    "cold_gc_us": statistics.fmean(gc_cold[1:] or gc_cold),
                 }
             )
         finally:

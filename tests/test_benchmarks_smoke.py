@@ -53,6 +53,10 @@ def test_smoke_run_measures_every_variant_and_the_races(tmp_path: Path) -> None:
     assert [(r["store"], r["stored"]) for r in scaling["stored_sessions"]] == [(s, 1000) for s in stores]
     assert [r["store"] for r in scaling["cold_path"]] == stores
     assert all(r["cold_us"] > 0 and r["warm_us"] > 0 for r in scaling["cold_path"])
+    assert all(
+        isinstance(r["warm_gc_us"], float) and isinstance(r["cold_gc_us"], float)
+        for r in scaling["cold_path"]
+    )
     assert [r["others"] for r in scaling["cookie_sizes"]] == [100, 500, 1000, 2000, 4000]
     assert scaling["sign_ins"]["per_second_per_core"] > 0
     assert [r["store"] for r in scaling["refresh"]] == stores
@@ -82,3 +86,18 @@ async def test_engine_rows_are_produced_with_one_round_trip_per_request(
         assert row["round_trips_per_refresh"] > 0 and row["session_value_bytes"] > 0
         assert row["guard_us"] > 0 and row["guard_us_full"] > 0  # speed is never asserted
     assert "| postgres |" in _engines.table(rows)
+
+
+def test_the_gc_clock_counts_collections_only_while_entered() -> None:
+    import gc
+
+    from benchmarks._scaling import GcClock
+
+    callbacks = len(gc.callbacks)
+    with GcClock() as clock:
+        for _ in range(3):
+            gc.collect()
+    assert clock.seconds > 0 and len(gc.callbacks) == callbacks
+    counted = clock.seconds
+    gc.collect()
+    assert clock.seconds == counted
