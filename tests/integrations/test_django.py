@@ -4,8 +4,9 @@ asgiref has no trio)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar, copy_context
+from typing import Any
 
 import httpx
 import pytest
@@ -119,19 +120,33 @@ def these_urls() -> Iterator[None]:
         yield
 
 
+GuardMaker = Callable[..., OAuthGuard]
+
+
 @pytest.fixture
-async def guard(provider: OAuthTestProvider, clock: FakeClock) -> AsyncIterator[OAuthGuard]:
+async def make_guard(provider: OAuthTestProvider, clock: FakeClock) -> AsyncIterator[GuardMaker]:
+    """Django's ASGI application behind a guard of the test provider; keywords add guard settings."""
     async with httpx.AsyncClient(transport=provider.transport()) as http:
-        yield wrap(
-            get_asgi_application(),
-            issuer=ISSUER,
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
-            secret_key=SECRET_KEY,
-            http_client=http,
-            clock=clock,
-            store=MemoryStore(clock=clock),
-        )
+
+        def make(**settings: Any) -> OAuthGuard:
+            return wrap(
+                get_asgi_application(),
+                issuer=ISSUER,
+                client_id=CLIENT_ID,
+                client_secret=CLIENT_SECRET,
+                secret_key=SECRET_KEY,
+                http_client=http,
+                clock=clock,
+                store=MemoryStore(clock=clock),
+                **settings,
+            )
+
+        yield make
+
+
+@pytest.fixture
+def guard(make_guard: GuardMaker) -> OAuthGuard:
+    return make_guard()
 
 
 @pytest.fixture
@@ -220,31 +235,21 @@ async def test_each_request_runs_in_a_clean_context(guard: OAuthGuard, browser: 
 
 @pytest.mark.parametrize("kind", ["sync", "async", "middleware"])
 async def test_a_view_demanding_a_recent_sign_in_gets_one(
-    provider: OAuthTestProvider, clock: FakeClock, browser_factory: BrowserFactory, kind: str
+    provider: OAuthTestProvider,
+    clock: FakeClock,
+    make_guard: GuardMaker,
+    browser_factory: BrowserFactory,
+    kind: str,
 ) -> None:
     provider.signed_in_at("alice", clock() - 3600)  # the provider's session is an hour old
-    async with httpx.AsyncClient(transport=provider.transport()) as http:
-        guard = wrap(
-            get_asgi_application(),
-            issuer=ISSUER,
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
-            secret_key=SECRET_KEY,
-            http_client=http,
-            clock=clock,
-            store=MemoryStore(clock=clock),
-            login_params=LoginParams(max_age=True),
-        )
-        browser = browser_factory(guard)
-        await login(browser, provider)
-        stale = await browser.get(f"/admin/{kind}")
-        assert stale.status_code == 303
-        assert stale.headers["location"] == f"/auth/login?next=%2Fadmin%2F{kind}&max_age=300"
-        api = await browser.get(f"/admin/{kind}", headers=API)
-        assert api.status_code == 401 and api.json()["error"] == "insufficient_user_authentication"
-        assert 'error="insufficient_user_authentication"' in api.headers["www-authenticate"]
-        started = await browser.get(stale.headers["location"])
-        assert (
-            await browser.get(await provider.complete_authorization(started.headers["location"]))
-        ).is_redirect
-        assert (await browser.get(f"/admin/{kind}")).json() == {"sub": "alice"}  # authenticated just now
+    browser = browser_factory(make_guard(login_params=LoginParams(max_age=True)))
+    await login(browser, provider)
+    stale = await browser.get(f"/admin/{kind}")
+    assert stale.status_code == 303
+    assert stale.headers["location"] == f"/auth/login?next=%2Fadmin%2F{kind}&max_age=300"
+    api = await browser.get(f"/admin/{kind}", headers=API)
+    assert api.status_code == 401 and api.json()["error"] == "insufficient_user_authentication"
+    assert 'error="insufficient_user_authentication"' in api.headers["www-authenticate"]
+    started = await browser.get(stale.headers["location"])
+    assert (await browser.get(await provider.complete_authorization(started.headers["location"]))).is_redirect
+    assert (await browser.get(f"/admin/{kind}")).json() == {"sub": "alice"}  # authenticated just now
