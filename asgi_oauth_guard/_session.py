@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -126,17 +127,20 @@ class Session:
         return _session_from(raw)
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
+_FIELDS: dict[type, tuple[tuple[str, ...], operator.attrgetter[Any]]] = {}
 
 
 def fields_of(record: Any) -> dict[str, Any]:
     """A dataclass record's fields as a new dict, one level deep (``dataclasses.asdict`` copies every
-    nested value, 45 µs for a session): what its ``dumps`` writes; nested records are the caller's."""
-    names = _FIELDS.get(type(record))
-    if names is None:
-        names = _FIELDS[type(record)] = tuple(f.name for f in dataclasses.fields(record))
-    values = record.__dict__
-    return {name: values[name] for name in names}
+    nested value, 45 µs for a session): what its ``dumps`` writes; nested records are the caller's. Read
+    with one ``attrgetter``, not through ``__dict__``, which would give a record built by ``__init__`` a
+    dict object of its own (one more for the garbage collector to walk, for as long as it is cached)."""
+    known = _FIELDS.get(type(record))
+    if known is None:
+        names = tuple(f.name for f in dataclasses.fields(record))
+        known = _FIELDS[type(record)] = (names, operator.attrgetter(*names))
+    names, values = known
+    return dict(zip(names, values(record), strict=True))
 
 
 def auth_time(claims: Mapping[str, Any]) -> float | None:
