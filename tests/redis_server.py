@@ -7,6 +7,7 @@ Tests that stop or restart Redis make their own ``RedisServer`` so that they dis
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -21,8 +22,41 @@ __all__ = ["RedisServer", "free_port", "redis_server", "redis_url"]
 READY_TIMEOUT = 10.0
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' source ports (Linux: 32768-60999 by default)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_EPHEMERAL = _ephemeral_ports()
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A loopback port nothing listens on, for a server started next, outside the ephemeral range.
+
+    A port the kernel picks (``bind`` to port 0) comes from the range it also gives outgoing connections
+    their source ports from, so between the pick and the server's own ``bind`` any connection can take it:
+    seen in CI, a sentinel's port taken while the Redis Cluster's nodes connected to each other, and 87 tests
+    failed at setup. Ports below the range are never taken that way; this process never hands one out twice.
+    """
+    low = min(_EPHEMERAL[0], 32768)
+    if low > 12000:
+        for _ in range(2000):
+            port = random.randrange(10000, low)
+            if port in _handed_out:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    with socket.socket() as sock:  # a kernel whose ephemeral range leaves no room below it
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

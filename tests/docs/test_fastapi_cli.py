@@ -4,7 +4,6 @@ loopback port, and a sign-in through it against the embedded provider (served ov
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,8 @@ import pytest
 from asgi_oauth_guard.testing import OAuthTestProvider
 
 from ..conftest import CLIENT_ID, CLIENT_SECRET, SECRET_KEY
+from ..redis_server import free_port  # `fastapi run` takes a port, not a socket: one no connection takes
 from .markdown import ROOT, blocks
-
-
-def free_port() -> int:
-    # `fastapi run` takes a port, not a socket: the port is free when chosen (a race only on a busy host).
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
