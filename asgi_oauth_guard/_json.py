@@ -24,7 +24,7 @@ __all__ = ["dumps", "loads", "using_orjson"]
 
 
 def using_orjson() -> bool:
-    """Whether records are read and written with orjson (for the benchmark's report and the tests)."""
+    """Whether records are read and written with orjson (the benchmark reports orjson's version too)."""
     return _orjson is not None
 
 

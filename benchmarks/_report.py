@@ -24,6 +24,7 @@ _PACKAGES = (
     "redis",
     "itsdangerous",
     "cryptography",
+    "orjson",  # the speedups extra: the guard reads and writes its records with it when installed
     "anyio",
 )
 
