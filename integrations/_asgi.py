@@ -15,13 +15,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_oauth_guard import (
     SCOPE_KEY,
     GuardState,
+    Identity,
     ProviderUnavailable,
     Reason,
     ReloginRequired,
     StoreUnavailable,
 )
 
-__all__ = ["GuardError", "IsolatedApp", "Rendered", "collect", "reason_of", "render"]
+__all__ = ["GuardError", "IsolatedApp", "Rendered", "StepUpRequired", "collect", "reason_of", "render"]
+
+
+class StepUpRequired(Exception):
+    """The user's sign-in is too old (or its ``acr`` not one asked for): answered with the guard's step-up
+    response. Page loads go to a sign-in that asks the provider for a new authentication, then back; API
+    calls get a 401 ``insufficient_user_authentication`` (RFC 9470)."""
+
+    def __init__(self, identity: Identity, *, max_age: int | None, acr_values: tuple[str, ...]) -> None:
+        super().__init__("a recent sign-in is required")
+        self.identity = identity
+        self.max_age = max_age
+        self.acr_values = acr_values
+
 
 GuardError = Reason | ReloginRequired | ProviderUnavailable | StoreUnavailable
 Rendered = tuple[int, list[tuple[str, str]], bytes]
@@ -75,12 +89,16 @@ async def _answer_lifespan(receive: Receive, send: Send) -> None:
     await send({"type": "lifespan.shutdown.complete"})
 
 
-async def render(state: GuardState, scope: Scope, error: GuardError) -> Rendered:
-    """The guard's answer to ``error`` (a re-login reason, or a guard error raised in a view)."""
+async def render(state: GuardState, scope: Scope, error: GuardError | StepUpRequired) -> Rendered:
+    """The guard's answer to ``error`` (a re-login reason, a step-up, or a guard error raised in a view)."""
     request = Request(scope)
     response: ASGIApp
     if isinstance(error, Reason):
         response = await state.guard.relogin_response(request, error)
+    elif isinstance(error, StepUpRequired):
+        response = state.guard.step_up_response(
+            request, error.identity, max_age=error.max_age, acr_values=error.acr_values
+        )
     else:
         response = await state.guard.response_for(request, error)
     return await collect(response, scope)

@@ -30,7 +30,6 @@ from typing import Any, TypeVar, cast
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from starlette.requests import Request
 from starlette.types import ASGIApp, Scope
 
 from asgi_oauth_guard import (
@@ -45,7 +44,7 @@ from asgi_oauth_guard import (
     current_state,
 )
 
-from ._asgi import GuardError, IsolatedApp, Rendered, collect, reason_of, render
+from ._asgi import GuardError, IsolatedApp, Rendered, StepUpRequired, reason_of, render
 
 __all__ = [
     "GuardMiddleware",
@@ -59,7 +58,7 @@ __all__ = [
 ]
 
 View = TypeVar("View", bound=Callable[..., Any])
-_ANSWERED = (ReloginRequired, ProviderUnavailable, StoreUnavailable)
+_ANSWERED = (ReloginRequired, ProviderUnavailable, StoreUnavailable, StepUpRequired)
 
 
 class LoginRequired(Exception):
@@ -69,19 +68,6 @@ class LoginRequired(Exception):
     def __init__(self, reason: Reason) -> None:
         super().__init__(f"a signed-in user is required ({reason.value})")
         self.reason = reason
-
-
-class StepUpRequired(Exception):
-    """Raised by :func:`require_recent_sign_in` when the user's sign-in is too old (or its ``acr`` not one
-    asked for); :func:`login_required` and :class:`GuardMiddleware` answer it with the guard's step-up
-    response: page loads go to a sign-in that asks the provider for a new authentication, then back; API
-    calls get a 401 ``insufficient_user_authentication`` (RFC 9470)."""
-
-    def __init__(self, identity: Identity, *, max_age: int | None, acr_values: tuple[str, ...]) -> None:
-        super().__init__("a recent sign-in is required")
-        self.identity = identity
-        self.max_age = max_age
-        self.acr_values = acr_values
 
 
 def wrap(django_app: ASGIApp, *, websockets: ASGIApp | None = None, **guard_settings: Any) -> OAuthGuard:
@@ -135,8 +121,6 @@ def login_required(view: View) -> View:
                 return _response(await render(state, _scope(request), reason_of(state)))
             try:
                 return await view(request, *args, **kwargs)
-            except StepUpRequired as exc:
-                return _response(await _step_up(state, _scope(request), exc))
             except (LoginRequired, *_ANSWERED) as exc:
                 return _response(await render(state, _scope(request), _error(exc)))
 
@@ -149,8 +133,6 @@ def login_required(view: View) -> View:
             return _answer(state, request, reason_of(state))
         try:
             return view(request, *args, **kwargs)
-        except StepUpRequired as exc:
-            return _response(async_to_sync(_step_up)(state, _scope(request), exc))
         except (LoginRequired, *_ANSWERED) as exc:
             return _answer(state, request, _error(exc))
 
@@ -173,8 +155,6 @@ class GuardMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
-        if isinstance(exception, StepUpRequired):
-            return _response(async_to_sync(_step_up)(_state(request), _scope(request), exception))
         if not isinstance(exception, (LoginRequired, *_ANSWERED)):
             return None
         return _answer(_state(request), request, _error(exception))
@@ -197,20 +177,13 @@ def _scope(request: HttpRequest) -> Scope:
     return scope
 
 
-def _error(exc: Exception) -> GuardError:
-    return exc.reason if isinstance(exc, LoginRequired) else cast(GuardError, exc)
+def _error(exc: Exception) -> GuardError | StepUpRequired:
+    return exc.reason if isinstance(exc, LoginRequired) else cast(GuardError | StepUpRequired, exc)
 
 
-def _answer(state: GuardState, request: HttpRequest, error: GuardError) -> HttpResponse:
+def _answer(state: GuardState, request: HttpRequest, error: GuardError | StepUpRequired) -> HttpResponse:
     """From sync code (a view's thread): the guard builds its answer on the server's event loop."""
     return _response(async_to_sync(render)(state, _scope(request), error))
-
-
-async def _step_up(state: GuardState, scope: Scope, exc: StepUpRequired) -> Rendered:
-    response = state.guard.step_up_response(
-        Request(scope), exc.identity, max_age=exc.max_age, acr_values=exc.acr_values
-    )
-    return await collect(response, scope)
 
 
 def _response(rendered: Rendered) -> HttpResponse:
