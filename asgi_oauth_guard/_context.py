@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping
 from contextvars import Context, ContextVar
 from typing import TYPE_CHECKING, Any
@@ -65,21 +64,33 @@ class Identity:
         )
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class GuardState:
-    """Published for each HTTP request under ``scope["asgi_oauth_guard"]`` and in :func:`current_state`."""
+    """Published for each HTTP request under ``scope["asgi_oauth_guard"]`` and in :func:`current_state`.
+
+    ``user`` and ``auth`` are Starlette's ``request.user`` and ``request.auth`` for this state, built with
+    it (it is built once per version of a session, and they are set on every request it serves)."""
 
     guard: OAuthGuard
     identity: Identity | None
     reason: Reason | None = None
     handle: tuple[str, bytes] | None = dataclasses.field(default=None, repr=False)
+    user: BaseUser = dataclasses.field(init=False, repr=False, compare=False)
+    auth: AuthCredentials = dataclasses.field(init=False, repr=False, compare=False)
 
-    @functools.cached_property
+    def __post_init__(self) -> None:
+        user, auth = (
+            ANONYMOUS
+            if self.identity is None
+            else (GuardUser(self.identity), credentials(self.identity, self.guard.scopes))
+        )
+        object.__setattr__(self, "user", user)
+        object.__setattr__(self, "auth", auth)
+
+    @property
     def user_and_auth(self) -> tuple[BaseUser, AuthCredentials]:
-        """``scope["user"]`` and ``scope["auth"]``, built once per published state."""
-        if self.identity is None:
-            return ANONYMOUS
-        return GuardUser(self.identity), credentials(self.identity, self.guard.scopes)
+        """``scope["user"]`` and ``scope["auth"]``."""
+        return self.user, self.auth
 
     def publish_in(self, context: Context) -> None:
         """Make this the :func:`current_state` of code run in ``context``: for adapters that run a request in

@@ -2,8 +2,8 @@
 
 The session cookie carries ``sid`` (the store key) and ``key`` (the session's own AES-GCM key),
 signed with the app's secret. The store holds only ciphertext, so a dump of the store reveals no
-token: the key lives only in the user's cookie. Cookies seen before are remembered as verified
-(a bounded map), so the hot path does no HMAC.
+token: the key lives only in the user's cookie. Each cookie is verified here with one HMAC per secret key;
+the hot path does that only for a cookie it has not served lately (``_published``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from itsdangerous import BadSignature, Signer
-
-from ._bounded import CACHE_SIZE, remember
 
 SID_BYTES = 16
 KEY_BYTES = 32
@@ -70,7 +68,7 @@ class Binding:
 class Keyring:
     """Everything derived from the app's secret key(s). The last key signs; all keys verify (rotation)."""
 
-    def __init__(self, secret_keys: Sequence[str], *, cache_size: int = CACHE_SIZE) -> None:
+    def __init__(self, secret_keys: Sequence[str]) -> None:
         self._newest = secret_keys[-1].encode()
         self._all = [k.encode() for k in reversed(secret_keys)]
         self._session = Signer(
@@ -87,9 +85,6 @@ class Keyring:
             hmac.new(self._session.derive_key(k), digestmod=hashlib.sha256)
             for k in reversed(self._session.secret_keys)
         )
-        self.verified: dict[str, tuple[str, bytes]] = {}
-        """Session cookie values verified before, to their ``(sid, key)``: the hot path reads it directly."""
-        self._cache_size = cache_size
 
     def new_session_cookie(self) -> tuple[str, bytes, str]:
         """A fresh ``(sid, key, cookie_value)``."""
@@ -98,9 +93,6 @@ class Keyring:
 
     def open_session_cookie(self, value: str) -> tuple[str, bytes] | None:
         """``(sid, key)`` from a cookie value, or ``None`` if it is not one we signed."""
-        hit = self.verified.get(value)
-        if hit is not None:
-            return hit
         if len(value) > MAX_COOKIE_LENGTH:
             return None
         try:
@@ -110,9 +102,7 @@ class Keyring:
             return None
         if len(raw) != SID_BYTES + KEY_BYTES:
             return None
-        opened = (b64e(raw[:SID_BYTES]), raw[SID_BYTES:])
-        remember(self.verified, value, opened, self._cache_size)
-        return opened
+        return b64e(raw[:SID_BYTES]), raw[SID_BYTES:]
 
     def _unsign_session(self, value: bytes) -> bytes | None:
         """The payload of ``payload.signature`` (itsdangerous's format) if a secret key signed it. Only the

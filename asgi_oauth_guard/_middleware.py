@@ -13,7 +13,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import _websocket as websocket
 from ._backchannel import BackchannelLogout
-from ._bounded import CACHE_SIZE, remember
 from ._client_credentials import ClientCredentials
 from ._context import SCOPE_KEY, GuardState, Identity, _state
 from ._cookies import CookieJar, SameSite
@@ -32,11 +31,12 @@ from ._on_login import LoginHook, OnLogin
 from ._origins import OwnOrigins
 from ._pages import PageHook, Pages
 from ._paths import PathRules, Prefixes, route_path
+from ._published import Published
 from ._reasons import Reason
 from ._refresh import Refresher
 from ._relogin import Relogin, ReloginHandler, ReloginMode, login_url
 from ._session import Session
-from ._sessions import SESSION_PREFIX, Sessions
+from ._sessions import Sessions
 from ._settings import GuardSettings
 from ._signout import SignOutGate
 from ._startup import Startup, setting_warnings
@@ -496,9 +496,14 @@ class OAuthGuard:
         )
         self._started = False
         self._anonymous = GuardState(guard=self, identity=None)
-        self._published: dict[str, tuple[Session, GuardState, float]] = {}
+        self._published = Published(
+            guard=self,
+            lifetime=self._sessions.lifetime,
+            refresher=self._refresher,
+            default_provider=self.providers.default.name,
+        )
+        self._served = self._published.by_cookie
         self._cookie_prefix = (self._cookies.session_name + "=").encode("latin-1")
-        self._verified = self._keyring.verified
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -527,41 +532,39 @@ class OAuthGuard:
         reason: Reason | None = Reason.login_required
         value = find_cookie(scope["headers"], self._cookie_prefix)
         if value:
-            opened = self._verified.get(value) or self._keyring.open_session_cookie(value)
-            if opened is None:
-                reason = Reason.session_expired
-            else:
-                sid = opened[0]
-                try:
-                    try:  # Sessions.load, written out: one coroutine fewer on the hot path
-                        blob = await self._sessions.inner.get(SESSION_PREFIX + sid)
+            served = self._served.get(value)
+            try:
+                if served is None:
+                    state, reason = await self._first_sight(value)
+                else:
+                    try:  # Sessions.read, written out: one coroutine fewer on the hot path
+                        blob = await self._sessions.inner.get(served.store_key)
                     except Exception as exc:
                         raise await self._sessions.failed(exc) from None
-                    session = self._sessions.opened(sid, opened[1], blob)
-                    known = self._published.get(sid)
-                    # The published state of this very session, and the clock before the first moment
-                    # at which it would end, want a refresh or want its use written down: use it as is.
-                    if known is not None and known[0] is session and self._clock() < known[2]:
-                        state, reason = known[1], None
+                    # What was published for this cookie, when the store holds the very bytes it was built
+                    # from, and the clock is before the first moment at which the session would end, want
+                    # a refresh or want its use written down: served as it is.
+                    if (blob is served.blob or blob == served.blob) and self._clock() < served.until:
+                        state, reason = served.state, None
                     else:
-                        state, reason = await self._signed_in(session, opened)
-                except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
-                    if scope["type"] == "websocket":
-                        answer = await self._websocket_error(scope, exc)
-                    else:
-                        answer = await self.response_for(Request(scope), exc)
-                    await answer(scope, receive, send)
-                    return
-                except ConfigurationError as exc:
-                    logger.error("sign-in is misconfigured: %s", exc)
-                    if scope["type"] == "websocket":  # no page to show a socket: refused as when unavailable
-                        answer = await self._websocket_error(
-                            scope, ProviderUnavailable("sign-in is misconfigured")
-                        )
-                    else:
-                        answer = own(await self._pages.misconfigured(Request(scope)))
-                    await answer(scope, receive, send)
-                    return
+                        state, reason = await self._signed_in(value, served.sid, served.key, blob)
+            except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:
+                if scope["type"] == "websocket":
+                    answer = await self._websocket_error(scope, exc)
+                else:
+                    answer = await self.response_for(Request(scope), exc)
+                await answer(scope, receive, send)
+                return
+            except ConfigurationError as exc:
+                logger.error("sign-in is misconfigured: %s", exc)
+                if scope["type"] == "websocket":  # no page to show a socket: refused as when unavailable
+                    answer = await self._websocket_error(
+                        scope, ProviderUnavailable("sign-in is misconfigured")
+                    )
+                else:
+                    answer = own(await self._pages.misconfigured(Request(scope)))
+                await answer(scope, receive, send)
+                return
         if state.identity is not None:
             if self._private:
                 send = private_send(send)
@@ -578,25 +581,45 @@ class OAuthGuard:
         scope[SCOPE_KEY] = state
         # Starlette's request.user and request.auth, unless an authentication middleware outside set them.
         if "user" not in scope:
-            scope["user"], scope["auth"] = state.user_and_auth
+            scope["user"] = state.user
+            scope["auth"] = state.auth
         token = _state.set(state)
         try:
             await self.app(scope, receive, send)
         finally:
             _state.reset(token)
 
+    async def _first_sight(self, cookie: str) -> tuple[GuardState, Reason | None]:
+        """:meth:`_signed_in` for a session cookie nothing is remembered for: verified (one HMAC), then its
+        session read."""
+        opened = self._keyring.open_session_cookie(cookie)
+        if opened is None:
+            return self._anonymous, Reason.session_expired
+        sid, key = opened
+        return await self._signed_in(cookie, sid, key, await self._sessions.read(sid))
+
     async def _signed_in(
-        self, session: Session | None, opened: tuple[str, bytes]
+        self, cookie: str, sid: str, key: bytes, blob: bytes | None
     ) -> tuple[GuardState, Reason | None]:
-        """The state to publish for a stored session the hot path could not take as it is: the anonymous
-        state and why, or the session after its lifetime checks (maybe refreshed or touched)."""
+        """The state to publish for the session the store holds as ``blob``, which the hot path could not
+        serve as it was: the anonymous state and why, or the session after its lifetime checks (maybe
+        refreshed or touched), remembered for ``cookie`` when it is the version the store holds."""
+        session = self._sessions.opened(sid, key, blob)
         if session is None:
+            self._published.forget(cookie)
             self._advice.unknown("session")
             return self._anonymous, Reason.session_expired
-        session = await self._keep(session, opened[1])
-        if session.tokens is None:
+        kept = await self._keep(session, key)
+        if kept.tokens is None:
+            self._published.forget(cookie)
             return self._anonymous, Reason.refresh_rejected
-        return self._publish(session, opened), None
+        state = self._published.state_of(kept, (sid, key))
+        if kept is session:
+            assert blob is not None
+            self._published.remember(cookie, blob, session, state)
+        else:  # a refresh or a touch wrote a new version: the next request reads it and remembers that
+            self._published.renewed(cookie)
+        return state, None
 
     async def _keep(self, session: Session, key: bytes) -> Session:
         """The session as this request may use it: ended if it is too old or idle, refreshed if its token
@@ -622,32 +645,6 @@ class OAuthGuard:
                 logger.warning("refresh failed (%s); serving the still-valid access token", exc)
                 return session
             raise
-
-    def _publish(self, session: Session, handle: tuple[str, bytes]) -> GuardState:
-        """The state published for ``session``, built once per version of it, remembered with the time
-        until which the hot path may use it without asking ``_keep`` (a millisecond early, so rounding
-        never lets it disagree with the exact checks there)."""
-        hit = self._published.get(session.sid)
-        if hit is not None and hit[0] is session:
-            return hit[1]
-        tokens = session.tokens
-        assert tokens is not None
-        identity = Identity(
-            claims=session.claims,
-            access_token=tokens.access_token,
-            token_type=tokens.token_type,
-            expires_at=tokens.expires_at,
-            scope=tokens.scope,
-            refreshes=session.refreshes,
-            provider=session.provider or self.providers.default.name,
-            user_id=session.user_id,
-            app_claims=session.app_claims or {},
-            id_token=tokens.id_token,
-        )
-        state = GuardState(guard=self, identity=identity, handle=handle)
-        until = min(self._sessions.lifetime.quiet_until(session), self._refresher.due_from(session))
-        remember(self._published, session.sid, (session, state, until - 0.001), CACHE_SIZE)
-        return state
 
     async def _serve_own(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)
@@ -799,7 +796,7 @@ class OAuthGuard:
         if ended is not None:
             raise await self._refresher.expire(session, ended)
         refreshed = await self._refresher.refresh(session, key, rejected_token=rejected_token)
-        published = self._publish(refreshed, state.handle).identity
+        published = self._published.state_of(refreshed, state.handle).identity
         assert published is not None
         return published
 

@@ -1,7 +1,8 @@
 """Sessions in the store: sealed with the per-session key from the cookie, one store read per load.
 
-A decrypted session is remembered next to the exact ciphertext it came from; when the store returns the
-same bytes again (the usual case), the hot path skips decryption and JSON entirely.
+Nothing is cached here: every load decrypts what the store returned. The hot path does not load; it
+serves what it published for the same store bytes before (``_published``), and comes here only for a
+session it has not seen in that version.
 
 A new session is written with ``create``; every later write is a ``replace`` (set only if it still
 exists), so a refresh or a touch that finishes after the session ended (signed out, expired) never
@@ -18,7 +19,6 @@ import dataclasses
 import json
 from collections.abc import Callable
 
-from ._bounded import CACHE_SIZE, remember
 from ._crypto import seal, unseal
 from ._index import SessionIndex
 from ._lifetime import TOUCH_INTERVAL, Lifetime
@@ -35,7 +35,6 @@ class Sessions:
         *,
         lifetime: Lifetime,
         clock: Callable[[], float],
-        cache_size: int = CACHE_SIZE,
         index: SessionIndex | None = None,
     ) -> None:
         self._store = store
@@ -47,45 +46,39 @@ class Sessions:
         self.index = index
         self.lifetime = lifetime
         self._clock = clock
-        self._cache: dict[str, tuple[bytes, bytes, Session]] = {}
-        self._cache_size = cache_size
 
     async def load(self, sid: str, key: bytes) -> Session | None:
+        return self.opened(sid, key, await self.read(sid))
+
+    async def read(self, sid: str) -> bytes | None:
+        """The stored bytes of session ``sid``, or ``None``: one store read."""
         try:
-            blob = await self.inner.get(SESSION_PREFIX + sid)
+            return await self.inner.get(SESSION_PREFIX + sid)
         except Exception as exc:
             raise await self.failed(exc) from None
-        return self.opened(sid, key, blob)
 
     async def failed(self, exc: Exception) -> Exception:
         """What a failed read raises: the CheckedStore's ``StoreUnavailable``, or ``exc`` itself."""
         return exc if self._checked is None else await self._checked.failed("read", exc)
 
     def opened(self, sid: str, key: bytes, blob: bytes | None) -> Session | None:
-        """The session in ``blob`` (read from the store for ``sid``), or ``None``. Remembered next
-        to the exact ciphertext: the same bytes again skip decryption and JSON."""
+        """The session in ``blob`` (read from the store for ``sid``), or ``None`` when there is none, or
+        it is not sealed with ``key`` for ``sid``, or it is not a session record."""
         if blob is None:
-            self._cache.pop(sid, None)
             return None
-        hit = self._cache.get(sid)
-        if hit is not None and hit[1] == key and (hit[0] is blob or hit[0] == blob):
-            return hit[2]
         plain = unseal(key, sid.encode(), blob)
         if plain is None:
             return None
         try:
-            session = Session.loads(plain)
+            return Session.loads(plain)
         except (ValueError, TypeError, KeyError, json.JSONDecodeError):
             return None
-        self._remember(sid, blob, key, session)
-        return session
 
     async def save(self, session: Session, key: bytes) -> None:
         """Write a new session (a sign-in)."""
         blob = seal(key, session.sid.encode(), session.dumps())
         ttl = self.lifetime.ttl(session, self._clock())
         await self._store.set(SESSION_PREFIX + session.sid, blob, ttl=ttl)
-        self._remember(session.sid, blob, key, session)
         if self.index is not None:
             await self.index.file(session, ttl=self._index_ttl(session))
 
@@ -94,9 +87,7 @@ class Sessions:
         blob = seal(key, session.sid.encode(), session.dumps())
         ttl = self.lifetime.ttl(session, self._clock())
         if not await self._store.replace(SESSION_PREFIX + session.sid, blob, ttl=ttl):
-            self._cache.pop(session.sid, None)
             return False
-        self._remember(session.sid, blob, key, session)
         if self.index is not None:
             await self.index.touch(session, ttl=self._index_ttl(session))
         return True
@@ -112,7 +103,6 @@ class Sessions:
         return await self._store.get(SESSION_PREFIX + sid) is not None
 
     async def delete(self, sid: str) -> None:
-        self._cache.pop(sid, None)
         await self._store.delete(SESSION_PREFIX + sid)
         if self.index is not None:
             await self.index.unfile(sid)
@@ -120,6 +110,3 @@ class Sessions:
     def _index_ttl(self, session: Session) -> float:
         # The index entries outlive nothing: no session lives past its absolute age (and a minute).
         return max(1.0, session.created_at + self.lifetime.max_age - self._clock() + TOUCH_INTERVAL)
-
-    def _remember(self, sid: str, blob: bytes, key: bytes, session: Session) -> None:
-        remember(self._cache, sid, (blob, key, session), self._cache_size)

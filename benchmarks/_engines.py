@@ -145,8 +145,9 @@ async def measure(engine: str, url: str, *, sessions: int, requests: int, batche
         await timed(guard, scope, 1)
         per_refresh = counting.calls - before - per_request
 
-        sids = [k for k in guard._sessions._cache]
-        session_key = "s:" + sids[0]
+        opened = guard._keyring.open_session_cookie(built.cookie.partition("=")[2])
+        assert opened is not None
+        session_key = "s:" + opened[0]
         value = await store.get(session_key)
 
         filled_s = await fill(store, sessions)

@@ -214,22 +214,29 @@ async def breakdown(built: _apps.Built, *, n: int = 20_000, rounds: int = 5) -> 
     assert opened is not None
     session = await guard._sessions.load(*opened)
     assert session is not None
-    state = guard._publish(session, opened)
+    state = guard._published.state_of(session, opened)
     store_key = "s:" + opened[0]
+    await guard(scope.copy(), receive_request, discard)  # publishes the state for this cookie
+    served = guard._published.by_cookie
 
     def context_var() -> None:
         _state.reset(_state.set(state))
 
     sync_steps: dict[str, Callable[[], object]] = {
         "read the Cookie header": lambda: cookie(scope, name),
-        "verify the signed cookie (cached)": lambda: guard._keyring.open_session_cookie(value),
+        "find the published state (a dict lookup)": lambda: served.get(value),
+        "verify the signed cookie (a cookie not served lately)": lambda: guard._keyring.open_session_cookie(
+            value
+        ),
         "refresh due?": lambda: guard._refresher.due(session),
-        "publish the identity (cached)": lambda: guard._publish(session, opened),
+        "build the published state (a session not served lately)": lambda: guard._published.state_of(
+            session, opened
+        ),
         "ContextVar set + reset": context_var,
     }
     async_steps: dict[str, Callable[[], Awaitable[object]]] = {
         "store read (MemoryStore.get)": lambda: guard.store.get(store_key),
-        "load the session (store read + cache)": lambda: guard._sessions.load(*opened),
+        "load the session (store read, decrypt, parse)": lambda: guard._sessions.load(*opened),
         "the minimal app alone": lambda: identity_app(scope.copy(), receive_request, discard),
         "guard + minimal app": lambda: guard(scope.copy(), receive_request, discard),
     }

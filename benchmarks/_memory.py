@@ -64,11 +64,7 @@ async def memory_store(n: int) -> dict[str, Any]:
         guard = built.app
         assert isinstance(guard, OAuthGuard)
         # Counted after the store, with the same ``seen``: bytes the caches share with it count once.
-        caches = {
-            "session cache": deep_size(guard._sessions._cache, seen),
-            "verified cookies": deep_size(guard._keyring.verified, seen),
-            "published identities": deep_size(guard._published, seen),
-        }
+        caches = {"published states": deep_size(guard._published.by_cookie, seen)}
         caches["total"] = sum(caches.values())
         return {
             "sessions": n,

@@ -285,7 +285,7 @@ def _memory_section(memory: dict[str, Any]) -> str:
                 "guard's in-process hot-path caches",
                 f"{caches['total']:.0f}",
                 ", ".join(f"{k} {v:.0f}" for k, v in caches.items() if k != "total")
-                + " (bounded: 10,000 each)",
+                + " (bounded: 10,000 cookies)",
             ]
         )
     red = memory.get("redis")

@@ -4,8 +4,8 @@
   other sessions are stored (filler entries under ``s:``; the hot path is one key lookup, so N should not
   matter).
 - **cold path**: 100,000 stored sessions, each request from a random one of them, so that the guard's
-  in-process caches (10,000 entries each) mostly miss: the cookie is verified, the session decrypted and
-  parsed, the identity built. Against the warm path (100 users, all cached) in the same rounds.
+  in-process cache of published states (10,000 cookies) mostly misses: the cookie is verified, the session
+  decrypted and parsed, the identity built. Against the warm path (100 users, all cached) in the same rounds.
 - **cookie header size**: the app's other cookies from 0.1 to 4 KB, guard and bare alike.
 - **sign-ins per second per core**: login, the provider's authorize step, callback (code exchange, ID token
   check, session saved), discovery and keys cached; the provider's own CPU time taken out.
@@ -207,9 +207,15 @@ class Bench:
         for close in reversed(self.closers):
             await close()
 
-    def session(self) -> Any:
-        """The signed-in user's session, as the guard's session cache holds it."""
-        return next(iter(self.guard._sessions._cache.values()))[2]
+    def opened(self) -> tuple[str, bytes]:
+        """The signed-in user's ``(sid, key)``, from their cookie."""
+        opened = self.guard._keyring.open_session_cookie(self.cookie.partition("=")[2])
+        assert opened is not None
+        return opened  # type: ignore[no-any-return]
+
+    async def session(self) -> Any:
+        """The signed-in user's session, as the store holds it."""
+        return await self.guard._sessions.load(*self.opened())
 
     def bare(self) -> tuple[ASGIApp, dict[str, Any]]:
         """The app to compare with: bare Starlette, or with Redis, bare Starlette making one GET of a value
@@ -222,13 +228,13 @@ class Bench:
         built = _apps.Built("guard-" + self.kind, self.guard, "")
         self.cookie = await _apps.sign_in(built, self.provider)
         if self.redis is not None:
-            size = len(next(iter(self.guard._sessions._cache.values()))[0])
+            size = len(await self.store.get(SESSION_PREFIX + self.opened()[0]) or b"")
             await self.redis.set(self.probe, b"x" * size, ex=3600)
         return self
 
     async def mint(self, n: int) -> list[dict[str, Any]]:
         """``n`` more signed-in sessions like the first one: a scope (browser request) for each."""
-        template = self.session()
+        template = await self.session()
         ttl = 3600.0
         scopes = []
         name = self.guard._cookies.session_name

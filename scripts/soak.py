@@ -59,7 +59,7 @@ from tests.redis_server import RedisServer, free_port  # noqa: E402
 
 HTML = "text/html"
 JSON = "application/json"
-CACHE_CAP = 10_000  # the guard's in-process caches (verified cookies, decrypted sessions, identities)
+CACHE_CAP = 10_000  # the guard's in-process caches (published states, and cookies seen once)
 RSS_GROWTH_LIMIT_KIB = 200 * 1024
 FAULT_KINDS = ("fail", "timeout", "slow", "revoke", "down", "backchannel", "end_sessions")
 FAULT_WEIGHTS = (3, 2, 3, 2, 1, 2, 2)
@@ -684,7 +684,7 @@ class Soak:
             for name in ("exchanges_in_flight", "duplicates_waiting", "refreshes_in_flight"):
                 if after[name]:
                     self.violation(f"worker{i}: {after[name]} {name.replace('_', ' ')} after the soak")
-            for name in ("verified_cookies", "decrypted_sessions", "published_identities"):
+            for name in ("published_states", "cookies_seen_once"):
                 if after[name] > CACHE_CAP:
                     self.violation(f"worker{i}: {after[name]} {name.replace('_', ' ')} (cap {CACHE_CAP})")
             if after["rss_kib"] - before["rss_kib"] > RSS_GROWTH_LIMIT_KIB:

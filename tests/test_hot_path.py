@@ -208,6 +208,136 @@ async def test_the_fast_path_ends_a_session_at_its_absolute_age(
     assert ended.status_code == 303 and "reason=" in ended.headers["location"]
 
 
+# -- the published states: remembered at a second sight, served only for the same store bytes ------------
+
+
+class Decrypts:
+    """Counts the sessions the guard decrypts and the cookies it verifies (the work the hot path skips)."""
+
+    def __init__(self, guard: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sessions = 0
+        self.cookies = 0
+        opened, verify = guard._sessions.opened, guard._keyring.open_session_cookie
+
+        def counted_opened(*args: Any) -> Any:
+            self.sessions += 1
+            return opened(*args)
+
+        def counted_verify(value: str) -> Any:
+            self.cookies += 1
+            return verify(value)
+
+        monkeypatch.setattr(guard._sessions, "opened", counted_opened)
+        monkeypatch.setattr(guard._keyring, "open_session_cookie", counted_verify)
+
+    def take(self) -> tuple[int, int]:
+        counts = (self.cookies, self.sessions)
+        self.cookies = self.sessions = 0
+        return counts
+
+
+async def test_a_cookie_is_served_from_memory_from_its_second_sight_on(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    guard = guard_factory()
+    browser = browser_factory(guard)
+    await login(browser, provider, "/me")
+    guard._published.by_cookie.clear()
+    guard._published._seen.clear()
+    work = Decrypts(guard, monkeypatch)
+    value = browser.cookies["guard_session"]
+    assert (await browser.get("/me")).json()["user"] == "alice"
+    assert work.take() == (1, 1) and value not in guard._published.by_cookie  # a first sight
+    assert (await browser.get("/me")).json()["user"] == "alice"
+    assert work.take() == (1, 1) and value in guard._published.by_cookie  # the second: remembered
+    for _ in range(3):
+        assert (await browser.get("/me")).json()["user"] == "alice"
+        assert work.take() == (0, 0)
+
+
+async def test_a_remembered_state_is_served_only_while_the_store_holds_its_bytes(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    guard = guard_factory()
+    browser = browser_factory(guard)
+    await login(browser, provider, "/me")
+    for _ in range(2):
+        await browser.get("/me")
+    value = browser.cookies["guard_session"]
+    served = guard._published.by_cookie[value]
+    # Another worker wrote a new version (here: new tokens): the next request reads that one.
+    session = await guard._sessions.load(served.sid, served.key)
+    assert session is not None and session.tokens is not None
+    newer = dataclasses.replace(session, tokens=dataclasses.replace(session.tokens, access_token="at-newer"))
+    assert await guard._sessions.replace(newer, served.key)
+    work = Decrypts(guard, monkeypatch)
+    assert (await browser.get("/me")).json()["access_token"] == "at-newer"
+    assert work.take() == (0, 1)  # no HMAC: the cookie was verified when it was remembered
+    assert (await browser.get("/me")).json()["access_token"] == "at-newer"
+    assert work.take() == (0, 0)
+    # The session ended elsewhere (signed out in another worker): never served again.
+    await guard.store.delete("s:" + served.sid)
+    ended = await browser.get("/me")
+    assert ended.status_code == 303 and "reason=session_expired" in ended.headers["location"]
+    assert value not in guard._published.by_cookie
+    work.take()
+    # Put back the very bytes it was built from, after the guard forgot them: served only after checks.
+    await guard.store.set("s:" + served.sid, served.blob, ttl=60)
+    assert (await browser.get("/me")).json()["access_token"] != "at-newer"
+    assert work.take() == (1, 1)
+
+
+async def test_the_version_a_refresh_writes_is_remembered_at_once(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    guard = guard_factory()
+    browser = browser_factory(guard)
+    await login(browser, provider, "/me")
+    for _ in range(2):
+        await browser.get("/me")
+    work = Decrypts(guard, monkeypatch)
+    clock.advance(3600)
+    assert (await browser.get("/me")).json()["refreshes"] == 1
+    work.take()
+    assert (await browser.get("/me")).json()["refreshes"] == 1
+    assert work.take() == (1, 1)  # the refreshed version, read once (no second sight needed)
+    assert (await browser.get("/me")).json()["refreshes"] == 1
+    assert work.take() == (0, 0)
+
+
+async def test_a_remembered_session_keeps_six_objects_alive(
+    guard_factory: GuardFactory, clock: FakeClock
+) -> None:
+    """The garbage collector walks every object the cache holds, on every full collection: a cold request
+    pays for each (three caches held 12 per session; a dict or a cached property per record adds one)."""
+    import gc
+
+    published = guard_factory()._published
+    tokens = TokenSet(access_token="at", issued_at=clock(), expires_at=clock() + 60, scope="openid email")
+    blobs = [bytes([i % 256]) * 64 for i in range(500)]
+    gc.collect()
+    before = len(gc.get_objects())
+    for i, blob in enumerate(blobs):
+        session = Session(sid=f"sid-{i}", tokens=tokens, claims={"sub": f"u{i}"}, created_at=clock())
+        state = published.state_of(session, (session.sid, b"k" * 32))
+        published.remember(f"cookie-{i}", blob, session, state)
+        published.remember(f"cookie-{i}", blob, session, state)
+        del session, state
+    gc.collect()
+    assert len(published.by_cookie) == 500
+    assert len(gc.get_objects()) - before <= 6 * 500 + 20  # and a few of the first call's own
+
+
 # -- records read back without their __init__ -------------------------------------------------------------
 
 

@@ -58,9 +58,8 @@ def stats() -> dict[str, Any]:
     return {
         "unanswered_token_calls": watch.unanswered,
         "rss_kib": resident_kib(),
-        "verified_cookies": len(guard._keyring.verified),
-        "decrypted_sessions": len(guard._sessions._cache),
-        "published_identities": len(guard._published),
+        "published_states": len(guard._published.by_cookie),
+        "cookies_seen_once": len(guard._published._seen),
         "exchanges_in_flight": len(guard._flows._waiting),
         "duplicates_waiting": guard._flows._duplicates_waiting,
         "refreshes_in_flight": len(guard._refresher._flights),

@@ -12,14 +12,11 @@ import pytest
 
 from asgi_oauth_guard import MemoryStore, OAuthGuard, TokenSet
 from asgi_oauth_guard._bounded import remember
-from asgi_oauth_guard._crypto import Keyring
 from asgi_oauth_guard._flows import MAX_WAITING_DUPLICATES
-from asgi_oauth_guard._lifetime import Lifetime
 from asgi_oauth_guard._session import Session
-from asgi_oauth_guard._sessions import Sessions
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
-from ..conftest import SECRET_KEY, GuardFactory, login, start_login
+from ..conftest import GuardFactory, login, start_login
 
 pytestmark = pytest.mark.anyio
 
@@ -137,7 +134,7 @@ async def test_huge_and_many_cookie_headers(
     guard = guard_factory()
     browser = await signed_in(guard, browser_factory, provider)
     value = browser.cookies["guard_session"]
-    verified = dict(guard._keyring.verified)
+    remembered = (dict(guard._published.by_cookie), set(guard._published._seen))
     stranger = browser_factory(guard)
     megabyte = "x" * (1 << 20)
     for cookie in (
@@ -150,10 +147,10 @@ async def test_huge_and_many_cookie_headers(
         response = await stranger.get("/me", headers={"cookie": cookie})
         assert response.status_code == 303 and "reason=" in response.headers["location"]
         assert time.monotonic() - started < 2  # a linear scan, nothing quadratic
-    # The guard reads its own cookie wherever it is, and remembers only cookies it signed.
+    # The guard remembers only cookies it signed, and reads its own cookie wherever it is.
+    assert (guard._published.by_cookie, guard._published._seen) == remembered
     far = await stranger.get("/me", headers={"cookie": f"a={megabyte}; guard_session={value}"})
     assert far.json()["user"] == "alice"
-    assert guard._keyring.verified == verified
     many = [("cookie", f"c{i}=v") for i in range(500)] + [("cookie", f"guard_session={value}")]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(guard), base_url="http://app.test") as raw:
         response = await raw.get("/me", headers=httpx.Headers(many))
@@ -183,40 +180,23 @@ async def test_huge_host_and_forwarded_headers_are_refused(
 # -- in-process caches -------------------------------------------------------------------------------
 
 
-def test_the_verified_cookie_cache_is_bounded() -> None:
-    keyring = Keyring([SECRET_KEY], cache_size=3)
-    cookies = [keyring.new_session_cookie() for _ in range(10)]
-    for sid, key, value in cookies:
-        assert keyring.open_session_cookie(value) == (sid, key)
-        assert len(keyring.verified) <= 3
-    assert all(keyring.open_session_cookie(value) == (sid, key) for sid, key, value in cookies)
-
-
-async def test_the_decrypted_session_cache_is_bounded(clock: FakeClock) -> None:
-    store = MemoryStore(clock=clock)
-    sessions = Sessions(store, lifetime=Lifetime(max_age=60, idle_timeout=None), clock=clock, cache_size=3)
-    keyring = Keyring([SECRET_KEY])
-    made = []
-    for i in range(10):
-        sid, key, _ = keyring.new_session_cookie()
-        tokens = TokenSet(access_token=f"at-{i}", issued_at=clock(), expires_at=clock() + 60)
-        await sessions.save(Session(sid=sid, tokens=tokens, claims={"sub": str(i)}, created_at=clock()), key)
-        assert len(sessions._cache) <= 3
-        made.append((sid, key, i))
-    for sid, key, i in made:
-        loaded = await sessions.load(sid, key)
-        assert loaded is not None and loaded.claims == {"sub": str(i)}
-        assert len(sessions._cache) <= 3
-
-
-async def test_the_published_identity_cache_is_bounded(guard_factory: GuardFactory, clock: FakeClock) -> None:
+async def test_the_published_states_and_the_cookies_seen_once_are_bounded(
+    guard_factory: GuardFactory, clock: FakeClock
+) -> None:
     guard = guard_factory()
+    published = guard._published
     tokens = TokenSet(access_token="at", issued_at=clock(), expires_at=clock() + 60)
     for i in range(10_050):
         session = Session(sid=f"sid-{i}", tokens=tokens, claims={}, created_at=clock())
-        guard._publish(session, (session.sid, b"k" * 32))
-        assert len(guard._published) <= 10_000
-    assert len(guard._published) >= 9_000 and "sid-10049" in guard._published
+        state = published.state_of(session, (session.sid, b"k" * 32))
+        for _ in range(2):  # remembered at the second sight
+            published.remember(f"cookie-{i}", b"blob", session, state)
+        assert len(published.by_cookie) <= 10_000 and len(published._seen) <= 10_000
+    assert len(published.by_cookie) >= 9_000 and "cookie-10049" in published.by_cookie
+    for i in range(20_050):  # cookies seen once each
+        published.remember(f"once-{i}", b"blob", session, state)
+        assert len(published._seen) <= 10_000
+    assert not any(cookie.startswith("once-") for cookie in published.by_cookie)
 
 
 def test_a_full_cache_drops_its_oldest_tenth_at_once() -> None:
