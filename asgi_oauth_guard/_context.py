@@ -21,7 +21,7 @@ __all__ = ["SCOPE_KEY", "GuardState", "Identity", "current_identity", "current_s
 SCOPE_KEY = "asgi_oauth_guard"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Identity:
     """The signed-in user of this request: ID-token claims and a fresh access token, and the name of the
     provider they signed in with.

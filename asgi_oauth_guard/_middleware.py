@@ -609,14 +609,16 @@ class OAuthGuard:
             self._published.forget(cookie)
             self._advice.unknown("session")
             return self._anonymous, Reason.session_expired
-        kept = await self._keep(session, key)
+        until = self._published.until(session)
+        # Before ``until`` the lifetime checks all say no (tests/test_hot_path.py proves each): skipped.
+        kept = session if self._clock() < until else await self._keep(session, key)
         if kept.tokens is None:
             self._published.forget(cookie)
             return self._anonymous, Reason.refresh_rejected
         state = self._published.state_of(kept, (sid, key))
         if kept is session:
             assert blob is not None
-            self._published.remember(cookie, blob, session, state)
+            self._published.remember(cookie, blob, state, until)
         else:  # a refresh or a touch wrote a new version: the next request reads it and remembers that
             self._published.renewed(cookie)
         return state, None

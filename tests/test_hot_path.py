@@ -330,8 +330,8 @@ async def test_a_remembered_session_keeps_six_objects_alive(
     for i, blob in enumerate(blobs):
         session = Session(sid=f"sid-{i}", tokens=tokens, claims={"sub": f"u{i}"}, created_at=clock())
         state = published.state_of(session, (session.sid, b"k" * 32))
-        published.remember(f"cookie-{i}", blob, session, state)
-        published.remember(f"cookie-{i}", blob, session, state)
+        published.remember(f"cookie-{i}", blob, state, published.until(session))
+        published.remember(f"cookie-{i}", blob, state, published.until(session))
         del session, state
     gc.collect()
     assert len(published.by_cookie) == 500
@@ -382,3 +382,37 @@ def test_the_builder_refuses_records_that_validate_themselves() -> None:
 
     with pytest.raises(TypeError):
         _record_builder(Checked)
+
+
+async def test_the_published_state_is_built_as_its_init_builds_it(guard_factory: GuardFactory) -> None:
+    from asgi_oauth_guard._context import GuardState, Identity
+    from asgi_oauth_guard._published import slotted_builder
+
+    guard = guard_factory()
+    tokens = TokenSet(
+        access_token="at", id_token="id", scope="openid email", issued_at=1.7e9, expires_at=1.8e9
+    )
+    made = session(tokens=tokens, refreshes=2, provider="idp", user_id="u-1", app_claims={"role": "admin"})
+    state = guard._published.state_of(made, ("s", b"k" * 32))
+    identity = Identity(
+        claims=made.claims,
+        access_token="at",
+        token_type="Bearer",
+        expires_at=1.8e9,
+        scope="openid email",
+        refreshes=2,
+        provider="idp",
+        user_id="u-1",
+        app_claims={"role": "admin"},
+        id_token="id",
+    )
+    assert state.identity == identity
+    assert state == GuardState(guard=guard, identity=identity, handle=("s", b"k" * 32))
+    assert state.user.identity == "alice" and state.user.is_authenticated
+    assert state.auth.scopes == ["authenticated", "openid", "email"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        state.identity.access_token = "other"  # type: ignore[misc, union-attr]
+    with pytest.raises(TypeError, match="derives fields"):
+        slotted_builder(GuardState)  # its __post_init__ derives user and auth: the caller must pass them
+    with pytest.raises(TypeError, match="no slots"):
+        slotted_builder(Session)
