@@ -546,6 +546,7 @@ class OAuthGuard:
                     # a refresh or want its use written down: served as it is.
                     if (blob is served.blob or blob == served.blob) and self._clock() < served.until:
                         state, reason = served.state, None
+                        served.used = True
                     else:
                         state, reason = await self._signed_in(value, served.sid, served.key, blob)
             except (ReloginRequired, ProviderUnavailable, StoreUnavailable) as exc:

@@ -23,10 +23,11 @@ object it holds, so that count is what the cold path pays for, at every request.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._bounded import CACHE_SIZE, remember
+from ._bounded import CACHE_SIZE
 from ._context import GuardState, Identity
 from ._sessions import SESSION_PREFIX
 from ._user import GuardUser, credentials
@@ -70,9 +71,10 @@ _state = slotted_builder(GuardState, derived_by_caller=True)
 
 class Served:
     """The state published for one session cookie, and when the hot path may serve it as it is: while the
-    store holds exactly ``blob`` under ``store_key``, and the clock is before ``until``."""
+    store holds exactly ``blob`` under ``store_key``, and the clock is before ``until``. ``used``: served
+    since the cache last made room (the hot path sets it), so kept at the next."""
 
-    __slots__ = ("blob", "key", "sid", "state", "store_key", "until")
+    __slots__ = ("blob", "key", "sid", "state", "store_key", "until", "used")
 
     def __init__(self, sid: str, key: bytes, blob: bytes, state: GuardState, until: float) -> None:
         self.sid = sid
@@ -81,6 +83,7 @@ class Served:
         self.blob = blob
         self.state = state
         self.until = until
+        self.used = False
 
 
 class Published:
@@ -142,7 +145,24 @@ class Published:
             return
         assert state.handle is not None
         sid, key = state.handle
-        remember(self.by_cookie, cookie, Served(sid, key, blob, state, until), self._limit)
+        cache = self.by_cookie
+        if len(cache) >= self._limit and cookie not in cache:
+            self._make_room()
+        cache[cookie] = Served(sid, key, blob, state, until)
+
+    def _make_room(self) -> None:
+        """Drop the oldest tenth, but for the entries served since the last time, which go to the back (and
+        are dropped at the next time unless served again). When all of them were, the next tenth goes."""
+        cache = self.by_cookie
+        tenth = max(1, self._limit // 10)
+        for cookie in list(itertools.islice(cache, tenth)):
+            served = cache.pop(cookie)
+            if served.used:
+                served.used = False
+                cache[cookie] = served
+        if len(cache) >= self._limit:
+            for cookie in list(itertools.islice(cache, tenth)):
+                del cache[cookie]
 
     def forget(self, cookie: str) -> None:
         """Serve nothing remembered for ``cookie``: its session ended or cannot be served."""

@@ -253,9 +253,11 @@ async def test_a_cookie_is_served_from_memory_from_its_second_sight_on(
     assert work.take() == (1, 1) and value not in guard._published.by_cookie  # a first sight
     assert (await browser.get("/me")).json()["user"] == "alice"
     assert work.take() == (1, 1) and value in guard._published.by_cookie  # the second: remembered
+    assert not guard._published.by_cookie[value].used
     for _ in range(3):
         assert (await browser.get("/me")).json()["user"] == "alice"
         assert work.take() == (0, 0)
+    assert guard._published.by_cookie[value].used  # served: kept when the cache next makes room
 
 
 async def test_a_remembered_state_is_served_only_while_the_store_holds_its_bytes(
@@ -291,6 +293,38 @@ async def test_a_remembered_state_is_served_only_while_the_store_holds_its_bytes
     await guard.store.set("s:" + served.sid, served.blob, ttl=60)
     assert (await browser.get("/me")).json()["access_token"] != "at-newer"
     assert work.take() == (1, 1)
+
+
+async def test_a_full_cache_keeps_the_users_it_serves(guard_factory: GuardFactory, clock: FakeClock) -> None:
+    from asgi_oauth_guard._published import Published
+
+    guard = guard_factory()
+    published = Published(
+        guard=guard,
+        lifetime=guard._sessions.lifetime,
+        refresher=guard._refresher,
+        default_provider="d",
+        limit=10,
+    )
+    tokens = TokenSet(access_token="at", issued_at=clock(), expires_at=clock() + 60)
+
+    def sighted_twice(cookie: str) -> None:
+        made = Session(sid=cookie, tokens=tokens, claims={"sub": cookie}, created_at=clock())
+        state = published.state_of(made, (made.sid, b"k" * 32))
+        for _ in range(2):
+            published.remember(cookie, b"blob", state, published.until(made))
+
+    sighted_twice("hot")
+    sighted_twice("idle")
+    for i in range(100):  # passers-by, while "hot" is served between them and "idle" is not
+        published.by_cookie["hot"].used = True  # what the hot path does when it serves an entry
+        sighted_twice(f"other-{i}")
+        assert len(published.by_cookie) <= 10
+    assert "hot" in published.by_cookie and "idle" not in published.by_cookie
+    for cookie in list(published.by_cookie):  # every entry served: the cache stays bounded all the same
+        published.by_cookie[cookie].used = True
+    sighted_twice("new")
+    assert len(published.by_cookie) <= 10 and "new" in published.by_cookie
 
 
 async def test_the_version_a_refresh_writes_is_remembered_at_once(
