@@ -388,8 +388,10 @@ def _scaling_section(scaling: dict[str, Any]) -> str:
         for r in scaling["cold_path"]
     ]
     parts.append(
-        "Cold path: each request from a random one of the stored sessions (the guard's caches hold 10,000), "
-        "against the warm path (100 users) in the same rounds. GC: the µs per request the garbage "
+        "Cold path: each request from a random one of the stored sessions (the guard keeps 10,000), "
+        "against the warm path (100 users) in the same rounds, after twice as many random requests as "
+        "there are sessions (at most 200,000: caches full) and with no collection forced between rounds, "
+        "as in a server that has been up for a while. GC: the µs per request the garbage "
         "collector took (`gc.callbacks`; the mean over rounds), included in the request's.\n\n"
         + _table(
             [
