@@ -260,6 +260,16 @@ async def test_a_cookie_is_served_from_memory_from_its_second_sight_on(
     assert guard._published.by_cookie[value].used  # served: kept when the cache next makes room
 
 
+async def remembered(guard: Any, browser_factory: BrowserFactory, provider: OAuthTestProvider) -> Any:
+    """A browser signed in to ``guard`` whose session cookie the guard remembers (its second sight)."""
+    browser = browser_factory(guard)
+    await login(browser, provider, "/me")
+    for _ in range(2):
+        await browser.get("/me")
+    assert browser.cookies["guard_session"] in guard._published.by_cookie
+    return browser
+
+
 async def test_a_remembered_state_is_served_only_while_the_store_holds_its_bytes(
     guard_factory: GuardFactory,
     browser_factory: BrowserFactory,
@@ -267,10 +277,7 @@ async def test_a_remembered_state_is_served_only_while_the_store_holds_its_bytes
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     guard = guard_factory()
-    browser = browser_factory(guard)
-    await login(browser, provider, "/me")
-    for _ in range(2):
-        await browser.get("/me")
+    browser = await remembered(guard, browser_factory, provider)
     value = browser.cookies["guard_session"]
     served = guard._published.by_cookie[value]
     # Another worker wrote a new version (here: new tokens): the next request reads that one.
@@ -335,10 +342,7 @@ async def test_the_version_a_refresh_writes_is_remembered_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     guard = guard_factory()
-    browser = browser_factory(guard)
-    await login(browser, provider, "/me")
-    for _ in range(2):
-        await browser.get("/me")
+    browser = await remembered(guard, browser_factory, provider)
     work = Decrypts(guard, monkeypatch)
     clock.advance(3600)
     assert (await browser.get("/me")).json()["refreshes"] == 1
