@@ -146,9 +146,13 @@ class Published:
         assert state.handle is not None
         sid, key = state.handle
         cache = self.by_cookie
-        if len(cache) >= self._limit and cookie not in cache:
+        known = cookie in cache
+        if len(cache) >= self._limit and not known:
             self._make_room()
-        cache[cookie] = Served(sid, key, blob, state, until)
+        served = cache[cookie] = Served(sid, key, blob, state, until)
+        # A new version of a remembered session (another worker wrote it) keeps the old entry's place in the
+        # cache, and the request that rebuilt it is serving it: used, as a hit would have marked it.
+        served.used = known
 
     def _make_room(self) -> None:
         """Drop the oldest tenth, but for the entries served since the last time, which go to the back (and

@@ -286,8 +286,10 @@ async def test_a_remembered_state_is_served_only_while_the_store_holds_its_bytes
     newer = dataclasses.replace(session, tokens=dataclasses.replace(session.tokens, access_token="at-newer"))
     assert await guard._sessions.replace(newer, served.key)
     work = Decrypts(guard, monkeypatch)
+    guard._published.by_cookie[value].used = False  # the cache made room since its last hit
     assert (await browser.get("/me")).json()["access_token"] == "at-newer"
     assert work.take() == (0, 1)  # no HMAC: the cookie was verified when it was remembered
+    assert guard._published.by_cookie[value].used  # rebuilt in its old place, and served: kept
     assert (await browser.get("/me")).json()["access_token"] == "at-newer"
     assert work.take() == (0, 0)
     # The session ended elsewhere (signed out in another worker): never served again.
