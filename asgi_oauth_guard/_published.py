@@ -23,11 +23,10 @@ object it holds, so that count is what the cold path pays for, at every request.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._bounded import CACHE_SIZE
+from ._bounded import CACHE_SIZE, make_room
 from ._context import GuardState, Identity
 from ._sessions import SESSION_PREFIX
 from ._user import GuardUser, credentials
@@ -147,26 +146,12 @@ class Published:
         sid, key = state.handle
         cache = self.by_cookie
         known = cookie in cache
-        if len(cache) >= self._limit and not known:
-            self._make_room()
+        if not known:
+            make_room(cache, self._limit, _second_chance)
         served = cache[cookie] = Served(sid, key, blob, state, until)
         # A new version of a remembered session (another worker wrote it) keeps the old entry's place in the
         # cache, and the request that rebuilt it is serving it: used, as a hit would have marked it.
         served.used = known
-
-    def _make_room(self) -> None:
-        """Drop the oldest tenth, but for the entries served since the last time, which go to the back (and
-        are dropped at the next time unless served again). When all of them were, the next tenth goes."""
-        cache = self.by_cookie
-        tenth = max(1, self._limit // 10)
-        for cookie in list(itertools.islice(cache, tenth)):
-            served = cache.pop(cookie)
-            if served.used:
-                served.used = False
-                cache[cookie] = served
-        if len(cache) >= self._limit:
-            for cookie in list(itertools.islice(cache, tenth)):
-                del cache[cookie]
 
     def forget(self, cookie: str) -> None:
         """Serve nothing remembered for ``cookie``: its session ended or cannot be served."""
@@ -188,3 +173,12 @@ class Published:
             self._seen.clear()
         self._seen.add(marker)
         return False
+
+
+def _second_chance(served: Served) -> bool:
+    """Whether a full cache keeps ``served``: if it was served since the cache last made room (CLOCK's
+    second chance), and then not again unless it is served again meanwhile."""
+    if served.used:
+        served.used = False
+        return True
+    return False

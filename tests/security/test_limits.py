@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from asgi_oauth_guard import MemoryStore, OAuthGuard, TokenSet
-from asgi_oauth_guard._bounded import remember
+from asgi_oauth_guard._bounded import make_room
 from asgi_oauth_guard._flows import MAX_WAITING_DUPLICATES
 from asgi_oauth_guard._session import Session
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
@@ -200,18 +200,21 @@ async def test_the_published_states_and_the_cookies_seen_once_are_bounded(
 
 
 def test_a_full_cache_drops_its_oldest_tenth_at_once() -> None:
-    cache: dict[int, int] = {}
-    for i in range(100):
-        remember(cache, i, i, 100)
-    assert list(cache) == list(range(100))
-    remember(cache, 5, -5, 100)  # an existing key: nothing dropped
-    assert len(cache) == 100 and cache[5] == -5
-    remember(cache, 100, 100, 100)
-    assert list(cache) == list(range(10, 101))  # the ten oldest gone, the order kept
-    for i in range(101, 1000):
-        remember(cache, i, i, 100)
+    cache = {i: i for i in range(99)}
+    make_room(cache, 100, lambda value: False)  # not full: nothing dropped
+    assert list(cache) == list(range(99))
+    cache[99] = 99
+    make_room(cache, 100, lambda value: False)
+    assert list(cache) == list(range(10, 100))  # the ten oldest gone at once, the order kept
+    cache.update({i: i for i in range(100, 110)})
+    make_room(cache, 100, lambda value: value % 2 == 0)  # the even ones kept, at the back
+    assert list(cache) == [*range(20, 110), 10, 12, 14, 16, 18]
+    make_room(cache, 95, lambda value: True)  # all kept: the next tenth goes all the same
+    assert len(cache) < 95
+    for i in range(1000, 2000):
+        make_room(cache, 100, lambda value: True)
+        cache[i] = i
         assert len(cache) <= 100
-    assert 999 in cache
 
 
 # -- outbound calls ------------------------------------------------------------------------------------
