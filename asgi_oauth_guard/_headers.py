@@ -63,6 +63,9 @@ def private_send(send: Send) -> Send:
     async def send_private(message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = message.get("headers", ())
+            if type(headers) is not list:  # any iterable: read once, and what is sent is what was read
+                headers = list(headers)
+                message = {**message, "headers": headers}
             cache_control = False
             vary: bytes | None = None
             for name, value in headers:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message
 
 from asgi_oauth_guard import Reason
+from asgi_oauth_guard._headers import private_send
 from asgi_oauth_guard.testing import OAuthTestProvider
 
 from .conftest import BrowserFactory, GuardFactory, login, start_login
@@ -124,3 +127,36 @@ async def test_a_callback_answer_carries_them(
     browser = browser_factory(guard_factory())
     done = await browser.get(await start_login(browser, provider))
     assert done.status_code == 303 and has_own_headers(done)
+
+
+@pytest.mark.parametrize(
+    ("headers", "added"),
+    [
+        ([], [(b"cache-control", b"private"), (b"vary", b"Cookie")]),
+        ([(b"content-type", b"application/json")], [(b"cache-control", b"private"), (b"vary", b"Cookie")]),
+        # names that only contain the two are not them: both still added
+        (
+            [(b"x-vary-by", b"a"), (b"x-cache-control-hint", b"b")],
+            [(b"cache-control", b"private"), (b"vary", b"Cookie")],
+        ),
+        ([(b"Cache-Control", b"no-store")], [(b"vary", b"Cookie")]),  # any case, as Django sends it
+        ([(bytearray(b"VARY"), b"Accept")], [(b"cache-control", b"private"), (b"vary", b"Cookie")]),
+        ([(b"vary", b"Accept, cookie")], [(b"cache-control", b"private")]),
+        ([(b"vary", b"*"), (b"cache-control", b"private, max-age=5")], []),
+    ],
+)
+@pytest.mark.parametrize("iterator", [False, True])  # headers may come as any iterable: read once
+async def test_private_send_adds_what_the_answer_lacks(
+    headers: list[tuple[bytes, bytes]], added: list[tuple[bytes, bytes]], iterator: bool
+) -> None:
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    private = private_send(send)
+    given: Any = iter(headers) if iterator else headers
+    await private({"type": "http.response.start", "status": 200, "headers": given})
+    await private({"type": "http.response.body", "body": b"x"})
+    assert [tuple(h) for h in sent[0]["headers"]] == [*(tuple(h) for h in headers), *added]
+    assert sent[1] == {"type": "http.response.body", "body": b"x"}  # other messages pass as they are

@@ -43,6 +43,16 @@ OTHER_KEY = "another-secret-key-that-is-long-enough-42"
         ([(b"cookie", b"guard_session_tx=no")], None),
         ([(b"cookie", b"guard_session=first; guard_session=second")], "first"),
         ([(b"cookie", b"a=1"), (b"cookie", b"guard_session=later")], "later"),  # HTTP/2: split headers
+        (
+            [(b"cookie", b"a=1"), (b"accept", b"*/*"), (b"cookie", b"guard_session=on; guard_session=no")],
+            "on",
+        ),
+        ([(b"cookie", b"guard_session=first"), (b"cookie", b"guard_session=second")], "first"),
+        ([(b"cookie", b"a=1"), (b"cookie", b"b=2")], None),
+        ([[b"accept", b"*/*"], [b"cookie", b"guard_session=abc"]], "abc"),  # lists, as some servers send
+        ([(b"cookie", b"guard_session=\tabc")], "abc"),
+        ([(b"cookie", "guard_session=\u00a0abc\u00a0".encode("latin-1"))], "abc"),  # str.strip's spaces
+        ([(b"cookie", b'guard_session="abc"')], "abc"),
         ([(b"x-cookie", b"guard_session=no")], None),
         ([(b"cookie", "caf\u00e9=cr\u00e8me; guard_session=abc".encode("latin-1"))], "abc"),
         ([(b"cookie", b"guard_session=")], ""),
@@ -53,6 +63,8 @@ def test_find_cookie_reads_the_value_as_the_text_search_did(
     headers: list[tuple[bytes, bytes]], expected: str | None
 ) -> None:
     assert find_cookie(headers, b"guard_session=") == expected
+    assert find_cookie(iter(headers), b"guard_session=") == expected  # any iterable, read once
+    assert find_cookie(tuple(headers), b"guard_session=") == expected
 
 
 # -- the session cookie, verified with the derived keys ---------------------------------------------------
