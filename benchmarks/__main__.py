@@ -21,7 +21,7 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from . import _apps, _e2e, _inprocess, _memory, _races, _report, _scaling, _servers  # noqa: E402
+from . import _apps, _e2e, _inprocess, _instructions, _memory, _races, _report, _scaling, _servers  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _apps.LABELS.update(
@@ -75,6 +75,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile", action="store_true", help="also cProfile the hot path, in-process and in the server"
+    )
+    parser.add_argument(
+        "--no-instructions", action="store_true", help="skip section 7 (instructions, under callgrind)"
     )
     args = parser.parse_args(argv)
     smoke = args.smoke
@@ -196,6 +199,24 @@ def end_to_end(args: argparse.Namespace, redis_url: str | None) -> dict[str, Any
     return result
 
 
+def instructions(args: argparse.Namespace, redis_url: str | None) -> dict[str, Any]:
+    if args.no_instructions:
+        return {"skipped": "--no-instructions"}
+    if _instructions.valgrind() is None:
+        message = "valgrind is missing (apt-get install valgrind): no instruction counts"
+        print(f"!! {message}", file=sys.stderr)
+        return {"skipped": message}
+    where = "in-process" + ("" if args.smoke or args.no_e2e else " and under uvicorn")
+    _say(f"7. instructions per request (callgrind), {where}")
+    return _instructions.measure(
+        requests=50 if args.smoke else 2000,
+        seconds=10,
+        redis_url=redis_url,
+        before=bool(args.baseline),
+        in_process_only=args.smoke or args.no_e2e,
+    )
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     hot = results["hot_path"]["variants"]
@@ -300,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             print("!! redis-server is not installed: the RedisStore rows are left out", file=sys.stderr)
         asyncio.run(in_process(args, redis_url, results))
         results["end_to_end"] = end_to_end(args, redis_url)
+        results["instructions"] = instructions(args, redis_url)
     results["targets"] = targets(results)
     args.output.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

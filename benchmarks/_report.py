@@ -86,6 +86,38 @@ def environment() -> dict[str, Any]:
     }
 
 
+def _instructions_section(counted: dict[str, Any]) -> str:
+    text = (
+        "### 7. Instructions per request (valgrind's callgrind; the same on every run, whatever the "
+        "machine's load)\n\n"
+        f"In-process: the raw driver, {counted['requests']:,} requests with a browser's headers. Under "
+        f"uvicorn[standard]: the whole server process while wrk -c32 drives it for {counted['seconds']:g} s "
+        "(event loop, HTTP parser and app), per request wrk counted. Instructions are not time (a cache "
+        "miss costs more than an add): they say how much work there is, exactly."
+    )
+    served = counted.get("served", {})
+    rows = []
+    for name, count in counted["in_process"].items():
+        row = [
+            _label(name),
+            f"{count:,}",
+            f"{counted['in_process_ratio'][name]:.3f}x",
+            f"{counted['in_process_over_bare'][name]:+,}",
+        ]
+        if name in served:
+            row += [
+                f"{served[name]['per_request']:,}",
+                f"{counted['served_ratio'][name]:.3f}x",
+                f"{counted['served_over_bare'][name]:+,}",
+            ]
+        else:
+            row += ["-", "-", "-"]
+        rows.append(row)
+    header = ["variant", "in-process", "vs bare", "over bare"]
+    header += ["under uvicorn", "vs bare", "over bare"]
+    return text + "\n\n" + _table(header, rows)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -253,6 +285,12 @@ def markdown(results: dict[str, Any]) -> str:
     scaling = results.get("scaling")
     if scaling:
         parts.append(_scaling_section(scaling))
+
+    counted = results.get("instructions")
+    if counted and "skipped" in counted:
+        parts.append(f"### 7. Instructions per request\n\nSkipped: {counted['skipped']}")
+    elif counted:
+        parts.append(_instructions_section(counted))
 
     targets = results.get("targets")
     if targets:

@@ -101,14 +101,17 @@ def uvicorn_app(
     settings: Mapping[str, Any] | None = None,
     profile: Path | None = None,
     label: str | None = None,
+    prefix: Sequence[str] = (),
+    startup_timeout: float = 30,
 ) -> Iterator[tuple[str, str, int]]:
     """``variant`` served by uvicorn (one worker) on loopback: ``(url, cookie_header, pid)``.
 
     ``options`` are uvicorn's command-line options beyond the app, host and port (none: uvicorn's defaults,
     access log included, which goes to a file here). ``settings``: more keyword arguments for the guard;
-    ``profile``: where the server writes its cProfile (see ``_serve``). The app signs its user in during its
-    lifespan startup (so an in-memory session lives in the server process) and writes the Cookie header
-    (``name=value``) to a file.
+    ``profile``: where the server writes its cProfile (see ``_serve``); ``prefix``: a command the server
+    runs under (valgrind, for section 7), which may make its startup take up to ``startup_timeout``. The
+    app signs its user in during its lifespan startup (so an in-memory session lives in the server
+    process) and writes the Cookie header (``name=value``) to a file.
     """
     port = free_port()
     name = label or variant
@@ -125,12 +128,18 @@ def uvicorn_app(
         env["BENCH_REDIS_URL"] = redis_url
     if profile is not None:
         env["BENCH_PROFILE"] = str(profile)
-    command = [sys.executable, "-m", "uvicorn", "--factory", "benchmarks._serve:create_app"]
+    command = [*prefix, sys.executable, "-m", "uvicorn", "--factory", "benchmarks._serve:create_app"]
     command += ["--host", "127.0.0.1", "--port", str(port), *options]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait(process, lambda: cookie_file.exists() and _listening(port), f"uvicorn ({name})", log, 30)
+        _wait(
+            process,
+            lambda: cookie_file.exists() and _listening(port),
+            f"uvicorn ({name})",
+            log,
+            startup_timeout,
+        )
         yield f"http://127.0.0.1:{port}", cookie_file.read_text(), process.pid
     finally:
         _stop(process)

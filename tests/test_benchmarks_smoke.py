@@ -21,7 +21,7 @@ def test_smoke_run_measures_every_variant_and_the_races(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
@@ -63,6 +63,10 @@ def test_smoke_run_measures_every_variant_and_the_races(tmp_path: Path) -> None:
     for row in scaling["refresh"]:
         assert row["refreshes"] == row["requests"]  # each due request refreshed once, none twice
     assert results["end_to_end"] == {"skipped": "smoke mode"}
+    counted = results["instructions"]  # valgrind is installed by scripts/test: these rows must be there
+    assert set(counted["in_process"]) == {"bare", "session", "guard-memory"}
+    assert all(count > 0 for count in counted["in_process"].values())
+    assert counted["in_process_ratio"]["bare"] == 1.0
     assert "| guard, MemoryStore |" in done.stdout  # the markdown table
 
 

@@ -1,0 +1,167 @@
+"""Section 7: instructions per request, counted by valgrind's callgrind: the one figure noise cannot move.
+
+The machines these benchmarks run on are shared: a bare app's microseconds per request move by half
+between rounds, and a ratio of two such figures moves with them. Callgrind counts the instructions a
+process executes instead, which are the same on every run of the same code with the same input whatever
+else the machine does (hash randomisation fixed: ``PYTHONHASHSEED=0``). Instructions are not time (a cache
+miss costs more than an add), so these rows complement the timed ones; they say exactly how much work a
+change added or removed, which is what a before/after needs on a noisy machine.
+
+Two settings, each counting only the measured requests (instrumentation is switched on after warm-up):
+
+- in-process: the raw driver of section 1 calls the app ``n`` times with a browser's request;
+- under uvicorn[standard]: the whole server process (event loop, HTTP parser, the app) while wrk drives
+  it, divided by the requests wrk counted.
+
+``python -m benchmarks._instructions VARIANT N`` is the in-process child run under valgrind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import _apps
+from ._e2e import MAIN, SERVERS, request_headers, wrk
+from ._servers import uvicorn_app
+
+IN_PROCESS = ("bare", "session", "guard-memory")
+SERVED = ("bare", "guard-memory")
+
+
+def valgrind() -> str | None:
+    return shutil.which("valgrind") if shutil.which("callgrind_control") else None
+
+
+def _control(pid: int, *command: str) -> None:
+    subprocess.run(["callgrind_control", *command, str(pid)], capture_output=True, check=True, timeout=120)
+
+
+def _totals(directory: Path) -> int:
+    """The instructions of the dump callgrind_control asked for (the file ending in ``.1``)."""
+    [dump] = directory.glob("callgrind.*.1")
+    match = re.search(r"^totals:\s+(\d+)", dump.read_text(errors="replace"), re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"callgrind wrote no totals to {dump}")
+    return int(match[1])
+
+
+def _command(directory: Path) -> list[str]:
+    binary = valgrind()
+    assert binary is not None
+    return [
+        binary,
+        "--tool=callgrind",
+        "--instr-atstart=no",  # nothing counted (and little slowed) until the measured requests
+        f"--callgrind-out-file={directory}/callgrind.%p",
+    ]
+
+
+def _environment(**more: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONHASHSEED": "0", **more}
+
+
+def in_process(variant: str, requests: int) -> int:
+    """Instructions per request of ``variant`` called in-process ``requests`` times."""
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as name:
+        directory = Path(name)
+        command = [*_command(directory), sys.executable, "-m", "benchmarks._instructions", variant]
+        subprocess.run(
+            [*command, str(requests)],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=_environment(),
+            capture_output=True,
+            check=True,
+            timeout=900,
+        )
+        return round(_totals(directory) / requests)
+
+
+def served(variant: str, *, seconds: float, redis_url: str | None) -> tuple[int, int]:
+    """Instructions per request of the uvicorn[standard] process serving ``variant`` under wrk, and the
+    requests counted."""
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as name:
+        directory = Path(name)
+        with uvicorn_app(
+            variant,
+            redis_url=redis_url,
+            directory=directory,
+            options=SERVERS[MAIN.server].options,
+            prefix=_command(directory),
+            startup_timeout=600,
+        ) as (url, cookie, pid):
+            headers = request_headers(MAIN.request, cookie)
+            wrk(url, headers, seconds=2, connections=32, threads=2)  # warm-up, not counted
+            _control(pid, "-i", "on")
+            run = wrk(url, headers, seconds=seconds, connections=32, threads=2)
+            _control(pid, "-i", "off")
+            _control(pid, "-d")
+            if run["non_2xx"]:
+                raise RuntimeError(f"{variant} under callgrind answered {run['non_2xx']} non-2xx")
+            total = _totals(directory)
+        return round(total / run["requests"]), run["requests"]
+
+
+def measure(
+    *, requests: int, seconds: float, redis_url: str | None, before: bool, in_process_only: bool
+) -> dict[str, Any]:
+    extra = ["guard-before"] if before else []
+    rows: dict[str, Any] = {"requests": requests, "seconds": seconds, "in_process": {}, "served": {}}
+    for variant in [*IN_PROCESS, *extra]:
+        rows["in_process"][variant] = in_process(variant, requests)
+    if not in_process_only:
+        for variant in [*SERVED, *extra]:
+            per_request, counted = served(variant, seconds=seconds, redis_url=redis_url)
+            rows["served"][variant] = {"per_request": per_request, "requests": counted}
+    for setting in ("in_process", "served"):
+        got = rows[setting]
+        bare = got.get("bare")
+        if bare is None:
+            continue
+        base = bare if isinstance(bare, int) else bare["per_request"]
+        for variant, value in got.items():
+            count = value if isinstance(value, int) else value["per_request"]
+            rows.setdefault(f"{setting}_ratio", {})[variant] = count / base
+            rows.setdefault(f"{setting}_over_bare", {})[variant] = count - base
+    return rows
+
+
+# -- the in-process child, run under valgrind -----------------------------------------------------------
+
+
+async def _child(variant: str, requests: int) -> None:
+    from ._driver import call, http_scope, timed
+
+    provider = _apps.make_provider()
+    built = _apps.make(variant, provider, redis_url=None)
+    try:
+        cookie = "" if variant == "bare" else await _apps.sign_in(built, provider)
+        scope = http_scope(cookie)
+        scope["headers"] = [(k.encode(), v.encode()) for k, v in request_headers(MAIN.request, cookie)]
+        for _ in range(300):  # warm-up: caches filled, specialised bytecode in place
+            answer = await call(built.app, scope)
+        if answer.status != 200 or answer.json().get("user") != "alice":
+            raise RuntimeError(f"{variant}: expected a 200 for alice, got {answer.status}")
+        _control(os.getpid(), "-i", "on")
+        await timed(built.app, scope, requests)
+        _control(os.getpid(), "-i", "off")
+        _control(os.getpid(), "-d")
+    finally:
+        await built.aclose()
+
+
+def _main(argv: Sequence[str]) -> None:
+    variant, requests = argv
+    asyncio.run(_child(variant, int(requests)))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
