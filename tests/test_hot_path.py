@@ -468,3 +468,9 @@ async def test_the_published_state_is_built_as_its_init_builds_it(guard_factory:
         slotted_builder(GuardState)  # its __post_init__ derives user and auth: the caller must pass them
     with pytest.raises(TypeError, match="no slots"):
         slotted_builder(Session)
+    build = slotted_builder(Identity)
+    with pytest.raises(TypeError):  # every field, no more, no fewer: as the loop with zip(strict=True) was
+        build(*dataclasses.astuple(identity)[:-1])
+    with pytest.raises(TypeError):
+        build(*dataclasses.astuple(identity), None)
+    assert build(*(getattr(identity, f.name) for f in dataclasses.fields(Identity))) == identity
