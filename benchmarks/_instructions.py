@@ -45,12 +45,13 @@ def _control(pid: int, *command: str) -> None:
     subprocess.run(["callgrind_control", *command, str(pid)], capture_output=True, check=True, timeout=120)
 
 
-def _totals(directory: Path) -> int:
-    """The instructions of the dump callgrind_control asked for (the file ending in ``.1``)."""
-    [dump] = directory.glob("callgrind.*.1")
-    match = re.search(r"^totals:\s+(\d+)", dump.read_text(errors="replace"), re.MULTILINE)
+def _totals(directory: Path, dump: int = 1) -> int:
+    """The instructions of the ``dump``-th dump callgrind_control asked for (the file ending in ``.1``,
+    ``.2``)."""
+    [path] = directory.glob(f"callgrind.*.{dump}")
+    match = re.search(r"^totals:\s+(\d+)", path.read_text(errors="replace"), re.MULTILINE)
     if match is None:
-        raise RuntimeError(f"callgrind wrote no totals to {dump}")
+        raise RuntimeError(f"callgrind wrote no totals to {path}")
     return int(match[1])
 
 
@@ -65,10 +66,6 @@ def _command(directory: Path) -> list[str]:
     ]
 
 
-def _environment(**more: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONHASHSEED": "0", **more}
-
-
 def in_process(variant: str, requests: int) -> int:
     """Instructions per request of ``variant`` called in-process ``requests`` times."""
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as name:
@@ -77,12 +74,14 @@ def in_process(variant: str, requests: int) -> int:
         subprocess.run(
             [*command, str(requests)],
             cwd=Path(__file__).resolve().parent.parent,
-            env=_environment(),
+            env={**os.environ, "PYTHONHASHSEED": "0"},
             capture_output=True,
             check=True,
             timeout=900,
         )
-        return round(_totals(directory) / requests)
+        # The second dump counted no request: what switching the counting off costs (a subprocess started
+        # from the counted process), taken out of the first.
+        return round((_totals(directory, 1) - _totals(directory, 2)) / requests)
 
 
 def served(variant: str, *, seconds: float, redis_url: str | None) -> tuple[int, int]:
@@ -114,23 +113,19 @@ def measure(
     *, requests: int, seconds: float, redis_url: str | None, before: bool, in_process_only: bool
 ) -> dict[str, Any]:
     extra = ["guard-before"] if before else []
-    rows: dict[str, Any] = {"requests": requests, "seconds": seconds, "in_process": {}, "served": {}}
-    for variant in [*IN_PROCESS, *extra]:
-        rows["in_process"][variant] = in_process(variant, requests)
+    rows: dict[str, Any] = {"requests": requests, "seconds": seconds}
+    rows["in_process"] = {variant: in_process(variant, requests) for variant in [*IN_PROCESS, *extra]}
+    rows["served"], rows["served_requests"] = {}, {}
     if not in_process_only:
         for variant in [*SERVED, *extra]:
-            per_request, counted = served(variant, seconds=seconds, redis_url=redis_url)
-            rows["served"][variant] = {"per_request": per_request, "requests": counted}
+            rows["served"][variant], rows["served_requests"][variant] = served(
+                variant, seconds=seconds, redis_url=redis_url
+            )
     for setting in ("in_process", "served"):
-        got = rows[setting]
-        bare = got.get("bare")
-        if bare is None:
-            continue
-        base = bare if isinstance(bare, int) else bare["per_request"]
-        for variant, value in got.items():
-            count = value if isinstance(value, int) else value["per_request"]
-            rows.setdefault(f"{setting}_ratio", {})[variant] = count / base
-            rows.setdefault(f"{setting}_over_bare", {})[variant] = count - base
+        got: dict[str, int] = rows[setting]
+        if "bare" in got:
+            rows[f"{setting}_ratio"] = {v: count / got["bare"] for v, count in got.items()}
+            rows[f"{setting}_over_bare"] = {v: count - got["bare"] for v, count in got.items()}
     return rows
 
 
@@ -150,10 +145,11 @@ async def _child(variant: str, requests: int) -> None:
             answer = await call(built.app, scope)
         if answer.status != 200 or answer.json().get("user") != "alice":
             raise RuntimeError(f"{variant}: expected a 200 for alice, got {answer.status}")
-        _control(os.getpid(), "-i", "on")
-        await timed(built.app, scope, requests)
-        _control(os.getpid(), "-i", "off")
-        _control(os.getpid(), "-d")
+        for count in (requests, 0):  # the requests, then nothing: the cost of the switching itself
+            _control(os.getpid(), "-i", "on")
+            await timed(built.app, scope, count)
+            _control(os.getpid(), "-i", "off")
+            _control(os.getpid(), "-d")
     finally:
         await built.aclose()
 

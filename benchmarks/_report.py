@@ -106,7 +106,7 @@ def _instructions_section(counted: dict[str, Any]) -> str:
         ]
         if name in served:
             row += [
-                f"{served[name]['per_request']:,}",
+                f"{served[name]:,}",
                 f"{counted['served_ratio'][name]:.3f}x",
                 f"{counted['served_over_bare'][name]:+,}",
             ]
