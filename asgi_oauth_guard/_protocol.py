@@ -29,7 +29,7 @@ MAX_NEXT_LENGTH = 2048
 MAX_NEXT_STORED_BYTES = 2048
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class TokenSet:
     """Tokens from one token-endpoint answer. ``expires_at`` and ``issued_at`` are epoch seconds."""
 
@@ -127,12 +127,13 @@ def refresh_due(tokens: TokenSet, now: float, leeway: float) -> bool:
 def refresh_due_from(tokens: TokenSet, leeway: float) -> float:
     """The time from which :func:`refresh_due` says yes (``inf``: never), for callers that compare the
     clock with one number per request."""
-    if tokens.expires_at is None:
+    expires_at = tokens.expires_at
+    if expires_at is None:
         return math.inf
-    lifetime = tokens.lifetime()
-    if lifetime is not None and lifetime > 0:
+    lifetime = expires_at - tokens.issued_at  # tokens.lifetime(), without its call (the cold path's)
+    if lifetime > 0:
         leeway = min(leeway, lifetime / 2)
-    return tokens.expires_at - leeway
+    return expires_at - leeway
 
 
 # Longest lifetime believed from an answer (ten years): more is a provider bug, and a float that large

@@ -22,12 +22,11 @@ object it holds, so that count is what the cold path pays for, at every request.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from ._bounded import CACHE_SIZE, make_room
 from ._context import GuardState, Identity
+from ._records import positional_builder
 from ._sessions import SESSION_PREFIX
 from ._user import GuardUser, credentials
 
@@ -39,35 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Published", "Served"]
 
-R = TypeVar("R")
-
-
-def slotted_builder(cls: type[R], *, derived_by_caller: bool = False) -> Callable[..., R]:
-    """A constructor of the frozen, slotted dataclass ``cls`` from the values of all its fields, in their
-    order, that sets each slot through its descriptor: a frozen dataclass's ``__init__`` calls
-    ``object.__setattr__`` once per field (17,500 instructions for an :class:`Identity`; 7,400 this way).
-    For what is built on every request of a session not served lately. The constructor is written out,
-    one line per field, as ``dataclasses`` writes an ``__init__`` (a loop over the fields cost 5,500
-    instructions more). It refuses, at import, a class without slots, and one with a ``__post_init__``
-    unless ``derived_by_caller``: the callers pass the fields it derives (:class:`GuardState`'s ``user``
-    and ``auth``)."""
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    if "__slots__" not in cls.__dict__ or (hasattr(cls, "__post_init__") and not derived_by_caller):
-        raise TypeError(f"{cls.__name__} has no slots or derives fields: build it with its __init__")
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    for i, field in enumerate(fields):
-        namespace[f"_set{i}"] = getattr(cls, field.name).__set__
-    values = ", ".join(f"v{i}" for i in range(len(fields)))
-    sets = "".join(f"    _set{i}(record, v{i})\n" for i in range(len(fields)))
-    # The source is made of field indexes only, nothing from outside: as dataclasses writes __init__.
-    exec(f"def build({values}):\n    record = _new(_cls)\n{sets}    return record\n", namespace)  # noqa: S102
-    build: Callable[..., R] = namespace["build"]
-    build.__qualname__ = f"slotted_builder.<{cls.__name__}>"
-    return build
-
-
-_identity = slotted_builder(Identity)
-_state = slotted_builder(GuardState, derived_by_caller=True)
+_identity = positional_builder(Identity)
+_state = positional_builder(GuardState, derived_by_caller=True)
 
 
 class Served:

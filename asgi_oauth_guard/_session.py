@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from . import _json
 from ._protocol import TokenSet
+from ._records import stored_builder
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -67,7 +68,7 @@ class Outcome:
         return cls(**_json.loads(data))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Session:
     """A signed-in user: their tokens (``None`` once the provider refused them) and ID-token claims.
 
@@ -151,37 +152,5 @@ def auth_time(claims: Mapping[str, Any]) -> float | None:
     return None
 
 
-R = TypeVar("R")
-
-
-def _record_builder(cls: type[R]) -> Callable[[Any], R]:
-    """A constructor of ``cls`` from a stored record's fields, for the path that reads a session this
-    process has not seen. It checks what ``cls(**fields)`` checks (a dict; no unknown field, no missing
-    one; defaults filled in) and fills the instance's ``__dict__`` at once, where a frozen dataclass's
-    ``__init__`` calls ``object.__setattr__`` once per field. For plain frozen dataclasses only: one
-    that validates in ``__post_init__`` or uses slots is refused here, at import."""
-    if hasattr(cls, "__post_init__") or hasattr(cls, "__slots__"):
-        raise TypeError(f"{cls.__name__} validates or has slots: build it with its __init__")
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    if any(f.default_factory is not dataclasses.MISSING for f in fields):
-        raise TypeError(f"{cls.__name__} has a default factory: build it with its __init__")
-    names = frozenset(f.name for f in fields)
-    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
-    required = names - defaults.keys()
-
-    def build(values: Any) -> R:
-        if not isinstance(values, dict):
-            raise TypeError(f"a stored {cls.__name__} is not an object")
-        keys = values.keys()
-        if not (keys <= names and required <= keys):
-            raise TypeError(f"a stored {cls.__name__} has other fields than {sorted(names)}")
-        record = object.__new__(cls)
-        record.__dict__.update(defaults)
-        record.__dict__.update(values)
-        return record
-
-    return build
-
-
-_tokens_from = _record_builder(TokenSet)
-_session_from = _record_builder(Session)
+_tokens_from = stored_builder(TokenSet)
+_session_from = stored_builder(Session)

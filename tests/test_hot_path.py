@@ -19,7 +19,7 @@ from asgi_oauth_guard._crypto import Keyring
 from asgi_oauth_guard._http import find_cookie
 from asgi_oauth_guard._lifetime import TOUCH_INTERVAL, Lifetime
 from asgi_oauth_guard._protocol import refresh_due, refresh_due_from
-from asgi_oauth_guard._session import Session, _record_builder
+from asgi_oauth_guard._session import Session
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
 from .conftest import SECRET_KEY, BrowserFactory, CountingStore, GuardFactory, login
@@ -424,21 +424,8 @@ def test_an_old_record_gets_the_defaults_and_a_strange_one_is_refused() -> None:
             Session.loads(json.dumps(strange).encode())
 
 
-def test_the_builder_refuses_records_that_validate_themselves() -> None:
-    @dataclasses.dataclass(frozen=True)
-    class Checked:
-        value: int
-
-        def __post_init__(self) -> None:
-            assert self.value > 0
-
-    with pytest.raises(TypeError):
-        _record_builder(Checked)
-
-
 async def test_the_published_state_is_built_as_its_init_builds_it(guard_factory: GuardFactory) -> None:
     from asgi_oauth_guard._context import GuardState, Identity
-    from asgi_oauth_guard._published import slotted_builder
 
     guard = guard_factory()
     tokens = TokenSet(
@@ -462,15 +449,6 @@ async def test_the_published_state_is_built_as_its_init_builds_it(guard_factory:
     assert state == GuardState(guard=guard, identity=identity, handle=("s", b"k" * 32))
     assert state.user.identity == "alice" and state.user.is_authenticated
     assert state.auth.scopes == ["authenticated", "openid", "email"]
+    assert type(state) is GuardState and type(state.identity) is Identity
     with pytest.raises(dataclasses.FrozenInstanceError):
         state.identity.access_token = "other"  # type: ignore[misc, union-attr]
-    with pytest.raises(TypeError, match="derives fields"):
-        slotted_builder(GuardState)  # its __post_init__ derives user and auth: the caller must pass them
-    with pytest.raises(TypeError, match="no slots"):
-        slotted_builder(Session)
-    build = slotted_builder(Identity)
-    with pytest.raises(TypeError):  # every field, no more, no fewer: as the loop with zip(strict=True) was
-        build(*dataclasses.astuple(identity)[:-1])
-    with pytest.raises(TypeError):
-        build(*dataclasses.astuple(identity), None)
-    assert build(*(getattr(identity, f.name) for f in dataclasses.fields(Identity))) == identity
