@@ -38,11 +38,11 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | memoryview | str) -> Any:
     """The value of JSON ``data``; raises ``ValueError`` (``json.JSONDecodeError``) when it is not JSON."""
     if _orjson is not None:
         try:
             return _orjson.loads(data)
         except _orjson.JSONDecodeError:  # NaN, Infinity, integers beyond 64 bits: json reads them
             pass
-    return json.loads(data)
+    return json.loads(bytes(data) if isinstance(data, memoryview) else data)

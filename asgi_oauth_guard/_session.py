@@ -121,7 +121,7 @@ class Session:
         return _json.dumps(data)
 
     @classmethod
-    def loads(cls, data: bytes) -> Session:
+    def loads(cls, data: bytes | memoryview) -> Session:
         raw = _json.loads(data)
         tokens = raw.pop("tokens")
         raw["tokens"] = _tokens_from(tokens) if tokens is not None else None

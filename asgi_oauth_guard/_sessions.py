@@ -19,7 +19,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 
-from ._crypto import seal, unseal
+from ._crypto import seal, unseal_view
 from ._index import SessionIndex
 from ._lifetime import TOUCH_INTERVAL, Lifetime
 from ._session import Session
@@ -66,7 +66,7 @@ class Sessions:
         it is not sealed with ``key`` for ``sid``, or it is not a session record."""
         if blob is None:
             return None
-        plain = unseal(key, sid.encode(), blob)
+        plain = unseal_view(key, sid.encode(), blob)  # parsed at once: the view is this thread's buffer
         if plain is None:
             return None
         try:

@@ -67,6 +67,9 @@ def test_smoke_run_measures_every_variant_and_the_races(tmp_path: Path) -> None:
     assert set(counted["in_process"]) == {"bare", "session", "guard-memory"}
     assert all(count > 0 for count in counted["in_process"].values())
     assert counted["in_process_ratio"]["bare"] == 1.0
+    cold = counted["cold_path"]
+    assert cold["stored"] == 2_000 and cold["warm"] > 0 and cold["cold"] > 0
+    assert "The cold path (guard, MemoryStore, 2,000 sessions stored" in done.stdout
     assert "| guard, MemoryStore |" in done.stdout  # the markdown table
 
 
