@@ -214,6 +214,7 @@ def instructions(args: argparse.Namespace, redis_url: str | None) -> dict[str, A
         redis_url=redis_url,
         before=bool(args.baseline),
         in_process_only=args.smoke or args.no_e2e,
+        stored=2_000 if args.smoke else 100_000,
     )
 
 

@@ -13,7 +13,11 @@ Two settings, each counting only the measured requests (instrumentation is switc
 - under uvicorn[standard]: the whole server process (event loop, HTTP parser, the app) while wrk drives
   it, divided by the requests wrk counted.
 
-``python -m benchmarks._instructions VARIANT N`` is the in-process child run under valgrind.
+- the cold path: the guard with a MemoryStore of ``stored`` sessions, caches full, 100 users (warm) and
+  users picked at random among all (cold), as section 3 measures it in time.
+
+``python -m benchmarks._instructions VARIANT N`` (and ``cold STORED N``) is the in-process child run
+under valgrind.
 """
 
 from __future__ import annotations
@@ -84,6 +88,27 @@ def in_process(variant: str, requests: int) -> int:
         return round((_totals(directory, 1) - _totals(directory, 2)) / requests)
 
 
+def cold_path(stored: int, requests: int) -> dict[str, int]:
+    """Instructions per request of the guard (MemoryStore, ``stored`` sessions, caches full) for ``warm``
+    requests (100 users) and ``cold`` ones (each from a random one of all), as section 3's cold path."""
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as name:
+        directory = Path(name)
+        command = [*_command(directory), sys.executable, "-m", "benchmarks._instructions", "cold"]
+        subprocess.run(
+            [*command, str(stored), str(requests)],
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            capture_output=True,
+            check=True,
+            timeout=1800,
+        )
+        idle = _totals(directory, 3)  # the third dump counted no request (as in :func:`in_process`)
+        return {
+            "warm": round((_totals(directory, 1) - idle) / requests),
+            "cold": round((_totals(directory, 2) - idle) / requests),
+        }
+
+
 def served(variant: str, *, seconds: float, redis_url: str | None) -> tuple[int, int]:
     """Instructions per request of the uvicorn[standard] process serving ``variant`` under wrk, and the
     requests counted."""
@@ -110,11 +135,19 @@ def served(variant: str, *, seconds: float, redis_url: str | None) -> tuple[int,
 
 
 def measure(
-    *, requests: int, seconds: float, redis_url: str | None, before: bool, in_process_only: bool
+    *,
+    requests: int,
+    seconds: float,
+    redis_url: str | None,
+    before: bool,
+    in_process_only: bool,
+    stored: int,
 ) -> dict[str, Any]:
     extra = ["guard-before"] if before else []
     rows: dict[str, Any] = {"requests": requests, "seconds": seconds}
     rows["in_process"] = {variant: in_process(variant, requests) for variant in [*IN_PROCESS, *extra]}
+    cold = cold_path(stored, requests)
+    rows["cold_path"] = {"stored": stored, **cold, "cold_vs_warm": cold["cold"] / cold["warm"]}
     rows["served"], rows["served_requests"] = {}, {}
     if not in_process_only:
         for variant in [*SERVED, *extra]:
@@ -154,7 +187,36 @@ async def _child(variant: str, requests: int) -> None:
         await built.aclose()
 
 
+async def _cold_child(stored: int, requests: int) -> None:
+    import random
+
+    from . import _scaling
+
+    bench = await _scaling.Bench("memory", redis_url=None).start()
+    try:
+        await bench.mint(stored)
+        everyone = bench.session_cookies
+        # Caches full, as section 3 measures it: a cookie is remembered from its second sight.
+        await _scaling.timed_random(bench.guard, everyone, random.Random(7), min(2 * stored, 200_000))
+        await _scaling.timed_fresh(bench.guard, everyone[:100], 2000)
+        runs = (
+            lambda: _scaling.timed_fresh(bench.guard, everyone[:100], requests),
+            lambda: _scaling.timed_random(bench.guard, everyone, random.Random(21), requests),
+            lambda: _scaling.timed_fresh(bench.guard, everyone[:100], 0),
+        )
+        for run in runs:
+            _control(os.getpid(), "-i", "on")
+            await run()
+            _control(os.getpid(), "-i", "off")
+            _control(os.getpid(), "-d")
+    finally:
+        await bench.aclose()
+
+
 def _main(argv: Sequence[str]) -> None:
+    if argv[0] == "cold":
+        asyncio.run(_cold_child(int(argv[1]), int(argv[2])))
+        return
     variant, requests = argv
     asyncio.run(_child(variant, int(requests)))
 
