@@ -73,8 +73,9 @@ def unseal(key: bytes, aad: bytes, blob: bytes) -> bytes | None:
     """The plaintext, or ``None`` when the blob was not sealed with this key for this ``aad``."""
     if len(blob) < 1 + NONCE_BYTES + 16 or blob[:1] != _VERSION:
         return None
-    # Read through a view: slicing would copy the ciphertext first (for a session not served lately it
-    # is not in the CPU's caches: one read of it, not two, and no write of a copy).
+    # Read through a view: slicing would copy the ciphertext first (a record read from the store is not in
+    # the CPU's caches: one read of it, not two, and no write of a copy). Sessions come here only when
+    # ``unseal_view`` cannot use its buffer.
     view = memoryview(blob)
     try:
         return AESGCM(key).decrypt(view[1 : 1 + NONCE_BYTES], view[1 + NONCE_BYTES :], aad)

@@ -49,7 +49,8 @@ def test_a_session_read_through_the_view_keeps_nothing_of_the_buffer() -> None:
     assert view is not None
     loaded = Session.loads(view)
     unseal_view(KEY, b"b", seal(KEY, b"b", second.dumps()))  # the same buffer, overwritten
-    assert bytes(view) != first.dumps()  # (the buffer is reused: what the contract says)
+    if _crypto._DECRYPT_INTO:  # (cryptography 45 and later; before, each call returns bytes of its own)
+        assert bytes(view) != first.dumps()  # the buffer is reused: what the contract says
     assert loaded == first
 
 
@@ -85,4 +86,5 @@ def test_the_view_parses_without_orjson_too(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(_json, "_orjson", None)  # installed without the speedups extra
     session = Session(sid="a", tokens=None, claims={"sub": "alice"}, created_at=1.0)
     view = unseal_view(KEY, b"a", seal(KEY, b"a", session.dumps()))
-    assert isinstance(view, memoryview) and Session.loads(view) == session
+    assert isinstance(view, memoryview if _crypto._DECRYPT_INTO else bytes)
+    assert Session.loads(view) == session
