@@ -49,23 +49,50 @@ def _control(pid: int, *command: str) -> None:
     subprocess.run(["callgrind_control", *command, str(pid)], capture_output=True, check=True, timeout=120)
 
 
-def _totals(directory: Path, dump: int = 1) -> int:
-    """The instructions of the ``dump``-th dump callgrind_control asked for (the file ending in ``.1``,
-    ``.2``)."""
+def _counts(directory: Path, dump: int = 1) -> dict[str, int]:
+    """Every event of the ``dump``-th dump callgrind_control asked for (the file ending in ``.1``, ``.2``),
+    by callgrind's name: ``Ir`` (instructions), and with the simulations on ``I1mr``, ``D1mr``, ``Bcm``..."""
     [path] = directory.glob(f"callgrind.*.{dump}")
-    match = re.search(r"^totals:\s+(\d+)", path.read_text(errors="replace"), re.MULTILINE)
-    if match is None:
+    text = path.read_text(errors="replace")
+    events = re.search(r"^events:\s+(.+)$", text, re.MULTILINE)
+    totals = re.search(r"^totals:\s+(.+)$", text, re.MULTILINE)
+    if events is None or totals is None:
         raise RuntimeError(f"callgrind wrote no totals to {path}")
-    return int(match[1])
+    return dict(zip(events[1].split(), map(int, totals[1].split()), strict=True))
 
 
-def _command(directory: Path) -> list[str]:
+def _totals(directory: Path, dump: int = 1) -> int:
+    """The instructions of the ``dump``-th dump."""
+    return _counts(directory, dump)["Ir"]
+
+
+# What the cache and branch simulations say of a request, from callgrind's events (its model of this
+# machine's caches, and a simple predictor: a guide to where time goes that instructions do not show).
+SIMULATED = {
+    "l1i_misses": ("I1mr",),
+    "l1d_misses": ("D1mr", "D1mw"),
+    "ll_misses": ("ILmr", "DLmr", "DLmw"),
+    "branches": ("Bc", "Bi"),
+    "mispredicted": ("Bcm", "Bim"),
+}
+
+
+def simulated(counts: dict[str, int], idle: dict[str, int], requests: int) -> dict[str, float]:
+    """Per request, each of :data:`SIMULATED`, with what the ``idle`` dump counted taken out."""
+    return {
+        name: round(sum(counts[e] - idle[e] for e in events) / requests, 1)
+        for name, events in SIMULATED.items()
+    }
+
+
+def _command(directory: Path, *, simulate: bool = False) -> list[str]:
     binary = valgrind()
     assert binary is not None
     return [
         binary,
         "--tool=callgrind",
         "--instr-atstart=no",  # nothing counted (and little slowed) until the measured requests
+        *(["--cache-sim=yes", "--branch-sim=yes"] if simulate else []),  # simulated only while counting
         f"--callgrind-out-file={directory}/callgrind.%p",
     ]
 
@@ -88,24 +115,31 @@ def in_process(variant: str, requests: int) -> int:
         return round((_totals(directory, 1) - _totals(directory, 2)) / requests)
 
 
-def cold_path(stored: int, requests: int) -> dict[str, int]:
+def cold_path(stored: int, requests: int) -> dict[str, Any]:
     """Instructions per request of the guard (MemoryStore, ``stored`` sessions, caches full) for ``warm``
-    requests (100 users) and ``cold`` ones (each from a random one of all), as section 3's cold path."""
+    requests (100 users) and ``cold`` ones (each from a random one of all), as section 3's cold path; and
+    what the cache and branch simulations say of each (``simulated``): the cold path's time outgrows its
+    instructions, and this says by what."""
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as name:
         directory = Path(name)
-        command = [*_command(directory), sys.executable, "-m", "benchmarks._instructions", "cold"]
+        command = [*_command(directory, simulate=True), sys.executable, "-m", "benchmarks._instructions"]
         subprocess.run(
-            [*command, str(stored), str(requests)],
+            [*command, "cold", str(stored), str(requests)],
             cwd=Path(__file__).resolve().parent.parent,
             env={**os.environ, "PYTHONHASHSEED": "0"},
             capture_output=True,
             check=True,
             timeout=1800,
         )
-        idle = _totals(directory, 3)  # the third dump counted no request (as in :func:`in_process`)
+        warm, cold, idle = (_counts(directory, dump) for dump in (1, 2, 3))
+        # the third dump counted no request (as in :func:`in_process`)
         return {
-            "warm": round((_totals(directory, 1) - idle) / requests),
-            "cold": round((_totals(directory, 2) - idle) / requests),
+            "warm": round((warm["Ir"] - idle["Ir"]) / requests),
+            "cold": round((cold["Ir"] - idle["Ir"]) / requests),
+            "simulated": {
+                "warm": simulated(warm, idle, requests),
+                "cold": simulated(cold, idle, requests),
+            },
         }
 
 

@@ -124,7 +124,32 @@ def _instructions_section(counted: dict[str, Any]) -> str:
             f"(**{cold['cold_vs_warm']:.2f}x**; the target, 1.5x, is in time, where the memory a random "
             "session lives in counts too)."
         )
+        sim = cold.get("simulated")
+        if sim is not None:
+            text += (
+                " What callgrind's cache and branch simulations (its model of this machine's caches, and a "
+                "simple predictor) say of the same requests, per request:\n\n"
+                + _table(["per request", "warm", "cold", "cold / warm"], _simulated_rows(cold, sim))
+            )
     return text
+
+
+_SIMULATED_LABELS = {
+    "l1i_misses": "L1 instruction-cache misses",
+    "l1d_misses": "L1 data-cache misses",
+    "ll_misses": "last-level cache misses",
+    "branches": "branches",
+    "mispredicted": "mispredicted branches",
+}
+
+
+def _simulated_rows(cold: dict[str, Any], sim: dict[str, dict[str, float]]) -> list[list[str]]:
+    rows = [["instructions", f"{cold['warm']:,}", f"{cold['cold']:,}", f"{cold['cold_vs_warm']:.2f}x"]]
+    for name, label in _SIMULATED_LABELS.items():
+        warm, cold_count = sim["warm"][name], sim["cold"][name]
+        ratio = f"{cold_count / warm:.2f}x" if warm else "-"
+        rows.append([label, f"{warm:,.0f}", f"{cold_count:,.0f}", ratio])
+    return rows
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -69,6 +69,16 @@ def test_smoke_run_measures_every_variant_and_the_races(tmp_path: Path) -> None:
     assert counted["in_process_ratio"]["bare"] == 1.0
     cold = counted["cold_path"]
     assert cold["stored"] == 2_000 and cold["warm"] > 0 and cold["cold"] > 0
+    for kind in ("warm", "cold"):  # the cache and branch simulations, for every measured request
+        assert set(cold["simulated"][kind]) == {
+            "l1i_misses",
+            "l1d_misses",
+            "ll_misses",
+            "branches",
+            "mispredicted",
+        }
+        assert cold["simulated"][kind]["branches"] > cold["simulated"][kind]["mispredicted"] > 0
+    assert "| mispredicted branches |" in done.stdout
     assert "The cold path (guard, MemoryStore, 2,000 sessions stored" in done.stdout
     assert "| guard, MemoryStore |" in done.stdout  # the markdown table
 
