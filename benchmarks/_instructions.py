@@ -14,7 +14,9 @@ Two settings, each counting only the measured requests (instrumentation is switc
   it, divided by the requests wrk counted.
 
 - the cold path: the guard with a MemoryStore of ``stored`` sessions, caches full, 100 users (warm) and
-  users picked at random among all (cold), as section 3 measures it in time.
+  users picked at random among all (cold), as section 3 measures it in time; with callgrind's cache and
+  branch simulations too, since the cold path's time outgrows its instructions (misses and
+  mispredictions of code run once per request).
 
 ``python -m benchmarks._instructions VARIANT N`` (and ``cold STORED N``) is the in-process child run
 under valgrind.
