@@ -70,12 +70,12 @@ def _totals(directory: Path, dump: int = 1) -> int:
 
 # What the cache and branch simulations say of a request, from callgrind's events (its model of this
 # machine's caches, and a simple predictor: a guide to where time goes that instructions do not show).
-SIMULATED = {
-    "l1i_misses": ("I1mr",),
-    "l1d_misses": ("D1mr", "D1mw"),
-    "ll_misses": ("ILmr", "DLmr", "DLmw"),
-    "branches": ("Bc", "Bi"),
-    "mispredicted": ("Bcm", "Bim"),
+SIMULATED = {  # name: (what the report calls it, callgrind's events summed)
+    "l1i_misses": ("L1 instruction-cache misses", ("I1mr",)),
+    "l1d_misses": ("L1 data-cache misses", ("D1mr", "D1mw")),
+    "ll_misses": ("last-level cache misses", ("ILmr", "DLmr", "DLmw")),
+    "branches": ("branches", ("Bc", "Bi")),
+    "mispredicted": ("mispredicted branches", ("Bcm", "Bim")),
 }
 
 
@@ -83,7 +83,7 @@ def simulated(counts: dict[str, int], idle: dict[str, int], requests: int) -> di
     """Per request, each of :data:`SIMULATED`, with what the ``idle`` dump counted taken out."""
     return {
         name: round(sum(counts[e] - idle[e] for e in events) / requests, 1)
-        for name, events in SIMULATED.items()
+        for name, (_, events) in SIMULATED.items()
     }
 
 

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from typing import Any
 
+from . import _instructions
 from ._apps import LABELS
 from ._servers import REPO, redis_version
 
@@ -134,18 +135,9 @@ def _instructions_section(counted: dict[str, Any]) -> str:
     return text
 
 
-_SIMULATED_LABELS = {
-    "l1i_misses": "L1 instruction-cache misses",
-    "l1d_misses": "L1 data-cache misses",
-    "ll_misses": "last-level cache misses",
-    "branches": "branches",
-    "mispredicted": "mispredicted branches",
-}
-
-
 def _simulated_rows(cold: dict[str, Any], sim: dict[str, dict[str, float]]) -> list[list[str]]:
     rows = [["instructions", f"{cold['warm']:,}", f"{cold['cold']:,}", f"{cold['cold_vs_warm']:.2f}x"]]
-    for name, label in _SIMULATED_LABELS.items():
+    for name, (label, _) in _instructions.SIMULATED.items():
         warm, cold_count = sim["warm"][name], sim["cold"][name]
         ratio = f"{cold_count / warm:.2f}x" if warm else "-"
         rows.append([label, f"{warm:,.0f}", f"{cold_count:,.0f}", ratio])
