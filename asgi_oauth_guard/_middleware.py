@@ -605,7 +605,15 @@ class OAuthGuard:
         """The state to publish for the session the store holds as ``blob``, which the hot path could not
         serve as it was: the anonymous state and why, or the session after its lifetime checks (maybe
         refreshed or touched), remembered for ``cookie`` when it is the version the store holds."""
-        session = self._sessions.opened(sid, key, blob)
+        raw = self._sessions.record(sid, key, blob)
+        if raw is not None:
+            # A session that needs no check now (the most of them) is published from its record as read.
+            quiet = self._published.quiet(raw, (sid, key), self._clock())
+            if quiet is not None:
+                assert blob is not None
+                self._published.remember(cookie, blob, *quiet)
+                return quiet[0], None
+        session = self._sessions.session_of(raw)
         if session is None:
             self._published.forget(cookie)
             self._advice.unknown("session")

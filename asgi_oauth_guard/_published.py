@@ -22,11 +22,15 @@ object it holds, so that count is what the cold path pays for, at every request.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from ._bounded import CACHE_SIZE, make_room
 from ._context import GuardState, Identity
+from ._lifetime import TOUCH_INTERVAL
+from ._protocol import TokenSet
 from ._records import positional_builder
+from ._session import Session
 from ._sessions import SESSION_PREFIX
 from ._user import GuardUser, credentials
 
@@ -34,12 +38,14 @@ if TYPE_CHECKING:
     from ._lifetime import Lifetime
     from ._middleware import OAuthGuard
     from ._refresh import Refresher
-    from ._session import Session
 
 __all__ = ["Published", "Served"]
 
 _identity = positional_builder(Identity)
-_state = positional_builder(GuardState, derived_by_caller=True)
+_new_state = positional_builder(GuardState, derived_by_caller=True)
+# The fields of a session record and of its tokens as ``Session.dumps`` writes them (``Published.quiet``).
+_SESSION_FIELDS = len(dataclasses.fields(Session))
+_TOKEN_FIELDS = len(dataclasses.fields(TokenSet))
 
 
 class Served:
@@ -75,6 +81,10 @@ class Published:
         self._lifetime = lifetime
         self._refresher = refresher
         self._default_provider = default_provider
+        # What :meth:`quiet` computes deadlines with (fixed for the guard's life).
+        self._max_age = lifetime.max_age
+        self._idle_timeout = lifetime.idle_timeout
+        self._leeway = refresher.leeway
         self._limit = limit
         self.by_cookie: dict[str, Served] = {}
         """The hot path reads it directly: one dictionary lookup per signed-in request."""
@@ -84,25 +94,18 @@ class Published:
         """The state to publish for ``session`` (which has tokens), reached through ``handle``."""
         tokens = session.tokens
         assert tokens is not None
-        identity = _identity(  # Identity's fields, in their order
+        return self._state(
             session.claims,
             tokens.access_token,
             tokens.token_type,
             tokens.expires_at,
             tokens.scope,
             session.refreshes,
-            session.provider or self._default_provider,
+            session.provider,
             session.user_id,
-            session.app_claims or {},
+            session.app_claims,
             tokens.id_token,
-        )
-        return _state(  # GuardState's fields, in their order
-            self._guard,
-            identity,
-            None,
             handle,
-            GuardUser(identity),
-            credentials(identity, self._guard.scopes),
         )
 
     def until(self, session: Session) -> float:
@@ -110,6 +113,98 @@ class Published:
         want a refresh nor want its use written down (a millisecond early, so rounding never lets this
         disagree with the exact checks)."""
         return min(self._lifetime.quiet_until(session), self._refresher.due_from(session)) - 0.001
+
+    def quiet(
+        self, raw: dict[str, Any], handle: tuple[str, bytes], now: float
+    ) -> tuple[GuardState, float] | None:
+        """:meth:`state_of` and :meth:`until` of the session in the parsed record ``raw``, read straight from
+        it, when ``now`` is before that ``until`` (its session needs no check): the path of a session not
+        served lately, without building the :class:`Session` and its :class:`TokenSet` nor reading them
+        back. ``None`` for any other record, which the caller builds the session of, as before: one
+        without tokens, one that is due for a check, one of a shape other than the one the guard writes
+        now (each field, and no other: an older record gets its defaults in ``Session.from_record``).
+
+        Each value is read from the field ``Session.dumps`` writes it to, and the deadline is :meth:`until`'s,
+        its formulas written out here (``tests/test_hot_path.py`` compares the two paths on every shape):
+        on this path each call costs a few cache misses."""
+        try:
+            tokens = raw["tokens"]
+            if type(tokens) is not dict or len(raw) != _SESSION_FIELDS or len(tokens) != _TOKEN_FIELDS:
+                return None
+            # As many fields as a session has, and each of them read below: the fields of a session. These
+            # are not published, only read, so that a record without them goes the careful way.
+            raw["sid"], raw["issuer"], raw["offline"], tokens["refresh_token"], tokens["refresh_expires_at"]
+            # Lifetime.quiet_until: the absolute age, and with an idle timeout the idle end and the touch.
+            created_at = raw["created_at"]
+            until = created_at + self._max_age
+            idle = self._idle_timeout
+            if idle is not None:
+                seen = raw["last_seen"]
+                if seen is None:
+                    seen = created_at
+                until = min(until, seen + idle, seen + TOUCH_INTERVAL)
+            # Refresher.due_from (refresh_due_from): the expiry, less the leeway, at most half the lifetime.
+            expires_at = tokens["expires_at"]
+            if expires_at is not None:
+                lifetime = expires_at - tokens["issued_at"]
+                leeway = self._leeway
+                if lifetime > 0 and lifetime / 2 < leeway:
+                    leeway = lifetime / 2
+                until = min(until, expires_at - leeway)
+            until -= 0.001
+            if not now < until:
+                return None
+            state = self._state(
+                raw["claims"],
+                tokens["access_token"],
+                tokens["token_type"],
+                expires_at,
+                tokens["scope"],
+                raw["refreshes"],
+                raw["provider"],
+                raw["user_id"],
+                raw["app_claims"],
+                tokens["id_token"],
+                handle,
+            )
+        except (KeyError, TypeError):  # not a record the guard wrote: the careful way says what it is
+            return None
+        return state, until
+
+    def _state(
+        self,
+        claims: dict[str, Any],
+        access_token: str,
+        token_type: str,
+        expires_at: float | None,
+        scope: str | None,
+        refreshes: int,
+        provider: str | None,
+        user_id: str | None,
+        app_claims: dict[str, Any] | None,
+        id_token: str | None,
+        handle: tuple[str, bytes],
+    ) -> GuardState:
+        identity = _identity(  # Identity's fields, in their order
+            claims,
+            access_token,
+            token_type,
+            expires_at,
+            scope,
+            refreshes,
+            provider or self._default_provider,
+            user_id,
+            app_claims or {},
+            id_token,
+        )
+        return _new_state(  # GuardState's fields, in their order
+            self._guard,
+            identity,
+            None,
+            handle,
+            GuardUser(identity),
+            credentials(identity, self._guard.scopes),
+        )
 
     def remember(self, cookie: str, blob: bytes, state: GuardState, until: float) -> None:
         """Serve ``state`` for ``cookie`` while the store holds exactly ``blob`` (the session ``state`` was

@@ -128,6 +128,11 @@ class Refresher:
         """The time from which :meth:`due` says yes for ``session`` (``inf``: never)."""
         return math.inf if session.tokens is None else refresh_due_from(session.tokens, self._leeway)
 
+    @property
+    def leeway(self) -> float:
+        """How long before its expiry an access token is refreshed (at most half its lifetime)."""
+        return self._leeway
+
     # -- the session's end -------------------------------------------------------------------------
 
     async def end(self, sid: str, key: bytes) -> Session | None:

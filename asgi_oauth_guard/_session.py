@@ -122,7 +122,14 @@ class Session:
 
     @classmethod
     def loads(cls, data: bytes | memoryview) -> Session:
-        raw = _json.loads(data)
+        return cls.from_record(_json.loads(data))
+
+    @classmethod
+    def from_record(cls, raw: Any) -> Session:
+        """The session of a stored record, parsed (``raw`` is the dict read from its JSON; it is consumed).
+        Raises ``TypeError`` or ``KeyError`` when it is not a session record."""
+        if type(raw) is not dict:
+            raise TypeError("a stored Session is not an object")
         tokens = raw.pop("tokens")
         raw["tokens"] = _tokens_from(tokens) if tokens is not None else None
         return _session_from(raw)

@@ -16,9 +16,10 @@ sessions can be listed and ended by user.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
+from typing import Any
 
+from . import _json
 from ._crypto import seal, unseal_view
 from ._index import SessionIndex
 from ._lifetime import TOUCH_INTERVAL, Lifetime
@@ -64,14 +65,30 @@ class Sessions:
     def opened(self, sid: str, key: bytes, blob: bytes | None) -> Session | None:
         """The session in ``blob`` (read from the store for ``sid``), or ``None`` when there is none, or
         it is not sealed with ``key`` for ``sid``, or it is not a session record."""
+        return self.session_of(self.record(sid, key, blob))
+
+    def record(self, sid: str, key: bytes, blob: bytes | None) -> dict[str, Any] | None:
+        """The parsed record in ``blob`` (read from the store for ``sid``): a JSON object, not yet checked
+        to be a session; ``None`` when there is none, or it is not sealed with ``key`` for ``sid``."""
         if blob is None:
             return None
         plain = unseal_view(key, sid.encode(), blob)  # parsed at once: the view is this thread's buffer
         if plain is None:
             return None
         try:
-            return Session.loads(plain)
-        except (ValueError, TypeError, KeyError, json.JSONDecodeError):
+            raw = _json.loads(plain)
+        except ValueError:  # json.JSONDecodeError and orjson's are ValueErrors
+            return None
+        return raw if type(raw) is dict else None
+
+    @staticmethod
+    def session_of(raw: dict[str, Any] | None) -> Session | None:
+        """The session of a parsed record (:meth:`record`, consumed), or ``None`` if it is not one."""
+        if raw is None:
+            return None
+        try:
+            return Session.from_record(raw)
+        except (TypeError, KeyError):
             return None
 
     async def save(self, session: Session, key: bytes) -> None:

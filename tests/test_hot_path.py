@@ -240,17 +240,17 @@ class Decrypts:
     def __init__(self, guard: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sessions = 0
         self.cookies = 0
-        opened, verify = guard._sessions.opened, guard._keyring.open_session_cookie
+        record, verify = guard._sessions.record, guard._keyring.open_session_cookie
 
-        def counted_opened(*args: Any) -> Any:
+        def counted_record(*args: Any) -> Any:
             self.sessions += 1
-            return opened(*args)
+            return record(*args)
 
         def counted_verify(value: str) -> Any:
             self.cookies += 1
             return verify(value)
 
-        monkeypatch.setattr(guard._sessions, "opened", counted_opened)
+        monkeypatch.setattr(guard._sessions, "record", counted_record)
         monkeypatch.setattr(guard._keyring, "open_session_cookie", counted_verify)
 
     def take(self) -> tuple[int, int]:
@@ -463,3 +463,68 @@ async def test_the_published_state_is_built_as_its_init_builds_it(guard_factory:
     assert type(state) is GuardState and type(state.identity) is Identity
     with pytest.raises(dataclasses.FrozenInstanceError):
         state.identity.access_token = "other"  # type: ignore[misc, union-attr]
+
+
+# -- the path of a session not served lately: published straight from its record --------------------------
+
+
+def shapes() -> list[Session]:
+    """Sessions of every shape the guard writes: with and without each optional field."""
+    made = []
+    for tokens in (
+        TokenSet(access_token="at", issued_at=1.7e9, expires_at=1.7e9 + 3600, scope="openid email"),
+        TokenSet(access_token="at", refresh_token="rt", id_token="id", issued_at=1.7e9, expires_at=1.7e9 + 1),
+        TokenSet(access_token="at", token_type="DPoP", issued_at=1.7e9, refresh_expires_at=1.8e9),
+        TokenSet(access_token="at", issued_at=1.7e9, expires_at=1.7e9),  # no lifetime: the whole leeway
+        None,
+    ):
+        for last_seen in (None, 1.7e9 + 30):
+            for extra in (
+                {},
+                {"provider": "idp", "user_id": "u-1", "app_claims": {"role": "admin"}, "refreshes": 4},
+                {"issuer": "https://idp.example", "offline": True, "app_claims": {}},
+            ):
+                made.append(session(tokens=tokens, last_seen=last_seen, created_at=1.7e9, **extra))
+    return made
+
+
+@pytest.mark.parametrize("idle", [None, 3600])
+async def test_a_record_is_published_as_its_session_would_be(
+    guard_factory: GuardFactory, idle: int | None
+) -> None:
+    guard = guard_factory(session_max_age=8 * 3600, session_idle_timeout=idle, refresh_leeway=60)
+    published, handle = guard._published, ("s", b"k" * 32)
+    checked = 0
+    for made in shapes():
+        until = published.until(made)
+        for now in (1.7e9, until - 0.01, until, until + 1):
+            quiet = published.quiet(json.loads(made.dumps()), handle, now)
+            if made.tokens is None or now >= until:
+                assert quiet is None  # the careful way: no tokens, or a check is due
+                continue
+            assert quiet is not None
+            state, quiet_until = quiet
+            expected = published.state_of(made, handle)
+            assert quiet_until == until and state == expected and state.identity == expected.identity
+            assert type(state.identity) is type(expected.identity) and type(state) is type(expected)
+            assert state.user.identity == expected.user.identity == "alice"
+            assert state.auth.scopes == expected.auth.scopes
+            checked += 1
+    assert checked >= 30  # every shape with tokens, at least once before its deadline
+
+
+async def test_a_record_of_another_shape_goes_the_careful_way(guard_factory: GuardFactory) -> None:
+    published = guard_factory()._published
+    record = json.loads(session().dumps())
+    strange: list[Any] = [
+        {key: value for key, value in record.items() if key != "last_seen"},  # an older record: defaults
+        {**record, "unknown": 1},
+        {**record, "tokens": {"access_token": "at", "issued_at": 1.7e9}},
+        {**record, "tokens": ["at"]},
+        {**record, "tokens": {**record["tokens"], "extra": 1}},
+        {**record, "created_at": "yesterday"},
+        {**record, "tokens": {**record["tokens"], "issued_at": None}},
+    ]
+    for raw in strange:
+        assert published.quiet(raw, ("s", b"k" * 32), 1.0) is None
+    assert published.quiet(record, ("s", b"k" * 32), 1.0) is not None  # the one the guard writes
