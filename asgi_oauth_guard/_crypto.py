@@ -86,17 +86,20 @@ def unseal(key: bytes, aad: bytes, blob: bytes) -> bytes | None:
 # each comes from memory no CPU cache holds (glibc's, above its per-thread cache's 1 KB), and filling it
 # cost 26 cache misses of a session not served lately; the buffer is written on every such request.
 _DECRYPT_INTO = hasattr(AESGCM, "decrypt_into")  # cryptography 45 and later
-_BUFFER_LIMIT = 64 * 1024  # a larger record is decrypted into bytes of its own, not kept in a buffer
+# A larger record is decrypted into bytes of its own, not kept in a buffer (all, without decrypt_into).
+_BUFFER_LIMIT = 64 * 1024 if _DECRYPT_INTO else -1
+_SEALED_OVERHEAD = 1 + NONCE_BYTES + 16  # the version byte, the nonce and the tag
+_CIPHERTEXT_AT = 1 + NONCE_BYTES
 _buffers = threading.local()
 
 
 def unseal_view(key: bytes, aad: bytes, blob: bytes) -> memoryview | bytes | None:
     """:func:`unseal`, into this thread's buffer where it can: the view is valid only until this thread's
     next call, so the caller parses it at once and keeps nothing of it (what it parses is copied)."""
-    size = len(blob) - 1 - NONCE_BYTES - 16
+    size = len(blob) - _SEALED_OVERHEAD
     if size < 0 or blob[:1] != _VERSION:
         return None
-    if not _DECRYPT_INTO or size > _BUFFER_LIMIT:
+    if size > _BUFFER_LIMIT:
         return unseal(key, aad, blob)
     buffer: bytearray | None = getattr(_buffers, "buffer", None)
     if buffer is None or len(buffer) < size:
@@ -104,7 +107,7 @@ def unseal_view(key: bytes, aad: bytes, blob: bytes) -> memoryview | bytes | Non
     out = memoryview(buffer)[:size]
     view = memoryview(blob)
     try:
-        AESGCM(key).decrypt_into(view[1 : 1 + NONCE_BYTES], view[1 + NONCE_BYTES :], aad, out)
+        AESGCM(key).decrypt_into(view[1:_CIPHERTEXT_AT], view[_CIPHERTEXT_AT:], aad, out)
     except InvalidTag:
         return None
     return out
@@ -151,35 +154,36 @@ class Keyring:
         return b64e(raw[:SID_BYTES]), raw[SID_BYTES:], self._session.sign(b64e(raw)).decode("ascii")
 
     def open_session_cookie(self, value: str) -> tuple[str, bytes] | None:
-        """``(sid, key)`` from a cookie value, or ``None`` if it is not one we signed."""
+        """``(sid, key)`` from a cookie value, or ``None`` if it is not one we signed: ``payload.signature``
+        (itsdangerous's format) whose signature one of the secret keys made. Only the canonical signature is
+        accepted: the one the signer writes, not other base64 spellings of it. One function, no helper:
+        the path of a cookie not served lately runs it once per request, cold."""
         if len(value) > MAX_COOKIE_LENGTH:
             return None
         try:
-            payload = self._unsign_session(value.encode("ascii"))
+            payload, dot, signature = value.encode("ascii").rpartition(b".")
+            if not dot:
+                return None
+            for inner, outer in self._session_macs:
+                digest = inner.copy()
+                digest.update(payload)
+                mac = outer.copy()
+                mac.update(digest.digest())
+                expected = (
+                    binascii.b2a_base64(mac.digest(), newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+                )
+                if hmac.compare_digest(expected, signature):
+                    break
+            else:
+                return None
             # What we sign is 48 bytes in 64 characters, no padding: anything else fails here or below.
-            raw = binascii.a2b_base64(payload.translate(_FROM_URLSAFE)) if payload is not None else b""
+            raw = binascii.a2b_base64(payload.translate(_FROM_URLSAFE))
         except (UnicodeError, ValueError, binascii.Error):
             return None
         if len(raw) != SID_BYTES + KEY_BYTES:
             return None
         sid = binascii.b2a_base64(raw[:SID_BYTES], newline=False).translate(_TO_URLSAFE).rstrip(b"=")
         return sid.decode("ascii"), raw[SID_BYTES:]
-
-    def _unsign_session(self, value: bytes) -> bytes | None:
-        """The payload of ``payload.signature`` (itsdangerous's format) if a secret key signed it. Only the
-        canonical signature is accepted: the one the signer writes, not other base64 spellings of it."""
-        payload, dot, signature = value.rpartition(b".")
-        if not dot:
-            return None
-        for inner, outer in self._session_macs:
-            digest = inner.copy()
-            digest.update(payload)
-            mac = outer.copy()
-            mac.update(digest.digest())
-            expected = binascii.b2a_base64(mac.digest(), newline=False).translate(_TO_URLSAFE).rstrip(b"=")
-            if hmac.compare_digest(expected, signature):
-                return payload
-        return None
 
     def new_binding_cookie(
         self, *, previous: str | None = None, previous_until: float = 0

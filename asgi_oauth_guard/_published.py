@@ -209,8 +209,14 @@ class Published:
     def remember(self, cookie: str, blob: bytes, state: GuardState, until: float) -> None:
         """Serve ``state`` for ``cookie`` while the store holds exactly ``blob`` (the session ``state`` was
         built from), before ``until`` (:meth:`until` of that session); from the cookie's second sight."""
-        if cookie not in self.by_cookie and not self._seen_before(cookie):
-            return
+        if cookie not in self.by_cookie:  # the doorkeeper: seen once lately, or now for the first time
+            marker = hash(cookie)
+            if marker not in self._seen:
+                if len(self._seen) >= self._limit:
+                    self._seen.clear()
+                self._seen.add(marker)
+                return
+            self._seen.discard(marker)
         assert state.handle is not None
         sid, key = state.handle
         cache = self.by_cookie
@@ -231,17 +237,6 @@ class Published:
         and remember the next version the next request finds (a second sight, not a first)."""
         if self.by_cookie.pop(cookie, None) is not None:
             self._seen.add(hash(cookie))
-
-    def _seen_before(self, cookie: str) -> bool:
-        """Whether ``cookie`` was seen lately; if not, it is now."""
-        marker = hash(cookie)
-        if marker in self._seen:
-            self._seen.discard(marker)
-            return True
-        if len(self._seen) >= self._limit:
-            self._seen.clear()
-        self._seen.add(marker)
-        return False
 
 
 def _second_chance(served: Served) -> bool:
