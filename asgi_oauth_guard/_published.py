@@ -136,10 +136,10 @@ class Published:
             raw["sid"], raw["issuer"], raw["offline"], tokens["refresh_token"], tokens["refresh_expires_at"]
             # Lifetime.quiet_until: the absolute age, and with an idle timeout the idle end and the touch.
             created_at = raw["created_at"]
+            seen = raw["last_seen"]
             until = created_at + self._max_age
             idle = self._idle_timeout
             if idle is not None:
-                seen = raw["last_seen"]
                 if seen is None:
                     seen = created_at
                 until = min(until, seen + idle, seen + TOUCH_INTERVAL)

@@ -427,6 +427,7 @@ def test_an_old_record_gets_the_defaults_and_a_strange_one_is_refused() -> None:
     assert Session.loads(json.dumps(record).encode()) == session()
     for strange in (
         {**record, "unknown": 1},
+        {**{key: value for key, value in record.items() if key != "last_seen"}, "seen": None},  # renamed
         {key: value for key, value in record.items() if key != "created_at"},
         {**record, "tokens": {"access_token": "at"}},  # issued_at is required
         {**record, "tokens": ["at"]},
@@ -513,12 +514,16 @@ async def test_a_record_is_published_as_its_session_would_be(
     assert checked >= 30  # every shape with tokens, at least once before its deadline
 
 
-async def test_a_record_of_another_shape_goes_the_careful_way(guard_factory: GuardFactory) -> None:
-    published = guard_factory()._published
+@pytest.mark.parametrize("idle", [None, 3600])
+async def test_a_record_of_another_shape_goes_the_careful_way(
+    guard_factory: GuardFactory, idle: int | None
+) -> None:
+    published = guard_factory(session_idle_timeout=idle)._published
     record = json.loads(session().dumps())
     strange: list[Any] = [
         {key: value for key, value in record.items() if key != "last_seen"},  # an older record: defaults
         {**record, "unknown": 1},
+        {**{key: value for key, value in record.items() if key != "last_seen"}, "seen": None},  # renamed
         {**record, "tokens": {"access_token": "at", "issued_at": 1.7e9}},
         {**record, "tokens": ["at"]},
         {**record, "tokens": {**record["tokens"], "extra": 1}},
