@@ -186,6 +186,10 @@ class OAuthGuard:
         private_cache_headers: Add ``Cache-Control: private`` and ``Vary: Cookie`` to the app's responses to
             signed-in requests, so no shared cache serves one user's page to another; a ``Cache-Control``
             the app sets is kept, a ``Vary`` it sets gets ``Cookie`` added.
+        session_record_format: The format sessions are written in: ``2`` (an array, read in less time), or
+            ``1`` (an object, what the guard wrote before format 2) while processes of a version before
+            format 2 still share the store: during a rolling deploy onto this version, and until a
+            rollback to one before it is ruled out. Both formats are always read.
         offline: Offline access, ``OfflineAccess(...)``: each user's refresh token is kept in an offline
             record (sealed with ``server_keys``) that sessions and the token manager (``guard.tokens()``)
             share, so background jobs get the user's tokens (docs/background-jobs.md). ``None``: off. With
@@ -271,6 +275,7 @@ class OAuthGuard:
         post_logout_redirect: str = "/",
         rp_initiated_logout: bool = False,
         private_cache_headers: bool = True,
+        session_record_format: int = 2,
         offline: OfflineAccess | None = None,
         server_keys: Sequence[str] | None = None,
         on_login: LoginHook | None = None,
@@ -327,6 +332,7 @@ class OAuthGuard:
             post_logout_redirect=post_logout_redirect,
             rp_initiated_logout=rp_initiated_logout,
             private_cache_headers=private_cache_headers,
+            session_record_format=session_record_format,
             offline=offline,
             server_keys=server_keys,
             on_login=on_login,
@@ -359,6 +365,7 @@ class OAuthGuard:
             lifetime=Lifetime(max_age=s.max_age, idle_timeout=session_idle_timeout),
             clock=clock,
             index=self._index,
+            record_format=s.session_record_format,
         )
         self._ender = SessionEnder(sessions=self._sessions, index=self._index, on_event=on_event)
         self._on_event = on_event

@@ -22,15 +22,13 @@ object it holds, so that count is what the cold path pays for, at every request.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ._bounded import CACHE_SIZE, make_room
 from ._context import GuardState, Identity
 from ._lifetime import TOUCH_INTERVAL
-from ._protocol import TokenSet
 from ._records import positional_builder
-from ._session import Session
+from ._session import RECORD_FORMAT, SESSION_LAYOUT, TOKEN_LAYOUT, Session
 from ._sessions import SESSION_PREFIX
 from ._user import GuardUser, credentials
 
@@ -43,9 +41,9 @@ __all__ = ["Published", "Served"]
 
 _identity = positional_builder(Identity)
 _new_state = positional_builder(GuardState, derived_by_caller=True)
-# The fields of a session record and of its tokens as ``Session.dumps`` writes them (``Published.quiet``).
-_SESSION_FIELDS = len(dataclasses.fields(Session))
-_TOKEN_FIELDS = len(dataclasses.fields(TokenSet))
+# The lengths of a session record and of its tokens as ``Session.dumps`` writes them (``Published.quiet``).
+_RECORD_LENGTH = 1 + len(SESSION_LAYOUT)
+_TOKENS_LENGTH = len(TOKEN_LAYOUT)
 
 
 class Served:
@@ -115,28 +113,44 @@ class Published:
         return min(self._lifetime.quiet_until(session), self._refresher.due_from(session)) - 0.001
 
     def quiet(
-        self, raw: dict[str, Any], handle: tuple[str, bytes], now: float
+        self, raw: list[Any] | dict[str, Any], handle: tuple[str, bytes], now: float
     ) -> tuple[GuardState, float] | None:
         """:meth:`state_of` and :meth:`until` of the session in the parsed record ``raw``, read straight from
         it, when ``now`` is before that ``until`` (its session needs no check): the path of a session not
         served lately, without building the :class:`Session` and its :class:`TokenSet` nor reading them
         back. ``None`` for any other record, which the caller builds the session of, as before: one
         without tokens, one that is due for a check, one of a shape other than the one the guard writes
-        now (each field, and no other: an older record gets its defaults in ``Session.from_record``).
+        now (a record of format 2 with every field of ``SESSION_LAYOUT`` and ``TOKEN_LAYOUT``: an older
+        one, shorter or of format 1, gets its defaults in ``Session.from_record``).
 
-        Each value is read from the field ``Session.dumps`` writes it to, and the deadline is :meth:`until`'s,
-        its formulas written out here (``tests/test_hot_path.py`` compares the two paths on every shape):
-        on this path each call costs a few cache misses."""
+        Each value is unpacked from its place in the layout, and the deadline is :meth:`until`'s, its
+        formulas written out here (``tests/test_hot_path.py`` compares the two paths on every shape): on
+        this path each call costs a few cache misses."""
+        if type(raw) is not list or len(raw) != _RECORD_LENGTH:
+            return None
+        # SESSION_LAYOUT, after the format; the fields not published are unpacked all the same.
+        (
+            version,
+            _sid,
+            tokens,
+            claims,
+            created_at,
+            refreshes,
+            seen,
+            _issuer,
+            _offline,
+            provider,
+            user_id,
+            app_claims,
+        ) = raw
+        if type(tokens) is not list or len(tokens) != _TOKENS_LENGTH or version != RECORD_FORMAT:
+            return None
+        # TOKEN_LAYOUT
+        access_token, token_type, _refresh_token, id_token, scope, issued_at, expires_at, _refresh_until = (
+            tokens
+        )
         try:
-            tokens = raw["tokens"]
-            if type(tokens) is not dict or len(raw) != _SESSION_FIELDS or len(tokens) != _TOKEN_FIELDS:
-                return None
-            # As many fields as a session has, and each of them read below: the fields of a session. These
-            # are not published, only read, so that a record without them goes the careful way.
-            raw["sid"], raw["issuer"], raw["offline"], tokens["refresh_token"], tokens["refresh_expires_at"]
             # Lifetime.quiet_until: the absolute age, and with an idle timeout the idle end and the touch.
-            created_at = raw["created_at"]
-            seen = raw["last_seen"]
             until = created_at + self._max_age
             idle = self._idle_timeout
             if idle is not None:
@@ -144,9 +158,8 @@ class Published:
                     seen = created_at
                 until = min(until, seen + idle, seen + TOUCH_INTERVAL)
             # Refresher.due_from (refresh_due_from): the expiry, less the leeway, at most half the lifetime.
-            expires_at = tokens["expires_at"]
             if expires_at is not None:
-                lifetime = expires_at - tokens["issued_at"]
+                lifetime = expires_at - issued_at
                 leeway = self._leeway
                 if lifetime > 0 and lifetime / 2 < leeway:
                     leeway = lifetime / 2
@@ -155,19 +168,19 @@ class Published:
             if not now < until:
                 return None
             state = self._state(
-                raw["claims"],
-                tokens["access_token"],
-                tokens["token_type"],
+                claims,
+                access_token,
+                token_type,
                 expires_at,
-                tokens["scope"],
-                raw["refreshes"],
-                raw["provider"],
-                raw["user_id"],
-                raw["app_claims"],
-                tokens["id_token"],
+                scope,
+                refreshes,
+                provider,
+                user_id,
+                app_claims,
+                id_token,
                 handle,
             )
-        except (KeyError, TypeError):  # not a record the guard wrote: the careful way says what it is
+        except TypeError:  # not a record the guard wrote: the careful way says what it is
             return None
         return state, until
 

@@ -23,7 +23,7 @@ from . import _json
 from ._crypto import seal, unseal_view
 from ._index import SessionIndex
 from ._lifetime import TOUCH_INTERVAL, Lifetime
-from ._session import Session
+from ._session import RECORD_FORMAT, Session
 from ._store import CheckedStore, Store
 
 SESSION_PREFIX = "s:"
@@ -37,8 +37,10 @@ class Sessions:
         lifetime: Lifetime,
         clock: Callable[[], float],
         index: SessionIndex | None = None,
+        record_format: int = RECORD_FORMAT,
     ) -> None:
         self._store = store
+        self._format = record_format
         checked = store if isinstance(store, CheckedStore) else None
         self._checked = checked
         self.inner: Store = checked.inner if checked is not None else store
@@ -67,9 +69,10 @@ class Sessions:
         it is not sealed with ``key`` for ``sid``, or it is not a session record."""
         return self.session_of(self.record(sid, key, blob))
 
-    def record(self, sid: str, key: bytes, blob: bytes | None) -> dict[str, Any] | None:
-        """The parsed record in ``blob`` (read from the store for ``sid``): a JSON object, not yet checked
-        to be a session; ``None`` when there is none, or it is not sealed with ``key`` for ``sid``."""
+    def record(self, sid: str, key: bytes, blob: bytes | None) -> list[Any] | dict[str, Any] | None:
+        """The parsed record in ``blob`` (read from the store for ``sid``): a JSON array (format 2) or object
+        (format 1), not yet checked to be a session; ``None`` when there is none, or it is not sealed with
+        ``key`` for ``sid``."""
         if blob is None:
             return None
         plain = unseal_view(key, sid.encode(), blob)  # parsed at once: the view is this thread's buffer
@@ -79,10 +82,10 @@ class Sessions:
             raw = _json.loads(plain)
         except ValueError:  # json.JSONDecodeError and orjson's are ValueErrors
             return None
-        return raw if type(raw) is dict else None
+        return raw if type(raw) is list or type(raw) is dict else None
 
     @staticmethod
-    def session_of(raw: dict[str, Any] | None) -> Session | None:
+    def session_of(raw: list[Any] | dict[str, Any] | None) -> Session | None:
         """The session of a parsed record (:meth:`record`, consumed), or ``None`` if it is not one."""
         if raw is None:
             return None
@@ -93,7 +96,7 @@ class Sessions:
 
     async def save(self, session: Session, key: bytes) -> None:
         """Write a new session (a sign-in)."""
-        blob = seal(key, session.sid.encode(), session.dumps())
+        blob = seal(key, session.sid.encode(), session.dumps(self._format))
         ttl = self.lifetime.ttl(session, self._clock())
         await self._store.set(SESSION_PREFIX + session.sid, blob, ttl=ttl)
         if self.index is not None:
@@ -101,7 +104,7 @@ class Sessions:
 
     async def replace(self, session: Session, key: bytes) -> bool:
         """Write an existing session; ``False`` (and nothing written) when it has ended meanwhile."""
-        blob = seal(key, session.sid.encode(), session.dumps())
+        blob = seal(key, session.sid.encode(), session.dumps(self._format))
         ttl = self.lifetime.ttl(session, self._clock())
         if not await self._store.replace(SESSION_PREFIX + session.sid, blob, ttl=ttl):
             return False

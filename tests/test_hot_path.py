@@ -19,7 +19,7 @@ from asgi_oauth_guard._crypto import Keyring, hmac_sha256_states
 from asgi_oauth_guard._http import find_cookie
 from asgi_oauth_guard._lifetime import TOUCH_INTERVAL, Lifetime
 from asgi_oauth_guard._protocol import refresh_due, refresh_due_from
-from asgi_oauth_guard._session import Session
+from asgi_oauth_guard._session import SESSION_LAYOUT, TOKEN_LAYOUT, Session
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
 
 from .conftest import SECRET_KEY, BrowserFactory, CountingStore, GuardFactory, login
@@ -422,7 +422,7 @@ def test_a_session_read_back_equals_the_one_written() -> None:
 
 
 def test_an_old_record_gets_the_defaults_and_a_strange_one_is_refused() -> None:
-    record = json.loads(session().dumps())
+    record = json.loads(session().dumps(1))  # format 1: an object
     del record["last_seen"], record["issuer"]
     assert Session.loads(json.dumps(record).encode()) == session()
     for strange in (
@@ -431,6 +431,36 @@ def test_an_old_record_gets_the_defaults_and_a_strange_one_is_refused() -> None:
         {key: value for key, value in record.items() if key != "created_at"},
         {**record, "tokens": {"access_token": "at"}},  # issued_at is required
         {**record, "tokens": ["at"]},
+    ):
+        with pytest.raises(TypeError):
+            Session.loads(json.dumps(strange).encode())
+
+
+def test_an_older_array_gets_the_defaults_and_a_strange_one_is_refused() -> None:
+    full = json.loads(session(app_claims={"a": 1}).dumps())  # format 2: an array, SESSION_LAYOUT's order
+    assert len(full) == 1 + len(SESSION_LAYOUT) and full[0] == 2
+    older = full[: 1 + SESSION_LAYOUT.index("last_seen")]  # written before last_seen and what follows
+    assert Session.loads(json.dumps(older).encode()) == session()
+    older_tokens = [*full[:2], full[2][: 1 + TOKEN_LAYOUT.index("issued_at")], *full[3:]]
+    tokens = session().tokens
+    assert tokens is not None
+    without_expiry = dataclasses.replace(tokens, expires_at=None)  # and what follows it: their defaults
+    assert Session.loads(json.dumps(older_tokens).encode()) == session(
+        tokens=without_expiry, app_claims={"a": 1}
+    )
+    for strange in (
+        [*full, 1],  # a field this version does not know (a later one wrote it)
+        full[: 1 + SESSION_LAYOUT.index("created_at")],  # created_at is required
+        [1, *full[1:]],  # another format
+        [3, *full[1:]],
+        ["2", *full[1:]],
+        [True, *full[1:]],
+        [],
+        [*full[:2], full[2][:1], *full[3:]],  # issued_at is required
+        [*full[:2], [*full[2], 1], *full[3:]],
+        [*full[:2], {"access_token": "at", "issued_at": 1.7e9}, *full[3:]],  # an object in an array
+        "a string",
+        7,
     ):
         with pytest.raises(TypeError):
             Session.loads(json.dumps(strange).encode())
@@ -500,6 +530,9 @@ async def test_a_record_is_published_as_its_session_would_be(
         until = published.until(made)
         for now in (1.7e9, until - 0.01, until, until + 1):
             quiet = published.quiet(json.loads(made.dumps()), handle, now)
+            # A record of format 1 (an object, written before format 2) goes the careful way, and gets there.
+            assert published.quiet(json.loads(made.dumps(1)), handle, now) is None
+            assert Session.loads(made.dumps(1)) == Session.loads(made.dumps()) == made
             if made.tokens is None or now >= until:
                 assert quiet is None  # the careful way: no tokens, or a check is due
                 continue
@@ -520,16 +553,23 @@ async def test_a_record_of_another_shape_goes_the_careful_way(
 ) -> None:
     published = guard_factory(session_idle_timeout=idle)._published
     record = json.loads(session().dumps())
+    tokens = record[2]
+    at = {name: 1 + i for i, name in enumerate(SESSION_LAYOUT)}
     strange: list[Any] = [
-        {key: value for key, value in record.items() if key != "last_seen"},  # an older record: defaults
-        {**record, "unknown": 1},
-        {**{key: value for key, value in record.items() if key != "last_seen"}, "seen": None},  # renamed
-        {**record, "tokens": {"access_token": "at", "issued_at": 1.7e9}},
-        {**record, "tokens": ["at"]},
-        {**record, "tokens": {**record["tokens"], "extra": 1}},
-        {**record, "created_at": "yesterday"},
-        {**record, "tokens": {**record["tokens"], "issued_at": None}},
+        record[: at["last_seen"]],  # an older record: its defaults
+        [*record, 1],  # a field added
+        [1, *record[1:]],  # another format
+        [3, *record[1:]],
+        json.loads(session().dumps(1)),  # format 1
+        [*record[:2], tokens[:-1], *record[3:]],  # an older TokenSet
+        [*record[:2], [*tokens, 1], *record[3:]],
+        [*record[:2], "at", *record[3:]],
+        [*record[:2], {"access_token": "at", "issued_at": 1.7e9}, *record[3:]],
+        [*record[: at["created_at"]], "yesterday", *record[at["created_at"] + 1 :]],
+        [*record[:2], [*tokens[:5], None, *tokens[6:]], *record[3:]],  # no issued_at
+        [*record[:2], [*tokens[:6], "later", *tokens[7:]], *record[3:]],
+        tuple(record),
     ]
     for raw in strange:
-        assert published.quiet(raw, ("s", b"k" * 32), 1.0) is None
+        assert published.quiet(raw, ("s", b"k" * 32), 1.0) is None, raw
     assert published.quiet(record, ("s", b"k" * 32), 1.0) is not None  # the one the guard writes

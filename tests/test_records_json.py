@@ -13,7 +13,15 @@ import pytest
 
 from asgi_oauth_guard import TokenSet, _json
 from asgi_oauth_guard._index import _Meta
-from asgi_oauth_guard._session import Outcome, Session, Transaction, fields_of
+from asgi_oauth_guard._session import (
+    RECORD_FORMAT,
+    SESSION_LAYOUT,
+    TOKEN_LAYOUT,
+    Outcome,
+    Session,
+    Transaction,
+    fields_of,
+)
 
 
 @pytest.fixture(params=["orjson", "json"])
@@ -60,11 +68,37 @@ RECORDS = [
 def test_a_record_written_by_one_codec_is_read_back_equal_by_both(
     record: Any, codec: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    written = record.dumps()
+    written = record.dumps(1) if type(record) is Session else record.dumps()
     assert json.loads(written) == json.loads(json.dumps(dataclasses.asdict(record)))  # what asdict wrote
-    assert type(record).loads(written) == record
+    formats = [written, record.dumps()] if type(record) is Session else [written]
+    for data in formats:
+        assert type(record).loads(data) == record
     monkeypatch.setattr(_json, "_orjson", None if codec == "orjson" else orjson)  # the other worker
-    assert type(record).loads(written) == record
+    for data in formats:
+        assert type(record).loads(data) == record
+
+
+def test_a_session_record_of_format_2_is_its_fields_in_their_pinned_order() -> None:
+    # The layout is a format: records in stores are read by it. A field may only be added at the end.
+    assert SESSION_LAYOUT == (
+        "sid", "tokens", "claims", "created_at", "refreshes", "last_seen",
+        "issuer", "offline", "provider", "user_id", "app_claims",
+    )  # fmt: skip
+    assert TOKEN_LAYOUT == (
+        "access_token", "token_type", "refresh_token", "id_token", "scope",
+        "issued_at", "expires_at", "refresh_expires_at",
+    )  # fmt: skip
+    assert set(SESSION_LAYOUT) == {f.name for f in dataclasses.fields(Session)}
+    assert set(TOKEN_LAYOUT) == {f.name for f in dataclasses.fields(TokenSet)}
+    original = _session(last_seen=1.8e9, refreshes=3, issuer="i", provider="p", user_id="u")
+    as_object = json.loads(original.dumps(1))
+    tokens = as_object["tokens"]
+    assert json.loads(original.dumps()) == [
+        RECORD_FORMAT,
+        *[[tokens[n] for n in TOKEN_LAYOUT] if n == "tokens" else as_object[n] for n in SESSION_LAYOUT],
+    ]
+    assert RECORD_FORMAT == 2 and json.loads(_session(tokens=None).dumps())[2] is None
+    assert len(original.dumps()) < len(original.dumps(1))  # no keys
 
 
 def test_fields_of_is_one_level_of_asdict_and_copies_nothing_below() -> None:
@@ -85,8 +119,11 @@ def test_what_orjson_cannot_write_is_written_by_json(codec: str) -> None:
 
 def test_what_orjson_cannot_read_is_read_by_json(codec: str) -> None:
     # Written by the standard library (a worker without the extra, or a provider's claim): NaN and a big int.
-    record = json.loads(_session().dumps())
+    record = json.loads(_session().dumps(1))
     record["claims"] = {"sub": "alice", "score": float("inf"), "id": 2**70}
+    array = json.loads(_session().dumps())
+    array[3] = record["claims"]
+    assert Session.loads(json.dumps(array).encode()).claims == record["claims"]
     loaded = Session.loads(json.dumps(record).encode())
     assert loaded.claims == {"sub": "alice", "score": float("inf"), "id": 2**70}
 
