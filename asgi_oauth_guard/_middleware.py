@@ -275,7 +275,7 @@ class OAuthGuard:
         post_logout_redirect: str = "/",
         rp_initiated_logout: bool = False,
         private_cache_headers: bool = True,
-        session_record_format: int = 2,
+        session_record_format: Literal[1, 2] = 2,
         offline: OfflineAccess | None = None,
         server_keys: Sequence[str] | None = None,
         on_login: LoginHook | None = None,

@@ -187,7 +187,7 @@ def _fields_from_array(values: Any, layout: tuple[str, ...], name: str) -> dict[
     if type(values) is not list:
         raise TypeError(f"a stored {name} is not an array")
     if layout is SESSION_LAYOUT:
-        if not values or type(values[0]) is not int or values[0] != RECORD_FORMAT:
+        if not values or values[0] != RECORD_FORMAT:  # as Published.quiet checks it
             raise TypeError(f"a stored {name} of another format")
         values = values[1:]
     if len(values) > len(layout):

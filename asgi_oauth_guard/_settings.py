@@ -96,7 +96,7 @@ class GuardSettings:
     post_logout_redirect: str = "/"
     rp_initiated_logout: bool = False
     private_cache_headers: bool = True
-    session_record_format: int = 2
+    session_record_format: Literal[1, 2] = 2
     offline: OfflineAccess | None = None
     server_keys: Sequence[str] | None = dataclasses.field(default=None, repr=False)
     on_login: LoginHook | None = None
@@ -204,7 +204,7 @@ class GuardSettings:
                 f"session_idle_timeout= must be at least {2 * TOUCH_INTERVAL:.0f} seconds (it is counted to "
                 f"within a minute), or None for no idle timeout; got {idle!r}"
             )
-        if self.session_record_format not in (1, 2) or type(self.session_record_format) is not int:
+        if type(self.session_record_format) is not int or self.session_record_format not in (1, 2):
             raise ConfigurationError(
                 "session_record_format= is 2 (the default), or 1 while processes of a version before "
                 f"format 2 share the store; got {self.session_record_format!r}"
