@@ -627,6 +627,7 @@ class OAuthGuard:
         session = self._sessions.session_of(raw)
         if session is None:
             self._published.forget(cookie)
+            self._sessions.refused(raw)
             self._advice.unknown("session")
             return self._anonymous, Reason.session_expired
         until = self._published.until(session)

@@ -16,6 +16,8 @@ sessions can be listed and ended by user.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +28,10 @@ from ._lifetime import TOUCH_INTERVAL, Lifetime
 from ._session import RECORD_FORMAT, Session
 from ._store import CheckedStore, Store
 
+logger = logging.getLogger("asgi_oauth_guard")
+
 SESSION_PREFIX = "s:"
+_LATER_FORMAT_EVERY = 60.0  # seconds between two warnings of records of a later format
 
 
 class Sessions:
@@ -41,6 +46,7 @@ class Sessions:
     ) -> None:
         self._store = store
         self._format = record_format
+        self._later_warned: float | None = None  # time.monotonic() of the last warning of a later format
         checked = store if isinstance(store, CheckedStore) else None
         self._checked = checked
         self.inner: Store = checked.inner if checked is not None else store
@@ -93,6 +99,26 @@ class Sessions:
             return Session.from_record(raw)
         except (TypeError, KeyError):
             return None
+
+    def refused(self, raw: list[Any] | dict[str, Any] | None) -> None:
+        """A parsed record (:meth:`record`) that is not a session this version reads: if it is one of a
+        later format, a later version shares the store (a rolling deploy, a rollback), and its users are
+        asked to sign in again. Said in a WARNING, at most once a minute, naming the format, never a value."""
+        if type(raw) is not list or not raw or type(raw[0]) is not int or raw[0] <= RECORD_FORMAT:
+            return
+        now = time.monotonic()
+        if self._later_warned is not None and now - self._later_warned < _LATER_FORMAT_EVERY:
+            return
+        self._later_warned = now
+        logger.warning(
+            "a session record of format %d, which a later version of asgi-oauth-guard wrote: this version "
+            "reads formats up to %d, so its user is asked to sign in again. A later version shares the "
+            "store (a rolling deploy, or a rollback): run one version everywhere, or have the later one "
+            "write a format this one reads while both run (its session_record_format=). This warning "
+            "repeats at most every 60 s.",
+            raw[0],
+            RECORD_FORMAT,
+        )
 
     async def save(self, session: Session, key: bytes) -> None:
         """Write a new session (a sign-in)."""

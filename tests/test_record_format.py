@@ -5,6 +5,7 @@ with ``session_record_format=1`` until no process of the previous version is lef
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from asgi_oauth_guard import ConfigurationError, MemoryStore, OAuthGuard
-from asgi_oauth_guard._crypto import unseal
+from asgi_oauth_guard._crypto import seal, unseal
 from asgi_oauth_guard._session import SESSION_LAYOUT
 from asgi_oauth_guard._sessions import SESSION_PREFIX
 from asgi_oauth_guard.testing import FakeClock, OAuthTestProvider
@@ -86,3 +87,31 @@ async def test_each_format_is_served_by_a_guard_writing_the_other(
 async def test_a_record_format_it_does_not_write_is_refused(guard_factory: GuardFactory, value: Any) -> None:
     with pytest.raises(ConfigurationError, match="session_record_format="):
         guard_factory(session_record_format=value)
+
+
+async def test_a_record_of_a_later_format_asks_for_a_sign_in_and_says_why_once_a_minute(
+    guard_factory: GuardFactory,
+    browser_factory: BrowserFactory,
+    provider: OAuthTestProvider,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A rollback onto this version after a later one wrote format 3: each such user signs in again, and
+    # the log says why (on a shared store, nothing else would).
+    guard = guard_factory(store=MemoryStore())  # not the fake clock's: the warning's minute is real time
+    browser = browser_factory(guard)
+    await login(browser, provider)
+    record = await stored_record(guard, browser)
+    cookie = next(c.value for c in browser.cookies.jar if c.name == guard._cookies.session_name)
+    opened = guard._keyring.open_session_cookie(cookie)
+    assert opened is not None
+    sid, key = opened
+    later = seal(key, sid.encode(), json.dumps([3, *record[1:], "a field format 3 added"]).encode())
+    await guard.store.set(SESSION_PREFIX + sid, later, ttl=3600)
+    caplog.set_level(logging.WARNING, logger="asgi_oauth_guard")
+    for _ in range(2):
+        answer = await browser.get("/me", headers={"accept": "application/json"})
+        assert answer.status_code == 401 and answer.json()["reason"] == "session_expired"
+    warnings = [r.getMessage() for r in caplog.records if "session record of format 3" in r.getMessage()]
+    assert len(warnings) == 1 and "reads formats up to 2" in warnings[0]  # once a minute
+    assert cookie not in caplog.text and sid not in caplog.text and record[2][0] not in caplog.text
+    assert await guard.store.get(SESSION_PREFIX + sid) == later  # kept: the later version still reads it
