@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +45,7 @@ class Sessions:
     ) -> None:
         self._store = store
         self._format = record_format
-        self._later_warned: float | None = None  # time.monotonic() of the last warning of a later format
+        self._later_warned: float | None = None  # when a record of a later format was last warned of
         checked = store if isinstance(store, CheckedStore) else None
         self._checked = checked
         self.inner: Store = checked.inner if checked is not None else store
@@ -106,7 +105,7 @@ class Sessions:
         asked to sign in again. Said in a WARNING, at most once a minute, naming the format, never a value."""
         if type(raw) is not list or not raw or type(raw[0]) is not int or raw[0] <= RECORD_FORMAT:
             return
-        now = time.monotonic()
+        now = self._clock()
         if self._later_warned is not None and now - self._later_warned < _LATER_FORMAT_EVERY:
             return
         self._later_warned = now

@@ -93,11 +93,12 @@ async def test_a_record_of_a_later_format_asks_for_a_sign_in_and_says_why_once_a
     guard_factory: GuardFactory,
     browser_factory: BrowserFactory,
     provider: OAuthTestProvider,
+    clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A rollback onto this version after a later one wrote format 3: each such user signs in again, and
     # the log says why (on a shared store, nothing else would).
-    guard = guard_factory(store=MemoryStore())  # not the fake clock's: the warning's minute is real time
+    guard = guard_factory()
     browser = browser_factory(guard)
     await login(browser, provider)
     record = await stored_record(guard, browser)
@@ -108,10 +109,16 @@ async def test_a_record_of_a_later_format_asks_for_a_sign_in_and_says_why_once_a
     later = seal(key, sid.encode(), json.dumps([3, *record[1:], "a field format 3 added"]).encode())
     await guard.store.set(SESSION_PREFIX + sid, later, ttl=3600)
     caplog.set_level(logging.WARNING, logger="asgi_oauth_guard")
-    for _ in range(2):
+
+    async def refused() -> list[str]:
         answer = await browser.get("/me", headers={"accept": "application/json"})
         assert answer.status_code == 401 and answer.json()["reason"] == "session_expired"
-    warnings = [r.getMessage() for r in caplog.records if "session record of format 3" in r.getMessage()]
-    assert len(warnings) == 1 and "reads formats up to 2" in warnings[0]  # once a minute
+        return [r.getMessage() for r in caplog.records if "session record of format 3" in r.getMessage()]
+
+    assert len(await refused()) == 1 and "reads formats up to 2" in (await refused())[0]
+    clock.advance(59)
+    assert len(await refused()) == 1  # at most once a minute
+    clock.advance(1)
+    assert len(await refused()) == 2
     assert cookie not in caplog.text and sid not in caplog.text and record[2][0] not in caplog.text
     assert await guard.store.get(SESSION_PREFIX + sid) == later  # kept: the later version still reads it
