@@ -22,9 +22,10 @@ OWN_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 _OWN_NAMES = frozenset(name for name, _ in OWN_HEADERS)
 _CACHE_CONTROL = (b"cache-control", b"private")
 _VARY_COOKIE = (b"vary", b"Cookie")
-_PRIVATE = (_CACHE_CONTROL, _VARY_COOKIE)
-_CACHE_ONLY = (_CACHE_CONTROL,)
-_VARY_ONLY = (_VARY_COOKIE,)
+# Lists, added to the app's list of headers in one step; never changed (each answer gets a new list).
+_PRIVATE = [_CACHE_CONTROL, _VARY_COOKIE]
+_CACHE_ONLY = [_CACHE_CONTROL]
+_VARY_ONLY = [_VARY_COOKIE]
 
 
 def own(response: ASGIApp) -> ASGIApp:
@@ -69,20 +70,27 @@ def private_send(send: Send) -> Send:
             cache_control = False
             vary: bytes | None = None
             for name, value in headers:
-                name = name.lower()  # bytes, or a bytearray: both compare equal to bytes
-                if name == b"cache-control":
-                    cache_control = True
-                elif name == b"vary":
+                # Only two names matter: a name of another length is not lowered (an allocation each).
+                size = len(name)
+                if size == 13:
+                    if name.lower() == b"cache-control":  # bytes, or a bytearray: both compare to bytes
+                        cache_control = True
+                elif size == 4 and name.lower() == b"vary":
                     vary = bytes(value) if vary is None else vary + b"," + bytes(value)
-            extra: tuple[tuple[bytes, bytes], ...]
+            extra: list[tuple[bytes, bytes]] | None
             if vary is None:
                 extra = _PRIVATE if not cache_control else _VARY_ONLY
             elif {v.strip().lower() for v in vary.split(b",")} & {b"cookie", b"*"}:
-                extra = () if cache_control else _CACHE_ONLY
+                extra = None if cache_control else _CACHE_ONLY
             else:
                 extra = _VARY_ONLY if cache_control else _PRIVATE
-            if extra:
-                message = {**message, "headers": [*headers, *extra]}
+            if extra is not None:
+                # A new message (the app's may be sent again), copied as a dict where it is one: cheaper.
+                if type(message) is dict:
+                    message = message.copy()
+                    message["headers"] = headers + extra
+                else:
+                    message = {**message, "headers": headers + extra}
         await send(message)
 
     return send_private

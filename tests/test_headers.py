@@ -139,7 +139,13 @@ async def test_a_callback_answer_carries_them(
             [(b"x-vary-by", b"a"), (b"x-cache-control-hint", b"b")],
             [(b"cache-control", b"private"), (b"vary", b"Cookie")],
         ),
+        # names of the two lengths that are not them (only names of those lengths are lowered)
+        (
+            [(b"Last-Modified", b"x"), (b"etag", b'"1"'), (b"ETag", b'"1"')],
+            [(b"cache-control", b"private"), (b"vary", b"Cookie")],
+        ),
         ([(b"Cache-Control", b"no-store")], [(b"vary", b"Cookie")]),  # any case, as Django sends it
+        ([(b"CACHE-CONTROL", b"no-store"), (b"Vary", b"Cookie")], []),
         ([(bytearray(b"VARY"), b"Accept")], [(b"cache-control", b"private"), (b"vary", b"Cookie")]),
         ([(b"vary", b"Accept, cookie")], [(b"cache-control", b"private")]),
         ([(b"vary", b"*"), (b"cache-control", b"private, max-age=5")], []),
@@ -160,3 +166,28 @@ async def test_private_send_adds_what_the_answer_lacks(
     await private({"type": "http.response.body", "body": b"x"})
     assert [tuple(h) for h in sent[0]["headers"]] == [*(tuple(h) for h in headers), *added]
     assert sent[1] == {"type": "http.response.body", "body": b"x"}  # other messages pass as they are
+
+
+@pytest.mark.parametrize("as_dict", [True, False])
+async def test_private_send_leaves_the_apps_message_as_it_was(as_dict: bool) -> None:
+    """The app may send one message again (a constant, or a retry): the headers go on a copy."""
+    from types import MappingProxyType
+
+    sent: list[Any] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    headers = [(b"content-type", b"text/html")]
+    start = {"type": "http.response.start", "status": 200, "headers": headers}
+    message: Any = start if as_dict else MappingProxyType(start)
+    for _ in range(2):
+        await private_send(send)(message)
+    assert start == {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [(b"content-type", b"text/html")],
+    }
+    assert sent[0] == sent[1] and sent[0] is not start and sent[0]["headers"] is not headers
+    assert sent[0]["headers"] == [*headers, (b"cache-control", b"private"), (b"vary", b"Cookie")]
+    assert sent[0]["status"] == 200
