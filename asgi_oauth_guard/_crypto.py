@@ -153,15 +153,17 @@ class Keyring:
         raw = os.urandom(SID_BYTES + KEY_BYTES)
         return b64e(raw[:SID_BYTES]), raw[SID_BYTES:], self._session.sign(b64e(raw)).decode("ascii")
 
-    def open_session_cookie(self, value: str) -> tuple[str, bytes] | None:
+    def open_session_cookie(self, value: str | bytes) -> tuple[str, bytes] | None:
         """``(sid, key)`` from a cookie value, or ``None`` if it is not one we signed: ``payload.signature``
         (itsdangerous's format) whose signature one of the secret keys made. Only the canonical signature is
         accepted: the one the signer writes, not other base64 spellings of it. One function, no helper:
-        the path of a cookie not served lately runs it once per request, cold."""
+        the path of a cookie not served lately runs it once per request, cold. The hot path passes the
+        bytes the server read (a byte outside ASCII cannot be in a signature we made: it fails the check)."""
         if len(value) > MAX_COOKIE_LENGTH:
             return None
         try:
-            payload, dot, signature = value.encode("ascii").rpartition(b".")
+            raw_value = value.encode("ascii") if isinstance(value, str) else value
+            payload, dot, signature = raw_value.rpartition(b".")
             if not dot:
                 return None
             for inner, outer in self._session_macs:

@@ -49,15 +49,21 @@ def headers_map(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
+# What ``str.strip()`` takes off a latin-1 text: a value read as bytes is trimmed as its text would be.
+_BLANKS = bytes(c for c in range(256) if chr(c).isspace())
+
+
 def cookie(scope: Scope, name: str) -> str | None:
     """One cookie's value from the Cookie headers, without parsing the others."""
-    return find_cookie(scope["headers"], (name + "=").encode("latin-1"))
+    value = find_cookie(scope["headers"], (name + "=").encode("latin-1"))
+    return None if value is None else value.decode("latin-1")
 
 
-def find_cookie(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> str | None:
+def find_cookie(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> bytes | None:
     """The value of the first cookie named by ``prefix`` (``b"name="``) in the Cookie headers (HTTP/2 may
-    split them), or ``None``. On the hot path: the headers are searched as bytes, and only the value found
-    is decoded, never a whole header of the app's other cookies."""
+    split them), or ``None``: bytes, as the server passed them, with blanks and quotes around it taken
+    off. On the hot path the value is the key the guard remembers a session by, so it is never decoded,
+    and the app's other cookies are never looked at."""
     for key, value in headers:
         if key != b"cookie":
             continue
@@ -65,8 +71,7 @@ def find_cookie(headers: Iterable[tuple[bytes, bytes]], prefix: bytes) -> str | 
         while at >= 0:
             if at == 0 or value[at - 1] in b"; ":
                 end = value.find(b";", at)
-                found = value[at + len(prefix) : end if end >= 0 else len(value)].decode("latin-1")
-                return found.strip().strip('"')
+                return value[at + len(prefix) : end if end >= 0 else len(value)].strip(_BLANKS).strip(b'"')
             at = value.find(prefix, at + 1)
     return None
 

@@ -597,7 +597,7 @@ class OAuthGuard:
         finally:
             _state.reset(token)
 
-    async def _first_sight(self, cookie: str) -> tuple[GuardState, Reason | None]:
+    async def _first_sight(self, cookie: bytes) -> tuple[GuardState, Reason | None]:
         """:meth:`_signed_in` for a session cookie nothing is remembered for: verified (one HMAC), then its
         session read."""
         opened = self._keyring.open_session_cookie(cookie)
@@ -611,7 +611,7 @@ class OAuthGuard:
         return await self._signed_in(cookie, sid, key, blob)
 
     async def _signed_in(
-        self, cookie: str, sid: str, key: bytes, blob: bytes | None
+        self, cookie: bytes, sid: str, key: bytes, blob: bytes | None
     ) -> tuple[GuardState, Reason | None]:
         """The state to publish for the session the store holds as ``blob``, which the hot path could not
         serve as it was: the anonymous state and why, or the session after its lifetime checks (maybe

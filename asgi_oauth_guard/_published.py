@@ -84,7 +84,7 @@ class Published:
         self._idle_timeout = lifetime.idle_timeout
         self._leeway = refresher.leeway
         self._limit = limit
-        self.by_cookie: dict[str, Served] = {}
+        self.by_cookie: dict[bytes, Served] = {}
         """The hot path reads it directly: one dictionary lookup per signed-in request."""
         self._seen: set[int] = set()  # hashes of cookies seen once lately and not remembered
 
@@ -219,7 +219,7 @@ class Published:
             credentials(identity, self._guard.scopes),
         )
 
-    def remember(self, cookie: str, blob: bytes, state: GuardState, until: float) -> None:
+    def remember(self, cookie: bytes, blob: bytes, state: GuardState, until: float) -> None:
         """Serve ``state`` for ``cookie`` while the store holds exactly ``blob`` (the session ``state`` was
         built from), before ``until`` (:meth:`until` of that session); from the cookie's second sight."""
         if cookie not in self.by_cookie:  # the doorkeeper: seen once lately, or now for the first time
@@ -241,11 +241,11 @@ class Published:
         # cache, and the request that rebuilt it is serving it: used, as a hit would have marked it.
         served.used = known
 
-    def forget(self, cookie: str) -> None:
+    def forget(self, cookie: bytes) -> None:
         """Serve nothing remembered for ``cookie``: its session ended or cannot be served."""
         self.by_cookie.pop(cookie, None)
 
-    def renewed(self, cookie: str) -> None:
+    def renewed(self, cookie: bytes) -> None:
         """``cookie``'s session has a new version (a refresh or a touch wrote it): serve nothing remembered,
         and remember the next version the next request finds (a second sight, not a first)."""
         if self.by_cookie.pop(cookie, None) is not None:

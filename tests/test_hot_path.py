@@ -34,33 +34,33 @@ OTHER_KEY = "another-secret-key-that-is-long-enough-42"
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [
-        ([(b"cookie", b"guard_session=abc")], "abc"),
-        ([(b"cookie", b"a=1; guard_session=abc; b=2")], "abc"),
-        ([(b"cookie", b"a=1;guard_session=abc")], "abc"),
-        ([(b"cookie", b'guard_session=" abc "')], " abc "),  # quotes off, what they held kept
-        ([(b"cookie", b"guard_session=  abc  ; b=2")], "abc"),
-        ([(b"cookie", b"xguard_session=no; guard_session=yes")], "yes"),  # a longer name is not it
+        ([(b"cookie", b"guard_session=abc")], b"abc"),
+        ([(b"cookie", b"a=1; guard_session=abc; b=2")], b"abc"),
+        ([(b"cookie", b"a=1;guard_session=abc")], b"abc"),
+        ([(b"cookie", b'guard_session=" abc "')], b" abc "),  # quotes off, what they held kept
+        ([(b"cookie", b"guard_session=  abc  ; b=2")], b"abc"),
+        ([(b"cookie", b"xguard_session=no; guard_session=yes")], b"yes"),  # a longer name is not it
         ([(b"cookie", b"guard_session_tx=no")], None),
-        ([(b"cookie", b"guard_session=first; guard_session=second")], "first"),
-        ([(b"cookie", b"a=1"), (b"cookie", b"guard_session=later")], "later"),  # HTTP/2: split headers
+        ([(b"cookie", b"guard_session=first; guard_session=second")], b"first"),
+        ([(b"cookie", b"a=1"), (b"cookie", b"guard_session=later")], b"later"),  # HTTP/2: split headers
         (
             [(b"cookie", b"a=1"), (b"accept", b"*/*"), (b"cookie", b"guard_session=on; guard_session=no")],
-            "on",
+            b"on",
         ),
-        ([(b"cookie", b"guard_session=first"), (b"cookie", b"guard_session=second")], "first"),
+        ([(b"cookie", b"guard_session=first"), (b"cookie", b"guard_session=second")], b"first"),
         ([(b"cookie", b"a=1"), (b"cookie", b"b=2")], None),
-        ([[b"accept", b"*/*"], [b"cookie", b"guard_session=abc"]], "abc"),  # lists, as some servers send
-        ([(b"cookie", b"guard_session=\tabc")], "abc"),
-        ([(b"cookie", "guard_session=\u00a0abc\u00a0".encode("latin-1"))], "abc"),  # str.strip's spaces
-        ([(b"cookie", b'guard_session="abc"')], "abc"),
+        ([[b"accept", b"*/*"], [b"cookie", b"guard_session=abc"]], b"abc"),  # lists, as some servers send
+        ([(b"cookie", b"guard_session=\tabc")], b"abc"),
+        ([(b"cookie", "guard_session=\u00a0abc\u00a0".encode("latin-1"))], b"abc"),  # str.strip's spaces
+        ([(b"cookie", b'guard_session="abc"')], b"abc"),
         ([(b"x-cookie", b"guard_session=no")], None),
-        ([(b"cookie", "caf\u00e9=cr\u00e8me; guard_session=abc".encode("latin-1"))], "abc"),
-        ([(b"cookie", b"guard_session=")], ""),
+        ([(b"cookie", "caf\u00e9=cr\u00e8me; guard_session=abc".encode("latin-1"))], b"abc"),
+        ([(b"cookie", b"guard_session=")], b""),
         ([], None),
     ],
 )
 def test_find_cookie_reads_the_value_as_the_text_search_did(
-    headers: list[tuple[bytes, bytes]], expected: str | None
+    headers: list[tuple[bytes, bytes]], expected: bytes | None
 ) -> None:
     assert find_cookie(headers, b"guard_session=") == expected
     assert find_cookie(iter(headers), b"guard_session=") == expected  # any iterable, read once
@@ -106,7 +106,12 @@ def test_a_tampered_or_foreign_session_cookie_is_refused() -> None:
         "",
     ):
         assert Keyring([SECRET_KEY]).open_session_cookie(forged) is None
+        # as the bytes the server read (the hot path's), latin-1 as a server decodes them: refused too
+        assert Keyring([SECRET_KEY]).open_session_cookie(forged.encode("latin-1", "replace")) is None
     assert keyring.open_session_cookie(value) == (sid, key)
+    assert keyring.open_session_cookie(value.encode()) == (sid, key)
+    assert keyring.open_session_cookie(f"{payload}\u00e9.{signature}".encode("latin-1")) is None
+    assert keyring.open_session_cookie(value.encode() + b" " * 512) is None  # too long, as text is
     fake = hmac.new(b"not-the-derived-key", payload.encode(), hashlib.sha256).digest()
     unsigned = f"{payload}.{base64.urlsafe_b64encode(fake).rstrip(b'=').decode()}"
     assert Keyring([SECRET_KEY]).open_session_cookie(unsigned) is None
@@ -271,7 +276,7 @@ async def test_a_cookie_is_served_from_memory_from_its_second_sight_on(
     guard._published.by_cookie.clear()
     guard._published._seen.clear()
     work = Decrypts(guard, monkeypatch)
-    value = browser.cookies["guard_session"]
+    value = browser.cookies["guard_session"].encode()  # remembered by the bytes the server read
     assert (await browser.get("/me")).json()["user"] == "alice"
     assert work.take() == (1, 1) and value not in guard._published.by_cookie  # a first sight
     assert (await browser.get("/me")).json()["user"] == "alice"
@@ -289,7 +294,7 @@ async def remembered(guard: Any, browser_factory: BrowserFactory, provider: OAut
     await login(browser, provider, "/me")
     for _ in range(2):
         await browser.get("/me")
-    assert browser.cookies["guard_session"] in guard._published.by_cookie
+    assert browser.cookies["guard_session"].encode() in guard._published.by_cookie
     return browser
 
 
@@ -301,7 +306,7 @@ async def test_a_remembered_state_is_served_only_while_the_store_holds_its_bytes
 ) -> None:
     guard = guard_factory()
     browser = await remembered(guard, browser_factory, provider)
-    value = browser.cookies["guard_session"]
+    value = browser.cookies["guard_session"].encode()
     served = guard._published.by_cookie[value]
     # Another worker wrote a new version (here: new tokens): the next request reads that one.
     session = await guard._sessions.load(served.sid, served.key)
@@ -344,19 +349,19 @@ async def test_a_full_cache_keeps_the_users_it_serves(guard_factory: GuardFactor
         made = Session(sid=cookie, tokens=tokens, claims={"sub": cookie}, created_at=clock())
         state = published.state_of(made, (made.sid, b"k" * 32))
         for _ in range(2):
-            published.remember(cookie, b"blob", state, published.until(made))
+            published.remember(cookie.encode(), b"blob", state, published.until(made))
 
     sighted_twice("hot")
     sighted_twice("idle")
     for i in range(100):  # passers-by, while "hot" is served between them and "idle" is not
-        published.by_cookie["hot"].used = True  # what the hot path does when it serves an entry
+        published.by_cookie[b"hot"].used = True  # what the hot path does when it serves an entry
         sighted_twice(f"other-{i}")
         assert len(published.by_cookie) <= 10
-    assert "hot" in published.by_cookie and "idle" not in published.by_cookie
+    assert b"hot" in published.by_cookie and b"idle" not in published.by_cookie
     for cookie in list(published.by_cookie):  # every entry served: the cache stays bounded all the same
         published.by_cookie[cookie].used = True
     sighted_twice("new")
-    assert len(published.by_cookie) <= 10 and "new" in published.by_cookie
+    assert len(published.by_cookie) <= 10 and b"new" in published.by_cookie
 
 
 async def test_the_version_a_refresh_writes_is_remembered_at_once(
@@ -393,8 +398,8 @@ async def test_a_remembered_session_keeps_six_objects_alive(
     for i, blob in enumerate(blobs):
         session = Session(sid=f"sid-{i}", tokens=tokens, claims={"sub": f"u{i}"}, created_at=clock())
         state = published.state_of(session, (session.sid, b"k" * 32))
-        published.remember(f"cookie-{i}", blob, state, published.until(session))
-        published.remember(f"cookie-{i}", blob, state, published.until(session))
+        published.remember(f"cookie-{i}".encode(), blob, state, published.until(session))
+        published.remember(f"cookie-{i}".encode(), blob, state, published.until(session))
         del session, state
     gc.collect()
     assert len(published.by_cookie) == 500

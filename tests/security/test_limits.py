@@ -190,13 +190,13 @@ async def test_the_published_states_and_the_cookies_seen_once_are_bounded(
         session = Session(sid=f"sid-{i}", tokens=tokens, claims={}, created_at=clock())
         state = published.state_of(session, (session.sid, b"k" * 32))
         for _ in range(2):  # remembered at the second sight
-            published.remember(f"cookie-{i}", b"blob", state, published.until(session))
+            published.remember(f"cookie-{i}".encode(), b"blob", state, published.until(session))
         assert len(published.by_cookie) <= 10_000 and len(published._seen) <= 10_000
-    assert len(published.by_cookie) >= 9_000 and "cookie-10049" in published.by_cookie
+    assert len(published.by_cookie) >= 9_000 and b"cookie-10049" in published.by_cookie
     for i in range(20_050):  # cookies seen once each
-        published.remember(f"once-{i}", b"blob", state, published.until(session))
+        published.remember(f"once-{i}".encode(), b"blob", state, published.until(session))
         assert len(published._seen) <= 10_000
-    assert not any(cookie.startswith("once-") for cookie in published.by_cookie)
+    assert not any(cookie.startswith(b"once-") for cookie in published.by_cookie)
 
 
 def test_a_full_cache_drops_its_oldest_tenth_at_once() -> None:
