@@ -52,8 +52,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-e2e", action="store_true", help="skip the uvicorn + wrk section")
     parser.add_argument("--no-redis", action="store_true", help="leave out RedisStore (no redis-server)")
-    parser.add_argument("--e2e-seconds", type=int, default=4, help="seconds per wrk run (default 4)")
-    parser.add_argument("--e2e-rounds", type=int, default=5, help="wrk rounds per variant (default 5)")
+    parser.add_argument("--e2e-seconds", type=int, default=2, help="seconds per wrk run (default 2)")
+    parser.add_argument("--e2e-rounds", type=int, default=7, help="wrk rounds per variant (default 7)")
     parser.add_argument(
         "--e2e-main-only", action="store_true", help="end to end: only the main case (uvicorn[standard])"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import re
 import shutil
@@ -147,9 +148,15 @@ def _check(name: str, url: str, headers: Sequence[tuple[str, str]]) -> None:
         raise RuntimeError(f"{name} under uvicorn answered {answer.status_code}: {answer.text[:200]}")
 
 
+Servers = dict[str, tuple[str, list[tuple[str, str]], int]]  # variant: (url, headers, pid)
+Runs = dict[str, list[dict[str, Any]]]
+
+
 def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Medians per variant; each run of a variant is compared with the bare runs just before and after it
+    (``bare``, which :func:`measure` records with it): the geometric mean of their requests/s and p99, the
+    mean of their CPU time."""
     results: dict[str, Any] = {}
-    bare = runs.get("bare")
     for name, got in runs.items():
         row: dict[str, Any] = {
             "rps_median": statistics.median(g["rps"] for g in got),
@@ -159,18 +166,30 @@ def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "socket_errors": [g["socket_errors"] for g in got if g["socket_errors"]],
             "rounds": got,
         }
-        if bare is not None:
-            pairs = list(zip(got, bare, strict=True))
-            rps = [g["rps"] / b["rps"] for g, b in pairs]
-            extra = [g["server_cpu_us"] - b["server_cpu_us"] for g, b in pairs]
+        if name == "bare":
+            row.update(rps_ratio=1.0, rps_ratio_range=[1.0, 1.0], p99_ratio=1.0, cpu_ratio=1.0)
+            row.update(cpu_over_bare_us=0.0, cpu_over_bare_us_range=[0.0, 0.0])
+        elif all("bare" in g for g in got):
+            rps = [g["rps"] / g["bare"]["rps"] for g in got]
+            extra = [g["server_cpu_us"] - g["bare"]["server_cpu_us"] for g in got]
             row["rps_ratio"] = statistics.median(rps)
             row["rps_ratio_range"] = [min(rps), max(rps)]
-            row["p99_ratio"] = statistics.median(g["p99_ms"] / b["p99_ms"] for g, b in pairs)
-            row["cpu_ratio"] = statistics.median(g["server_cpu_us"] / b["server_cpu_us"] for g, b in pairs)
+            row["p99_ratio"] = statistics.median(g["p99_ms"] / g["bare"]["p99_ms"] for g in got)
+            row["cpu_ratio"] = statistics.median(g["server_cpu_us"] / g["bare"]["server_cpu_us"] for g in got)
             row["cpu_over_bare_us"] = statistics.median(extra)
             row["cpu_over_bare_us_range"] = [min(extra), max(extra)]
         results[name] = row
     return results
+
+
+def _between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """What bare measured around a run: rates and latencies by their geometric mean, CPU time by its mean
+    (a drift of the machine's speed during the three runs cancels to first order)."""
+    return {
+        "rps": math.sqrt(before["rps"] * after["rps"]),
+        "p99_ms": math.sqrt(before["p99_ms"] * after["p99_ms"]),
+        "server_cpu_us": (before["server_cpu_us"] + after["server_cpu_us"]) / 2,
+    }
 
 
 def measure(
@@ -185,15 +204,18 @@ def measure(
     cases: Sequence[Case] = CASES,
     settings: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Per case, all its servers up at once (idle ones cost nothing); each round runs wrk against each in
-    turn (the order rotates), and ratios are taken per round against bare in the same round."""
+    """Per case, all its servers up at once (idle ones cost nothing). Each round runs wrk against bare, then
+    against each other variant in turn (the order rotates) with bare again after each: a variant's run is
+    compared with the bare runs just before and after it (:func:`_between`). With six variants, comparing
+    with one bare run per round put them up to five runs apart, and this machine's speed changes within
+    that (the ratios of one run's rounds ranged from 0.55x to 1.08x)."""
     done: list[dict[str, Any]] = []
     for case in cases:
         names = [n for n in variants if case.variants is None or n in case.variants]
         server = SERVERS[case.server]
         print(f".. {case.name}: {', '.join(names)}", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as directory, contextlib.ExitStack() as stack:
-            servers: dict[str, tuple[str, list[tuple[str, str]], int]] = {}
+            servers: Servers = {}
             for name in names:
                 url, cookie, pid = stack.enter_context(
                     uvicorn_app(
@@ -210,15 +232,28 @@ def measure(
                 servers[name] = url, headers, pid
             for url, headers, _ in servers.values():
                 wrk(url, headers, seconds=warmup, connections=connections, threads=threads)
-            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+            runs: Runs = {name: [] for name in servers}
+
+            def run(name: str, servers: Servers = servers, runs: Runs = runs) -> dict[str, Any]:
+                url, headers, pid = servers[name]
+                cpu = cpu_seconds(pid)
+                got = wrk(url, headers, seconds=seconds, connections=connections, threads=threads)
+                got["server_cpu_us"] = (cpu_seconds(pid) - cpu) / got["requests"] * 1e6
+                runs[name].append(got)
+                return got
+
+            others = [name for name in names if name != "bare"]
             for r in range(rounds):
-                order = names[r % len(names) :] + names[: r % len(names)]
+                # bare, then each other variant followed by bare again (the order rotates): each run is
+                # compared with the two bare runs beside it, seconds apart, never a round apart.
+                order = others[r % len(others) :] + others[: r % len(others)] if others else []
+                before = run("bare") if "bare" in servers else None
                 for name in order:
-                    url, headers, pid = servers[name]
-                    cpu = cpu_seconds(pid)
-                    run = wrk(url, headers, seconds=seconds, connections=connections, threads=threads)
-                    run["server_cpu_us"] = (cpu_seconds(pid) - cpu) / run["requests"] * 1e6
-                    runs[name].append(run)
+                    got = run(name)
+                    if before is not None:
+                        after = run("bare")
+                        got["bare"] = _between(before, after)
+                        before = after
         done.append(
             {
                 "case": case.name,

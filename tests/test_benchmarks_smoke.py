@@ -118,3 +118,50 @@ def test_the_gc_clock_counts_collections_only_while_entered() -> None:
     counted = clock.seconds
     gc.collect()
     assert clock.seconds == counted
+
+
+def test_end_to_end_compares_each_run_with_the_bare_runs_beside_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's speed drifts through a round (here it halves, run after run): each variant's ratio to
+    bare is still what its own work makes it, because it is taken against the bare runs beside it."""
+    import contextlib
+    from collections.abc import Iterator
+    from typing import Any
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks import _e2e
+
+    cost = {"bare": 1.0, "guard-memory": 1.1, "session": 2.0}  # CPU per request, at full speed
+    ports = {f"http://127.0.0.1:{9000 + i}": name for i, name in enumerate(cost)}
+    speed = [1.0]
+    cpu = {name: 0.0 for name in cost}
+    sequence: list[str] = []
+
+    @contextlib.contextmanager
+    def served(variant: str, **_: Any) -> Iterator[tuple[str, str, int]]:
+        yield next(u for u, n in ports.items() if n == variant), "guard_session=x", list(cost).index(variant)
+
+    def wrk(url: str, headers: Any, *, seconds: float, connections: int, threads: int) -> dict[str, Any]:
+        name = ports[url]
+        sequence.append(name)
+        speed[0] *= 0.93  # slower at every run
+        rps = speed[0] / cost[name] * 10_000
+        requests = round(rps * seconds)
+        cpu[name] += requests * cost[name] / speed[0] * 1e-4
+        return {"rps": rps, "p99_ms": 1 / rps * 1e4, "requests": requests, "non_2xx": 0, "socket_errors": ""}
+
+    monkeypatch.setattr(_e2e, "uvicorn_app", served)
+    monkeypatch.setattr(_e2e, "wrk", wrk)
+    monkeypatch.setattr(_e2e, "_check", lambda *a: None)
+    monkeypatch.setattr(_e2e, "cpu_seconds", lambda pid: cpu[list(cost)[pid]])
+    got = _e2e.measure(list(cost), redis_url=None, rounds=4, seconds=1, warmup=1, cases=[_e2e.MAIN])
+    measured = sequence[len(cost) :]  # after one warm-up run each
+    assert measured[:5] == ["bare", "guard-memory", "bare", "session", "bare"]
+    assert measured[5:10] == ["bare", "session", "bare", "guard-memory", "bare"]  # the order rotates
+    rows = got["variants"]
+    assert len(rows["guard-memory"]["rounds"]) == 4 and len(rows["bare"]["rounds"]) == 12
+    for name in ("guard-memory", "session"):
+        assert rows[name]["rps_ratio"] == pytest.approx(1 / cost[name], rel=1e-9)
+        assert rows[name]["p99_ratio"] == pytest.approx(cost[name], rel=1e-9)
+        assert rows[name]["rps_ratio_range"][1] - rows[name]["rps_ratio_range"][0] < 1e-9
+    # CPU time by the mean of its neighbours: to within the drift's curvature
+    assert rows["guard-memory"]["cpu_ratio"] == pytest.approx(1.1, rel=0.005)
